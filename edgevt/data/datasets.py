@@ -1,0 +1,230 @@
+"""Clip datasets: folder-per-class trees, annotation lists, CSV lists and unlabeled folders.
+
+Every form resolves to a list of ``ClipRecord`` and a ``LabelMap``; ``ClipDataset`` decodes and
+samples clips by the ClipSpec. Bad files raise a one-line ``EdgevtError`` naming the file, unless
+``skip_bad=True``, in which case they are dropped and listed in ``dataset.skipped``.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from edgevt.data.sampling import sample_indices
+from edgevt.data.video import is_video_file, probe_video, read_frames
+from edgevt.errors import EdgevtError
+from edgevt.spec import ClipSpec
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    path: str
+    label: int | None = None  # index into the label map; None for unlabeled clips
+    start: int | None = None  # optional frame range within the video (Kinetics-style lists)
+    end: int | None = None
+
+
+class LabelMap:
+    """Stable name <-> index mapping; saved as labels.txt, one name per line, in index order."""
+
+    def __init__(self, names: list[str]):
+        if len(set(names)) != len(names):
+            raise EdgevtError("label names must be unique")
+        self.names = list(names)
+        self._index = {n: i for i, n in enumerate(self.names)}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index(self, label: str, where: str = "") -> int:
+        if label in self._index:
+            return self._index[label]
+        if label.isdigit() and int(label) < len(self.names):
+            return int(label)
+        raise EdgevtError(f"{where}unknown label {label!r}; known labels: {', '.join(self.names[:10])}"
+                          f"{' ...' if len(self.names) > 10 else ''}")
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text("\n".join(self.names) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LabelMap":
+        p = Path(path)
+        if not p.exists():
+            raise EdgevtError(f"{p}: no such labels file")
+        return cls([line.strip() for line in p.read_text().splitlines() if line.strip()])
+
+
+def scan_folder_tree(root: Path) -> tuple[list[ClipRecord], LabelMap]:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    labels = LabelMap(classes)
+    records = [ClipRecord(str(f), labels.index(c))
+               for c in classes for f in sorted((root / c).rglob("*")) if is_video_file(f)]
+    return records, labels
+
+
+def scan_unlabeled(root: Path) -> list[ClipRecord]:
+    return [ClipRecord(str(f)) for f in sorted(root.rglob("*")) if is_video_file(f)]
+
+
+def _find_labels_file(list_path: Path) -> Path | None:
+    for candidate in (list_path.parent / "labels.txt", list_path.parent.parent / "labels.txt"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def read_annotation_list(path: Path, labels: LabelMap | None = None,
+                         data_root: Path | None = None) -> tuple[list[ClipRecord], LabelMap]:
+    """``path label`` lines (MMAction2/UCF101 style) or CSV ``path,label[,start,end]``."""
+    root = data_root or path.parent
+    rows: list[tuple[str, str, int | None, int | None]] = []
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as f:
+            for i, row in enumerate(csv.reader(f)):
+                if not row or row[0].startswith("#"):
+                    continue
+                if i == 0 and row[0].strip().lower() in ("path", "video", "youtube_id", "filename"):
+                    continue  # header
+                if len(row) < 2:
+                    raise EdgevtError(f"{path}:{i + 1}: expected 'path,label[,start,end]', got {row}")
+                start = int(row[2]) if len(row) > 2 and row[2].strip() else None
+                end = int(row[3]) if len(row) > 3 and row[3].strip() else None
+                rows.append((row[0].strip(), row[1].strip(), start, end))
+    else:
+        for i, line in enumerate(path.read_text().splitlines()):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2:
+                raise EdgevtError(f"{path}:{i + 1}: expected 'path label', got {line!r}")
+            rows.append((parts[0], parts[1], None, None))
+    if labels is None:
+        labels_file = _find_labels_file(path)
+        if labels_file is not None:
+            labels = LabelMap.load(labels_file)
+        else:
+            names = sorted({r[1] for r in rows})
+            if all(n.isdigit() for n in names):
+                raise EdgevtError(f"{path}: labels are numeric and no labels.txt was found beside it; "
+                                  "add labels.txt with one class name per line")
+            labels = LabelMap(names)
+    records = [ClipRecord(str(root / p), labels.index(lab, f"{path}: "), s, e) for p, lab, s, e in rows]
+    return records, labels
+
+
+def resolve_source(source: str | Path, labels: LabelMap | None = None,
+                   labeled: bool = True) -> tuple[list[ClipRecord], LabelMap | None]:
+    """Records from a folder tree, an unlabeled folder, or a .txt/.csv list."""
+    p = Path(source)
+    if not p.exists():
+        raise EdgevtError(f"{p}: no such file or folder")
+    if p.is_file():
+        if p.suffix.lower() not in (".txt", ".csv", ".lst"):
+            raise EdgevtError(f"{p}: expected a folder of videos or a .txt/.csv annotation list")
+        records, lm = read_annotation_list(p, labels)
+        if not labeled:
+            records = [ClipRecord(r.path, None, r.start, r.end) for r in records]
+        return records, lm
+    has_class_dirs = any(d.is_dir() and any(is_video_file(f) for f in d.rglob("*")) for d in p.iterdir())
+    if labeled and has_class_dirs:
+        records, found = scan_folder_tree(p)
+        if labels is not None:
+            # Re-index by the given label map so that indices agree across domains.
+            mapped = []
+            for r in records:
+                name = found.names[r.label]
+                mapped.append(ClipRecord(r.path, labels.index(name, f"{p}: "), r.start, r.end))
+            return mapped, labels
+        return records, found
+    if labeled:
+        raise EdgevtError(f"{p}: no class subfolders with videos; a labeled dataset needs "
+                          "<root>/<class>/<video> or an annotation list")
+    return scan_unlabeled(p), labels
+
+
+def check_records(records: list[ClipRecord], skip_bad: bool) -> tuple[list[ClipRecord], list[tuple[str, str]]]:
+    """Probe each video once; raise on the first bad one, or drop and report them with skip_bad."""
+    good, bad = [], []
+    for r in records:
+        try:
+            probe_video(r.path)
+        except EdgevtError as e:
+            if not skip_bad:
+                raise EdgevtError(f"{e} (pass --skip-bad to skip unreadable videos)") from None
+            bad.append((r.path, str(e)))
+            continue
+        good.append(r)
+    return good, bad
+
+
+class ClipDataset(Dataset):
+    """uint8 clips [T, H, W, 3] in the spec's pixel format, with integer labels (-1 if unlabeled)."""
+
+    def __init__(self, records: list[ClipRecord], spec: ClipSpec, train: bool = False, transform=None,
+                 skip_bad: bool = False, cache: bool = False, seed: int = 0, sampling: str | None = None,
+                 check: bool = True):
+        if check:
+            records, self.skipped = check_records(records, skip_bad)
+        else:
+            self.skipped = []
+        if not records:
+            raise EdgevtError("no readable clips in the dataset")
+        self.records = records
+        self.spec = spec
+        self.train = train
+        self.transform = transform
+        self.sampling = sampling
+        self.seed = seed
+        self.epoch = 0
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([-1 if r.label is None else r.label for r in self.records])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Per-epoch augmentation randomness that stays deterministic per seed and resumable."""
+        self.epoch = epoch
+
+    def video(self, i: int) -> np.ndarray:
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        r = self.records[i]
+        frames = read_frames(r.path, self.spec.size, self.spec.resize, self.spec.pixel_format,
+                             start=r.start or 0, end=r.end)
+        if self._cache is not None:
+            self._cache[i] = frames
+        return frames
+
+    def clip(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        frames = self.video(i)
+        idx = sample_indices(len(frames), self.spec, train=self.train, rng=rng, sampling=self.sampling)
+        return frames[idx]
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
+        clip = self.clip(i, rng)
+        if self.transform is not None and rng is not None:
+            clip = self.transform(clip, rng)
+        label = self.records[i].label
+        return torch.from_numpy(np.ascontiguousarray(clip)), -1 if label is None else label
+
+
+def load_dataset(source: str | Path, spec: ClipSpec, labels: LabelMap | None = None, labeled: bool = True,
+                 **kwargs) -> ClipDataset:
+    """A ClipDataset from any supported source; ``labels`` fixes the index order across domains."""
+    records, lm = resolve_source(source, labels, labeled)
+    if not records:
+        raise EdgevtError(f"{source}: contains no video files")
+    ds = ClipDataset(records, spec, **kwargs)
+    ds.label_map = lm
+    return ds

@@ -1,0 +1,87 @@
+"""edgevt checkpoints: plain dicts of tensors and JSON-like values, loadable with weights_only=True.
+
+A checkpoint carries everything needed to rebuild the model and to sample its input: the
+architecture name, constructor arguments, the ClipSpec (with labels) and what produced it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgevt.errors import EdgevtError
+from edgevt.spec import ClipSpec
+
+FORMAT = "edgevt-checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, spec: ClipSpec, *, arch: str | None = None,
+                    model_kwargs: dict | None = None, **extra) -> None:
+    """Save weights + ClipSpec + metadata (strategy, metrics, provenance... as plain values)."""
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch or getattr(model, "arch"),
+        "model_kwargs": dict(model_kwargs or {}),
+        "spec": spec.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    atomic_torch_save(ckpt, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load and check an edgevt checkpoint; a clear error for anything else."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgevtError(f"{p}: no such checkpoint")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise EdgevtError(f"{p}: not an edgevt checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise EdgevtError(f"{p}: not an edgevt checkpoint (no '{FORMAT}' marker); create one with `edgevt adapt`")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise EdgevtError(f"{p}: checkpoint format {ckpt['format_version']} is newer than this edgevt; upgrade")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict | str | Path) -> tuple[nn.Module, ClipSpec]:
+    """Rebuild the model (eval mode) and its ClipSpec from a checkpoint dict or path."""
+    from edgevt.models.zoo import create_model
+
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    spec = ClipSpec.from_dict(ckpt["spec"])
+    kwargs = dict(ckpt.get("model_kwargs", {}))
+    kwargs.setdefault("num_frames", spec.num_frames)
+    model = create_model(ckpt["arch"], spec.num_classes, weights="none", **kwargs)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), spec
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

