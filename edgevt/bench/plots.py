@@ -1,0 +1,117 @@
+"""PNG plots for bench reports: latency distribution per configuration, accuracy vs latency,
+confusion matrix. matplotlib with the Agg backend (no display needed); writes are atomic."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from edgevt.bench.report import _atomic_write
+
+
+def _figure(*args, **kwargs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, plt.subplots(*args, **kwargs)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    _atomic_write(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def plot_latency(result, path: str | Path) -> Path | None:
+    """Box plot (whiskers at p1/p99) of every timed run per configuration, baseline first."""
+    rows = [r for r in result.rows if r.status == "ok" and r.samples_ms]
+    if not rows:
+        return None
+    plt, (fig, ax) = _figure(figsize=(8, 0.45 * len(rows) + 1.6))
+    data = [np.asarray(r.samples_ms) for r in rows][::-1]
+    labels = [r.label + (" (baseline)" if r.baseline else "") + (f"  {r.speedup:.2f}x" if r.speedup and not r.baseline
+                                                                   else "") for r in rows][::-1]
+    ax.boxplot(data, vert=False, whis=(1, 99), showfliers=True, flierprops={"markersize": 2, "alpha": 0.4})
+    ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+    lo, hi = min(d.min() for d in data), max(d.max() for d in data)
+    if hi / max(lo, 1e-9) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency per batch (ms), whiskers p1-p99")
+    ax.set_title("edgevt bench: latency per configuration")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def _top1(entry) -> float | None:
+    """Top-1 in percent from an eval entry ({"top1": 0.93} / {"top1": 93.0} / {"accuracy": ...})."""
+    if not isinstance(entry, dict):
+        return None
+    for key in ("top1", "top1_acc", "accuracy", "acc"):
+        v = entry.get(key)
+        if isinstance(v, (int, float)):
+            return float(v) * 100 if v <= 1.0 else float(v)
+    return None
+
+
+def accuracy_by_precision(eval_section: dict) -> dict[str, float]:
+    """{precision: top-1 %} from a bundle manifest's eval section, whatever its nesting
+    (``{"model.int8": {...}}``, ``{"int8": {...}}`` or ``{"results": {...}}``)."""
+    found: dict[str, float] = {}
+
+    def visit(d):
+        if not isinstance(d, dict):
+            return
+        for k, v in d.items():
+            prec = str(k).split(".")[-1]
+            if prec in ("fp32", "fp16", "int8") and _top1(v) is not None:
+                found.setdefault(prec, _top1(v))
+            elif isinstance(v, dict):
+                visit(v)
+
+    visit(eval_section or {})
+    return found
+
+
+def accuracy_points(result) -> list[tuple[str, float, float]]:
+    """(label, p50 ms, top-1 %) for every timed row whose precision has an eval result in the
+    bundle; the torch baseline counts as FP32 (the ONNX FP32 graph is parity-checked against it)."""
+    acc = accuracy_by_precision(result.eval)
+    return [(r.label, r.stats.p50_ms, acc[r.precision]) for r in result.rows
+            if r.status == "ok" and r.precision in acc]
+
+
+def plot_accuracy_vs_latency(points: list[tuple[str, float, float]], path: str | Path,
+                             title: str = "accuracy vs latency (target-test)") -> Path:
+    plt, (fig, ax) = _figure(figsize=(7, 4.5))
+    for label, ms, acc in points:
+        ax.scatter(ms, acc, s=30)
+        ax.annotate(label, (ms, acc), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("p50 latency per batch (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def plot_confusion(matrix, labels: list[str], path: str | Path, title: str = "confusion matrix") -> Path:
+    """Row-normalised confusion matrix with counts in the cells."""
+    m = np.asarray(matrix, dtype=np.float64)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    plt, (fig, ax) = _figure(figsize=(1.0 + 0.6 * len(labels), 0.8 + 0.55 * len(labels)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return _save(plt, fig, path)

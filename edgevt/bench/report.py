@@ -1,0 +1,131 @@
+"""Bench results as a rich table, JSON (with provenance), markdown and PNG plots.
+
+Every writer is atomic (temporary file + rename), so an interrupted run never leaves a report
+that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from edgevt.bench.suite import BenchResult, BenchRow
+
+
+def _atomic_write(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(x: float | None, nd: int = 2) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def _speedup(r: BenchRow) -> str:
+    if r.baseline:
+        return "1.00x (baseline)"
+    return "-" if r.speedup is None else f"{r.speedup:.2f}x"
+
+
+def _split(r: BenchRow) -> str:
+    s = r.stats
+    if s is None or s.compute_ms is None:
+        return "not separated"
+    return f"{s.h2d_ms:.2f} / {s.compute_ms:.2f} / {s.d2h_ms:.2f}"
+
+
+COLUMNS = ["backend", "precision", "batch", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ms", "min ms",
+           "max ms", "clips/s", "vs PyTorch eager", "h2d / compute / d2h ms", "runs", "noise"]
+
+
+def row_cells(r: BenchRow) -> list[str]:
+    s = r.stats
+    if s is None:
+        return [r.backend, r.precision, str(r.batch)] + ["-"] * (len(COLUMNS) - 4) + [f"{r.status}: {r.reason}"]
+    return [r.backend, r.precision, str(r.batch), _fmt(s.p50_ms), _fmt(s.p90_ms), _fmt(s.p95_ms), _fmt(s.p99_ms),
+            _fmt(s.mean_ms), _fmt(s.min_ms), _fmt(s.max_ms), _fmt(s.throughput, 1), _speedup(r), _split(r),
+            str(s.runs), f"NOISY ({s.noise})" if s.noisy else f"ok (CV {s.cv:.0%})"]
+
+
+def rich_table(result: BenchResult):
+    from rich.table import Table
+
+    t = Table(title=f"edgevt bench: {result.bundle}")
+    for c in COLUMNS:
+        t.add_column(c, justify="right" if c.endswith(("ms", "/s")) or c in ("batch", "runs") else "left")
+    for r in result.rows:
+        cells = row_cells(r)
+        style = "bold" if r.baseline else ("dim" if r.status != "ok" else None)
+        if r.stats is not None and r.stats.noisy:
+            cells[-1] = f"[yellow]{cells[-1]}[/]"
+        t.add_row(*cells, style=style)
+    return t
+
+
+def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:
+    env = result.provenance.get("environment", {})
+    th = result.provenance.get("threads", {})
+    cfg = result.config
+    lines = [f"# edgevt bench: `{result.bundle}`", ""]
+    lines.append(f"- machine: {env.get('cpu')} ({th.get('cpu_count')} logical CPUs, {len(env.get('gpus') or [])} GPUs"
+                 f"{': ' + ', '.join(env['gpus']) if env.get('gpus') else ''}), {env.get('platform')}")
+    lines.append(f"- versions: edgevt {env.get('edgevt')}, torch {env.get('torch')}, onnxruntime "
+                 f"{env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}")
+    lines.append(f"- threads: requested {th.get('requested') or 'default'}, torch intra-op {th.get('torch_intra_op')}")
+    how = f"{cfg.get('runs')} timed runs" if cfg.get("runs") else f"timed for {cfg.get('duration_s')} s"
+    lines.append(f"- method: {cfg.get('warmup_s')} s warm-up, then {how} per configuration; "
+                 f"{cfg.get('timing')}; inputs: {cfg.get('inputs')}")
+    lines.append("- speed-up: PyTorch eager (torch backend, FP32, source checkpoint) p50 / row p50 at the same batch")
+    lines.append("")
+    lines.append("| " + " | ".join(COLUMNS) + " |")
+    lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
+    for r in result.rows:
+        cells = row_cells(r)
+        if r.baseline:
+            cells[0] = f"**{cells[0]}**"
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    noisy = [r.label for r in result.ok_rows() if r.stats.noisy]
+    if noisy:
+        lines += ["", f"Noisy measurements (machine busy; rerun on a quiet machine before quoting): {', '.join(noisy)}."]
+    if plot_name:
+        lines += ["", f"![latency]({plot_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(result: BenchResult, path: str | Path) -> Path:
+    path = Path(path)
+    _atomic_write(path, json.dumps(result.to_dict(), indent=1))
+    return path
+
+
+def load_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_reports(result: BenchResult, out: str | Path, name: str = "bench") -> dict[str, Path]:
+    """Write ``<name>.json``, ``<name>.md`` and ``<name>.png`` (latency plot) under ``out``."""
+    from edgevt.bench.plots import accuracy_points, plot_accuracy_vs_latency, plot_latency
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": write_json(result, out / f"{name}.json")}
+    plot = plot_latency(result, out / f"{name}.png")
+    if plot is not None:
+        files["png"] = plot
+    points = accuracy_points(result)
+    if points:
+        files["accuracy_png"] = plot_accuracy_vs_latency(points, out / f"{name}_accuracy.png")
+    md = to_markdown(result, plot.name if plot is not None else None)
+    if "accuracy_png" in files:
+        md += f"\n![accuracy vs latency]({files['accuracy_png'].name})\n"
+    _atomic_write(out / f"{name}.md", md)
+    files["md"] = out / f"{name}.md"
+    return files

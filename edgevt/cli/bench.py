@@ -1,0 +1,69 @@
+"""edgevt bench: latency percentiles per backend, precision and batch, against PyTorch eager."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgevt.errors import EdgevtError
+
+
+def bench(
+    bundle: Path = typer.Argument(..., help="Bundle folder written by `edgevt export` (edgevt.json inside)."),
+    backend: str = typer.Option("auto", "--backend", "-b",
+                                help="Comma list of backends (ort-cpu, ort-cuda, ort-trt, tensorrt, torch), "
+                                     "or auto = every backend usable here (see `edgevt info`)."),
+    precision: str = typer.Option("auto", "--precision", "-p",
+                                  help="Comma list of fp32, fp16, int8, or auto = every precision in the bundle."),
+    batch: str = typer.Option("1", "--batch", help="Comma list of batch sizes, e.g. 1,4."),
+    warmup_s: float = typer.Option(2.0, "--warmup-s", help="Warm-up seconds per configuration (not timed)."),
+    duration_s: float = typer.Option(10.0, "--duration-s", help="Timed seconds per configuration (at least 5 runs)."),
+    runs: int = typer.Option(None, "--runs", help="Timed runs per configuration instead of --duration-s."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch and onnxruntime (default: "
+                                                        "library default); what was used is recorded."),
+    clips: Path = typer.Option(None, "--clips", help="Folder or list of videos to take real input clips from "
+                                                    "(sampled with the bundle's ClipSpec); default: random uint8."),
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for bench.json/.md/.png (default: <bundle>/bench)."),
+    name: str = typer.Option("bench", help="File name stem of the reports."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline",
+                                  help="Time PyTorch eager on the source checkpoint as the baseline row."),
+    stream: Path = typer.Option(None, "--stream", help="Time the streaming loop end to end on this video "
+                                                       "instead, with its stage breakdown."),
+) -> None:
+    """Time every backend x precision x batch of a bundle: warm-up by time, then timed runs; reports
+    p50/p90/p95/p99, mean, min, max, clips/s, copies vs compute where the backend separates them, and
+    the speed-up against PyTorch eager. Writes a JSON with provenance, markdown and a PNG plot."""
+    from edgevt.bench.report import rich_table, write_reports
+
+    console = Console()
+    if not bundle.exists():
+        raise EdgevtError(f"{bundle}: no such bundle folder; create one with `edgevt export`")
+    out = out or (Path(bundle) / "bench")
+    if stream is not None:
+        from edgevt.bench.streaming import bench_stream, write_stream_reports
+
+        result = bench_stream(bundle, stream, backend=None if backend == "auto" else backend,
+                              precision=None if precision == "auto" else precision, threads=threads,
+                              console=console)
+        files = write_stream_reports(result, out, name=f"{name}_stream")
+    else:
+        from edgevt.bench.suite import run_bench
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            result = run_bench(bundle, backend, precision, batch, warmup_s=warmup_s,
+                               duration_s=None if runs else duration_s, runs=runs, threads=threads,
+                               clips=clips, baseline=baseline, progress=progress)
+        console.print(rich_table(result))
+        noisy = [r.label for r in result.ok_rows() if r.stats.noisy]
+        if noisy:
+            console.print(f"[yellow]noisy:[/] {', '.join(noisy)} (busy machine: high spread); rerun before quoting")
+        files = write_reports(result, out, name)
+    for kind, f in files.items():
+        console.print(f"{kind}: {f}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(bench)
