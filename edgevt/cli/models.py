@@ -11,8 +11,9 @@ def models() -> None:
     from edgevt.models.zoo import list_models
 
     table = Table(title="edgevt models")
-    for col in ("name", "family", "backbone", "pretrained weights", "input", "streaming"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True)
+    for col in ("family", "backbone", "pretrained weights", "input", "streaming"):
+        table.add_column(col, overflow="fold")
     for m in list_models():
         fixed = "x".join(map(str, m.fixed_input)) + " (T,H,W)" if m.fixed_input else "any"
         table.add_row(m.name, m.family, m.backbone, m.default_weights, fixed, ", ".join(m.streaming))

@@ -34,6 +34,7 @@ class ModelInfo:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     fixed_input: tuple | None = None  # (T, H, W) when the architecture only accepts one size
+    min_frames: int = 1  # temporal downsampling needs at least this many frames
     streaming: tuple = field(default=("window",))
     builder: Callable = field(default=None, repr=False, compare=False)
 
@@ -140,26 +141,37 @@ def build_frame_encoder(backbone: str, weights: str | None) -> FrameEncoder:
 
 
 class TemporalClassifier(nn.Module):
-    """TSN / TSM: a per-frame 2D encoder, average pooling over time, one linear classifier."""
+    """TSN / TSM: a per-frame 2D encoder, temporal pooling, one linear classifier.
+
+    temporal: ``avg`` (TSN average consensus) or ``conv`` (a temporal 1D convolution of width
+    ``temporal_dim`` before the average: order-aware, so motions and their reversals differ even
+    when the frame encoder is frozen).
+    """
 
     def __init__(self, encoder: FrameEncoder, num_classes: int, num_frames: int, shift: bool,
-                 dropout: float = 0.3):
+                 dropout: float = 0.3, temporal: str = "avg", temporal_dim: int = 256):
         super().__init__()
         self.encoder = encoder
         self.num_frames = num_frames
         self.shift = shift
         if shift:
             insert_temporal_shift(encoder, num_frames)
+        if temporal not in ("avg", "conv"):
+            raise EdgevtError(f"unknown temporal head {temporal!r}: use avg or conv")
+        self.temporal = temporal
+        self.tconv = nn.Conv1d(encoder.dim, temporal_dim, 3, padding=1) if temporal == "conv" else None
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(encoder.dim, num_classes)
-        self.feature_dim = encoder.dim
+        self.feature_dim = temporal_dim if temporal == "conv" else encoder.dim
+        self.fc = nn.Linear(self.feature_dim, num_classes)
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """[M, 3, H, W] -> [M, D]. For TSM, M must be a multiple of num_frames (whole clips)."""
         return self.encoder(frames)
 
     def pool(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """[N, T, D] -> [N, D]: temporal average pooling."""
+        """[N, T, D] -> [N, feature_dim]: temporal average pooling (after the temporal conv)."""
+        if self.tconv is not None:
+            embeddings = torch.relu(self.tconv(embeddings.transpose(1, 2))).transpose(1, 2)
         return embeddings.mean(dim=1)
 
     def temporal_head(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -235,20 +247,22 @@ def _register_all() -> None:
         register(ModelInfo(f"tsm_{bb}", "tsm", bb, default_w, mean, std, streaming=("window", "stateful")))
     for arch, w in _TV_3D.items():
         fixed = (16, 224, 224) if arch == "mvit_v2_s" else None
-        register(ModelInfo(arch, "3d", arch, w, KINETICS_MEAN, KINETICS_STD, fixed_input=fixed))
+        register(ModelInfo(arch, "3d", arch, w, KINETICS_MEAN, KINETICS_STD, fixed_input=fixed,
+                           min_frames=8 if arch == "s3d" else 1))
 
 
 _register_all()
 
 
 def create_model(name: str, num_classes: int, num_frames: int = 8, weights: str = "none",
-                 dropout: float = 0.3) -> nn.Module:
+                 dropout: float = 0.3, **head_kwargs) -> nn.Module:
     """Build a registry model.
 
     weights: ``none`` (random init), ``pretrained`` (the backbone's default weights: the bundled
     EfficientNet-Lite0 ImageNet weights work offline; torchvision ones are downloaded), a
     torchvision weight name (``ResNet18_Weights.IMAGENET1K_V1``), or a path to an edgevt
     checkpoint or a state dict (loaded with ``weights_only=True``).
+    head_kwargs: ``temporal`` / ``temporal_dim`` of 2D models (see TemporalClassifier).
     """
     info = model_info(name)
     if num_classes < 1:
@@ -256,6 +270,8 @@ def create_model(name: str, num_classes: int, num_frames: int = 8, weights: str 
     if info.fixed_input and num_frames != info.fixed_input[0]:
         raise EdgevtError(f"{name} only accepts {info.fixed_input[0]} frames of "
                           f"{info.fixed_input[1]}x{info.fixed_input[2]}; set num_frames accordingly")
+    if num_frames < info.min_frames:
+        raise EdgevtError(f"{name} needs at least {info.min_frames} frames per clip, got {num_frames}")
     path = None
     backbone_weights: str | None = None
     if weights not in ("none", "", None):
@@ -266,10 +282,13 @@ def create_model(name: str, num_classes: int, num_frames: int = 8, weights: str 
         else:
             backbone_weights = weights
     if info.family == "3d":
+        if head_kwargs:
+            raise EdgevtError(f"{name} is a 3D model; {sorted(head_kwargs)} only apply to TSN/TSM models")
         model = Video3DClassifier(info.backbone, num_classes, backbone_weights, dropout)
     else:
         encoder = build_frame_encoder(info.backbone, backbone_weights)
-        model = TemporalClassifier(encoder, num_classes, num_frames, shift=info.family == "tsm", dropout=dropout)
+        model = TemporalClassifier(encoder, num_classes, num_frames, shift=info.family == "tsm", dropout=dropout,
+                                   **head_kwargs)
     model.arch = name
     if path is not None:
         load_weights_file(model, path)

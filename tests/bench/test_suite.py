@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from edgevt.bench.plots import accuracy_by_precision
+from edgevt.bench.report import to_markdown, write_reports
+from edgevt.bench.suite import run_bench
+from edgevt.errors import EdgevtError
+
+
+@pytest.fixture(scope="module")
+def result(bench_bundle, motiondigits):
+    return run_bench(bench_bundle, "ort-cpu,torch", "fp32,int8", "1,2", warmup_s=0.05, runs=6, threads=1,
+                     clips=motiondigits / "target" / "test")
+
+
+def test_baseline_first_and_speedups(result):
+    by = {(r.backend, r.precision, r.batch): r for r in result.rows}
+    base = by[("torch", "fp32", 1)]
+    assert result.rows[0] is base and base.baseline and base.status == "ok"
+    ort = by[("ort-cpu", "fp32", 2)]
+    assert ort.status == "ok" and ort.stats.runs == 6 and ort.stats.batch == 2
+    assert ort.speedup == pytest.approx(by[("torch", "fp32", 2)].stats.p50_ms / ort.stats.p50_ms)
+    # what cannot run here is reported, with the reason, not dropped
+    assert by[("ort-cpu", "int8", 1)].status == "skipped" and "model.int8" in by[("ort-cpu", "int8", 1)].reason
+    assert by[("torch", "int8", 1)].status == "skipped" and by[("torch", "int8", 1)].stats is None
+
+
+def test_provenance_and_threads(result):
+    assert result.provenance["threads"]["requested"] == 1
+    assert result.provenance["threads"]["torch_intra_op"] == 1
+    assert "onnxruntime" in result.provenance["environment"]
+    assert "real clips" in result.config["inputs"]
+    ort = next(r for r in result.rows if r.backend == "ort-cpu" and r.status == "ok")
+    assert ort.describe["threads"] == 1
+
+
+def test_reports_written(result, tmp_path):
+    files = write_reports(result, tmp_path)
+    data = json.loads(files["json"].read_text())
+    assert data["format"] == "edgevt-bench" and len(data["rows"]) == len(result.rows)
+    assert files["png"].read_bytes()[:4] == b"\x89PNG"
+    md = files["md"].read_text()
+    assert "1.00x (baseline)" in md and "| ort-cpu | fp32 | 2 |" in md
+    assert "skipped: bundle has no model.int8" in md
+
+
+def test_accuracy_plot_when_bundle_has_eval(result, tmp_path):
+    result.eval = {"target_test": {"model.fp32": {"top1": 0.5}}}
+    try:
+        files = write_reports(result, tmp_path)
+    finally:
+        result.eval = {}
+    assert files["accuracy_png"].exists() and "accuracy vs latency" in files["md"].read_text()
+
+
+def test_accuracy_by_precision_shapes():
+    assert accuracy_by_precision({"model.int8": {"top1": 0.9}, "fp16": {"accuracy": 91.0}}) == {"int8": 90.0,
+                                                                                              "fp16": 91.0}
+    assert accuracy_by_precision({}) == {}
+
+
+def test_bad_inputs(bench_bundle, tmp_path):
+    with pytest.raises(EdgevtError, match="unknown backend"):
+        run_bench(bench_bundle, "nope", "fp32", "1", runs=1)
+    with pytest.raises(EdgevtError, match="--batch"):
+        run_bench(bench_bundle, "ort-cpu", "fp32", "0", runs=1)
+    with pytest.raises(EdgevtError, match="not an edgevt bundle"):
+        run_bench(tmp_path, "ort-cpu", "fp32", "1", runs=1)
+
+
+def test_markdown_flags_noise(result):
+    r = next(r for r in result.rows if r.status == "ok")
+    old = (r.stats.noisy, r.stats.noise)
+    r.stats.noisy, r.stats.noise = True, "CV 40% > 15%"
+    try:
+        assert "Noisy measurements" in to_markdown(result)
+    finally:
+        r.stats.noisy, r.stats.noise = old

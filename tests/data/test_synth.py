@@ -1,0 +1,83 @@
+import json
+
+import cv2
+import numpy as np
+
+from edgevt.data.datasets import LabelMap
+from edgevt.data.synth import (MOTIONS, PARTNER, TEST_BACKGROUNDS, TRAIN_BACKGROUNDS, SynthConfig, generate,
+                               glyph_masks, load_glyphs, make_stream_video)
+from edgevt.data.video import read_frames
+
+
+def test_layout_and_class_balance(motiondigits):
+    labels = LabelMap.load(motiondigits / "labels.txt").names
+    assert labels == MOTIONS
+    for split, per_class in [("source_train", 3), ("source_test", 2), ("target_train", 3), ("target_test", 2)]:
+        lines = (motiondigits / f"{split}.txt").read_text().split("\n")
+        counts = {c: sum(line.endswith(" " + c) for line in lines) for c in labels}
+        assert set(counts.values()) == {per_class}, (split, counts)
+        domain, part = split.split("_")
+        for c in labels:
+            assert len(list((motiondigits / domain / part / c).glob("*.mp4"))) == per_class
+
+
+def test_deterministic_per_seed(tmp_path):
+    cfg = SynthConfig(size=32, frames=6, per_class={"source_train": 1, "source_test": 1,
+                                                    "target_train": 1, "target_test": 1})
+    generate(tmp_path / "a", cfg)
+    generate(tmp_path / "b", cfg)
+    cfg.seed = 1
+    generate(tmp_path / "c", cfg)
+    rel = "target/test/rotate_cw/rotate_cw_0000.mp4"
+    a, b, c = (read_frames(tmp_path / d / rel) for d in "abc")
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not (tmp_path / "a.partial").exists()
+
+
+def test_target_backgrounds_disjoint(motiondigits):
+    meta = json.loads((motiondigits / "meta.json").read_text())
+    assert set(meta["backgrounds"]["target_train"]).isdisjoint(meta["backgrounds"]["target_test"])
+    assert set(TRAIN_BACKGROUNDS).isdisjoint(TEST_BACKGROUNDS)
+
+
+def _mean_shift(masks):
+    """Average frame-to-frame displacement (dx, dy) by phase correlation (wraps on the torus)."""
+    shifts = [cv2.phaseCorrelate(masks[i].astype(np.float64), masks[i + 1].astype(np.float64))[0]
+              for i in range(len(masks) - 1)]
+    return np.mean(shifts, axis=0)
+
+
+def test_motion_direction_and_time_reversal_partner():
+    glyph = load_glyphs()[7]
+    rng = np.random.default_rng(0)
+    right = glyph_masks(glyph, "move_right", 64, 8, rng)
+    down = glyph_masks(glyph, "move_down", 64, 8, rng)
+    dx, dy = _mean_shift(right)
+    assert dx > 1 and abs(dy) < 0.5
+    assert _mean_shift(down)[1] > 1
+    rdx, _ = _mean_shift(right[::-1])  # the reversed clip moves like its partner class
+    assert rdx < -1 and PARTNER["move_right"] == "move_left"
+
+
+def test_single_frames_carry_no_position_or_angle_bias():
+    # Glyph centroids over many clips of one class cover the frame evenly: no class-specific pose.
+    glyphs = load_glyphs()
+    rng = np.random.default_rng(0)
+    xs = {m: [] for m in ("move_right", "rotate_cw")}
+    for m in xs:
+        for i in range(60):
+            f = glyph_masks(glyphs[i], m, 32, 2, rng)[0]
+            ys, x = np.nonzero(f > 0.5)
+            xs[m].append(np.angle(np.exp(2j * np.pi * x / 32).mean()))  # circular mean on the torus
+    for values in xs.values():
+        hist = np.histogram(values, bins=4, range=(-np.pi, np.pi))[0]
+        assert hist.min() >= 6  # roughly uniform over 60 clips
+
+
+def test_stream_video_with_ground_truth(tmp_path):
+    segments = make_stream_video(tmp_path / "s.mp4", num_frames=120, size=32, seed=2)
+    assert segments[0]["start"] == 0 and segments[-1]["end"] == 120
+    assert all(s["label"] in MOTIONS for s in segments)
+    assert read_frames(tmp_path / "s.mp4").shape[0] == 120
+    assert json.loads((tmp_path / "s.segments.json").read_text()) == segments
