@@ -1,0 +1,339 @@
+"""Streaming forms of a model, as torch modules and as ONNX artifacts in a bundle.
+
+``window`` is the plain exported model (edgevt.export.onnx). This module adds the two forms
+that let the streaming loop do each frame's work once:
+
+- ``incremental`` (TSN: 2D encoder + temporal average pooling): ``encoder.<p>`` maps uint8
+  frames [batch, H, W, 3] to embeddings [batch, D] (preprocessing in the graph) and ``head.<p>``
+  maps the last T embeddings [batch, T, D] to logits. head(encoder(frames)) is the window
+  model's computation split in two, so the decisions are the same.
+
+- ``stateful`` (TSM): ``stateful.<p>`` maps one uint8 frame [1, H, W, 3] plus one buffer per
+  temporal-shift site to that frame's logits [1, C] plus the new buffers, as in the TSM online
+  demo. The loop feeds the buffers back and averages the last T per-frame logits (the classifier
+  is linear, so that equals classifying the averaged embedding). Where it differs from the
+  offline model *by design*:
+
+  * causal: the offline shift moves 1/8 of the channels from frame t+1 into frame t. A stream
+    has no future frame, so those channels are zero (as they are for the last frame of an
+    offline clip).
+  * uni-directional, unbounded past: the other 1/8 of the channels come from frame t-1 as
+    offline, but the past is not cut at the window border: frame t sees frames before the
+    window through the buffers, while the offline model zero-pads at the clip start.
+
+  ``causal_clip_logits`` computes the same causal model on a whole clip offline; the stateful
+  graph matches it exactly when started from zero buffers, which is how it is tested. How far
+  the causal model's decisions are from the bidirectional offline model's is a property of the
+  weights (a model fine-tuned with a uni-directional shift has no gap) and is measured by
+  ``compare_stateful`` rather than assumed.
+
+Everything is exported with ``torch.onnx.export`` (dynamo), one file per artifact
+(``external_data=False``), the ClipSpec in the ONNX metadata, and checked against torch on
+onnxruntime before it is added to the bundle.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgevt.errors import EdgevtError
+from edgevt.models.preprocess import FramePreprocess
+from edgevt.models.temporal import TemporalShift
+from edgevt.spec import ClipSpec
+
+MAX_BATCH = 64
+
+
+# -- torch modules ----------------------------------------------------------------------------------
+def _require_2d(model: nn.Module, form: str) -> None:
+    if not hasattr(model, "encode_frames") or not hasattr(model, "temporal_head"):
+        raise EdgevtError(f"the {form} form needs a 2D model (TSN/TSM) with a per-frame encoder; "
+                          f"{getattr(model, 'arch', type(model).__name__)} only streams as window")
+
+
+def _shift_sites(model: nn.Module) -> list[tuple[str, TemporalShift]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, TemporalShift)]
+
+
+class StreamEncoder(nn.Module):
+    """uint8 frames [B, H, W, 3] -> embeddings [B, D]. For TSN only (no cross-frame ops)."""
+
+    def __init__(self, model: nn.Module, spec: ClipSpec):
+        super().__init__()
+        _require_2d(model, "incremental")
+        if _shift_sites(model):
+            raise EdgevtError("the incremental form needs a TSN model (no temporal shift); "
+                              "temporal-shift (TSM) models stream in the stateful form")
+        self.preprocess = FramePreprocess(spec)
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_frames(self.preprocess(frames))
+
+
+class StreamHead(nn.Module):
+    """embeddings [B, T, D] -> logits [B, C]: temporal pooling + classifier."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        _require_2d(model, "incremental")
+        self.model = model
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.model.temporal_head(embeddings)
+
+
+class _StateIO:
+    """Carries the buffers in and out of the shift sites during one forward (a plain object, so
+    that no tensor is stored as a module attribute while torch.export traces it)."""
+
+    def __init__(self) -> None:
+        self.inputs: list = []
+        self.outputs: list = []
+
+
+class _OnlineShift(nn.Module):
+    """Causal temporal shift for one frame: channels [0, fold) (from the future) are zero,
+    channels [fold, 2 fold) come from the previous frame (the buffer), the rest pass through."""
+
+    def __init__(self, site: TemporalShift, io: _StateIO, index: int):
+        super().__init__()
+        self.module = site.module
+        self.fold_div = site.fold_div
+        self.io = io
+        self.index = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fold = x.shape[1] // self.fold_div
+        current = x[:, fold:2 * fold]
+        past = self.io.inputs[self.index] if self.io.inputs else torch.zeros_like(current)
+        self.io.outputs.append(current)
+        shifted = torch.cat([torch.zeros_like(x[:, :fold]), past, x[:, 2 * fold:]], dim=1)
+        return self.module(shifted)
+
+
+class StatefulFrameModel(nn.Module):
+    """One uint8 frame [1, H, W, 3] + shift buffers -> (per-frame logits [1, C], new buffers...).
+
+    Shares the weights of ``model`` (a TSM TemporalClassifier); ``buffer_shapes`` lists the
+    shape of each buffer, in input order ``shift_in_<i>`` / output order ``shift_out_<i>``."""
+
+    def __init__(self, model: nn.Module, spec: ClipSpec):
+        super().__init__()
+        _require_2d(model, "stateful")
+        import copy
+
+        sites = _shift_sites(model)
+        if not sites:
+            raise EdgevtError("the stateful form needs a temporal-shift (TSM) model; TSN models stream "
+                              "in the incremental form")
+        self.model = copy.deepcopy(model)  # the original keeps its offline (bidirectional) shift
+        self.preprocess = FramePreprocess(spec)
+        self.io = _StateIO()
+        for i, (name, site) in enumerate(_shift_sites(self.model.encoder)):
+            parent_name, _, attr = name.rpartition(".")
+            parent = self.model.encoder.get_submodule(parent_name) if parent_name else self.model.encoder
+            online = _OnlineShift(site, self.io, i)
+            if attr.isdigit():
+                parent[int(attr)] = online
+            else:
+                setattr(parent, attr, online)
+        self.num_sites = len(sites)
+        # Run one zero frame with zero buffers to learn each buffer's shape.
+        self.io.inputs, self.io.outputs = [], []
+        with torch.no_grad():
+            self.model.encode_frames(self.preprocess(torch.zeros(1, *spec.size, 3, dtype=torch.uint8)))
+        self.buffer_shapes = [tuple(o.shape) for o in self.io.outputs]
+        self.io.outputs = []
+
+    def initial_state(self) -> list[torch.Tensor]:
+        return [torch.zeros(s) for s in self.buffer_shapes]
+
+    def forward(self, frames: torch.Tensor, *states: torch.Tensor):
+        self.io.inputs, self.io.outputs = list(states), []
+        emb = self.model.encode_frames(self.preprocess(frames))
+        logits = self.model.fc(emb)
+        outs = self.io.outputs
+        self.io.inputs, self.io.outputs = [], []
+        return (logits, *outs)
+
+
+def causal_clip_logits(model: nn.Module, spec: ClipSpec, frames: torch.Tensor) -> torch.Tensor:
+    """Per-frame logits [F, C] of the causal (stream) version of a TSM model over uint8 frames
+    [F, H, W, 3], computed offline frame by frame from zero buffers; reference for the stateful form."""
+    sm = StatefulFrameModel(model, spec).eval()
+    state = sm.initial_state()
+    out = []
+    with torch.no_grad():
+        for f in frames:
+            logits, *state = sm(f[None], *state)
+            out.append(logits[0])
+    return torch.stack(out)
+
+
+def compare_stateful(model: nn.Module, spec: ClipSpec, clips: torch.Tensor) -> dict:
+    """Stream form vs offline model on uint8 clips [N, T, H, W, 3]: how often the decisions agree.
+
+    The stream form starts each clip from zero buffers and averages its per-frame logits, so the
+    remaining difference is only the causal shift (see the module docstring)."""
+    from edgevt.models.preprocess import FramesClassifier
+
+    offline = FramesClassifier(model, spec).eval()
+    with torch.no_grad():
+        ref = offline(clips)
+    stream = torch.stack([causal_clip_logits(model, spec, c).mean(0) for c in clips])
+    return {"clips": int(clips.shape[0]),
+            "top1_agreement": float((ref.argmax(1) == stream.argmax(1)).float().mean()),
+            "max_abs_logit_diff": float((ref - stream).abs().max())}
+
+
+# -- ONNX export ------------------------------------------------------------------------------------
+def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+            dynamic_shapes, spec: ClipSpec, meta: dict) -> None:
+    import onnx
+
+    module = module.eval()
+    with torch.no_grad():
+        prog = torch.onnx.export(module, args, input_names=input_names, output_names=output_names,
+                                 dynamic_shapes=dynamic_shapes, dynamo=True, external_data=False,
+                                 verbose=False, optimize=True)
+    model = prog.model_proto
+    onnx.helper.set_model_props(model, {"edgevt.spec": spec.to_json(), **{f"edgevt.{k}": str(v)
+                                                                          for k, v in meta.items()}})
+    onnx.checker.check_model(model)
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+
+
+def _ort_outputs(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _io(path: Path) -> tuple[list, list]:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    init = {i.name for i in m.graph.initializer}
+
+    def info(v):
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in v.type.tensor_type.shape.dim]
+        return {"name": v.name, "shape": dims,
+                "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name}
+
+    return [info(v) for v in m.graph.input if v.name not in init], [info(v) for v in m.graph.output]
+
+
+def export_incremental(model: nn.Module, spec: ClipSpec, bundle, *, seed: int = 0, atol: float = 1e-3) -> dict:
+    """Write ``encoder.fp32`` and ``head.fp32`` into a (staged) Bundle; returns their entries.
+
+    Checks on onnxruntime that head(encoder(frames)) matches the torch model on random frames."""
+    from edgevt.models.preprocess import FramesClassifier
+
+    model = model.eval()
+    enc, head = StreamEncoder(model, spec).eval(), StreamHead(model).eval()
+    g = torch.Generator().manual_seed(seed)
+    h, w = spec.size
+    t = spec.num_frames
+    clips = torch.randint(0, 256, (2, t, h, w, 3), dtype=torch.uint8, generator=g)
+    with torch.no_grad():
+        emb = enc(clips.flatten(0, 1))
+        ref = FramesClassifier(model, spec).eval()(clips)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    root = Path(bundle.path)
+    enc_file, head_file = "encoder.onnx", "head.onnx"
+    _export(enc, (clips[:, 0].contiguous(),), root / enc_file, ["frames"], ["embedding"],
+            {"frames": {0: batch}}, spec, {"form": "incremental", "role": "encoder"})
+    _export(head, (emb.reshape(2, t, -1),), root / head_file, ["embeddings"], ["logits"],
+            {"embeddings": {0: batch}}, spec, {"form": "incremental", "role": "head"})
+    # Parity: the exported pair against the torch window model on the same frames.
+    (o_emb,) = _ort_outputs(root / enc_file, {"frames": clips.flatten(0, 1).numpy()})
+    (o_logits,) = _ort_outputs(root / head_file, {"embeddings": o_emb.reshape(2, t, -1)})
+    diff = float(np.abs(o_logits - ref.numpy()).max())
+    if diff > atol * max(1.0, float(ref.abs().max())):
+        raise EdgevtError(f"incremental export does not match the model (max |logit diff| {diff:.2e}); "
+                          "please report this with the model name")
+    entries = {}
+    for key, file, role in (("encoder.fp32", enc_file, "encoder"), ("head.fp32", head_file, "head")):
+        ins, outs = _io(root / file)
+        entries[key] = bundle.add_artifact(key, file, kind="onnx", form="incremental", role=role, precision="fp32",
+                                           inputs=ins, outputs=outs, parity={"max_abs_logit_diff": diff},
+                                           embedding_dim=int(emb.shape[-1]))
+    return entries
+
+
+def export_stateful(model: nn.Module, spec: ClipSpec, bundle, *, seed: int = 0, atol: float = 1e-3) -> dict:
+    """Write ``stateful.fp32`` into a (staged) Bundle; returns its entry (with the ``state`` map).
+
+    Checks on onnxruntime, frame by frame over a random clip, against ``causal_clip_logits``."""
+    model = model.eval()
+    sm = StatefulFrameModel(model, spec).eval()
+    g = torch.Generator().manual_seed(seed)
+    h, w = spec.size
+    frames = torch.randint(0, 256, (spec.num_frames, h, w, 3), dtype=torch.uint8, generator=g)
+    n = len(sm.buffer_shapes)
+    in_names = ["frames"] + [f"shift_in_{i}" for i in range(n)]
+    out_names = ["logits"] + [f"shift_out_{i}" for i in range(n)]
+    root = Path(bundle.path)
+    file = "stateful.onnx"
+    state0 = sm.initial_state()
+    _export(sm, (frames[:1], *state0), root / file, in_names, out_names, None, spec,
+            {"form": "stateful", "role": "stateful", "state": json.dumps(dict(zip(in_names[1:], out_names[1:])))})
+    ref = causal_clip_logits(model, spec, frames).numpy()
+    state = [s.numpy() for s in state0]
+    got = []
+    for f in frames:
+        logits, *state = _ort_outputs(root / file, {"frames": f[None].numpy(), **dict(zip(in_names[1:], state))})
+        got.append(logits[0])
+    diff = float(np.abs(np.stack(got) - ref).max())
+    if diff > atol * max(1.0, float(np.abs(ref).max())):
+        raise EdgevtError(f"stateful export does not match the causal model (max |logit diff| {diff:.2e}); "
+                          "please report this with the model name")
+    ins, outs = _io(root / file)
+    entry = bundle.add_artifact("stateful.fp32", file, kind="onnx", form="stateful", role="stateful",
+                                precision="fp32", inputs=ins, outputs=outs, state=dict(zip(in_names[1:], out_names[1:])),
+                                parity={"max_abs_logit_diff_vs_causal": diff})
+    return {"stateful.fp32": entry}
+
+
+def stream_forms_for(model: nn.Module) -> list[str]:
+    """The per-frame forms a model supports besides ``window``."""
+    if not hasattr(model, "encode_frames"):
+        return []
+    return ["stateful"] if _shift_sites(model) else ["incremental"]
+
+
+def export_stream_forms(model_or_checkpoint, bundle, forms: list[str] | None = None) -> dict:
+    """Add the model's streaming forms to a staged Bundle (the exporter calls this).
+
+    model_or_checkpoint: an nn.Module (with the bundle's spec) or a checkpoint path/dict.
+    forms: subset of ("incremental", "stateful"); default: whichever the model supports.
+    Only fp32 variants are written here; precision variants are left to edgevt.export.precision.
+    """
+    from edgevt.models.checkpoint import model_from_checkpoint
+
+    if isinstance(model_or_checkpoint, nn.Module):
+        model, spec = model_or_checkpoint, bundle.spec
+    else:
+        model, spec = model_from_checkpoint(model_or_checkpoint)
+    supported = stream_forms_for(model)
+    forms = supported if forms is None else list(forms)
+    entries = {}
+    for form in forms:
+        if form == "window":
+            continue
+        if form not in supported:
+            raise EdgevtError(f"{getattr(model, 'arch', 'this model')} cannot stream as {form!r}; "
+                              f"it supports: {', '.join(['window', *supported])}")
+        fn = export_incremental if form == "incremental" else export_stateful
+        entries.update(fn(model, spec, bundle))
+    return entries
