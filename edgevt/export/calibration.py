@@ -1,0 +1,123 @@
+"""Calibration data: target-domain clips sampled exactly as at inference, and the range cache key.
+
+Clips come from any ``edgevt.data`` source (folder of videos, labeled tree, .txt/.csv list); labels
+are ignored. Each clip is sampled with the ClipSpec's own (evaluation) sampling and fed to the
+graph as it will be fed on the device: uint8 [1, T, H, W, 3] (or normalised float for
+``--float-input`` models). Videos at another resolution are resized by the spec on decode.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgevt.errors import EdgevtError
+from edgevt.spec import ClipSpec
+
+# Fewer calibration clips than this gives noisy activation ranges; we warn (and refuse zero).
+MIN_SENSIBLE_CLIPS = 32
+
+
+def load_clips(source: str | Path | list, spec: ClipSpec, max_clips: int | None = None, *,
+               labeled: bool = False, what: str = "calibration") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(uint8 clips [N,T,H,W,3], labels [N] (-1 unlabeled), paths) from a data source.
+
+    ``max_clips`` picks clips evenly spread over the source (deterministic), so a class-sorted
+    folder still gives every class. Unreadable videos are skipped; none readable is an error.
+    """
+    from edgevt.data.datasets import ClipDataset, ClipRecord, LabelMap, load_dataset
+
+    labels = LabelMap(spec.labels) if labeled and spec.labels else None
+    try:
+        if isinstance(source, (list, tuple)):
+            ds = ClipDataset([ClipRecord(str(p)) for p in source], spec, train=False, skip_bad=True)
+        else:
+            ds = load_dataset(source, spec, labels=labels, labeled=labeled, train=False, skip_bad=True)
+    except EdgevtError as e:
+        msg = str(e)
+        if "no readable clips" in msg or "contains no video files" in msg or "no class subfolders" in msg:
+            raise EdgevtError(f"{source}: no readable {what} clips ({msg}); point it at a folder or list "
+                              "of target-domain videos") from None
+        raise
+    n = len(ds)
+    idx = np.arange(n) if not max_clips or max_clips >= n else np.unique(np.linspace(0, n - 1, max_clips).round()
+                                                                          .astype(int))
+    clips, labs, paths = [], [], []
+    for i in idx:
+        clip, label = ds[int(i)]
+        clips.append(clip.numpy())
+        labs.append(int(label))
+        paths.append(ds.records[int(i)].path)
+    return np.stack(clips), np.asarray(labs, dtype=np.int64), paths
+
+
+def as_model_input(clips: np.ndarray, spec: ClipSpec, float_input: bool) -> np.ndarray:
+    """uint8 clips -> what the exported graph takes."""
+    if not float_input:
+        return np.ascontiguousarray(clips)
+    mean = np.asarray(spec.mean, np.float32)
+    std = np.asarray(spec.std, np.float32)
+    x = (clips.astype(np.float32) / 255.0 - mean) / std
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+
+class ClipCalibrationReader:
+    """onnxruntime ``CalibrationDataReader`` over prepared clips (one clip per batch)."""
+
+    def __init__(self, inputs: np.ndarray, input_name: str = "frames"):
+        self.inputs = inputs
+        self.input_name = input_name
+        self._i = 0
+
+    def get_next(self):
+        if self._i >= len(self.inputs):
+            return None
+        x = self.inputs[self._i:self._i + 1]
+        self._i += 1
+        return {self.input_name: x}
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __iter__(self):
+        self.rewind()
+        return iter(self.get_next, None)
+
+    def rewind(self) -> None:
+        self._i = 0
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._i = start_index
+
+
+def data_hash(paths: list[str], clips: np.ndarray) -> str:
+    """Hash of the calibration data as sampled (paths and decoded pixels)."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(os.path.abspath(p).encode())
+    h.update(np.ascontiguousarray(clips).tobytes())
+    return h.hexdigest()
+
+
+def cache_dir(override: str | Path | None = None) -> Path:
+    if override:
+        return Path(override)
+    if os.environ.get("EDGEVT_CACHE"):
+        return Path(os.environ["EDGEVT_CACHE"]) / "calibration"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edgevt" / "calibration"
+
+
+def cache_key(model_sha256: str, data_sha256: str, method: str, clips: int) -> str:
+    blob = json.dumps({"model": model_sha256, "data": data_sha256, "method": method, "clips": clips,
+                       "v": 1}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cache_path(model_sha256: str, data_sha256: str, method: str, clips: int,
+               directory: str | Path | None = None) -> Path:
+    """Where onnxruntime keeps the activation ranges for this (model, data, method, clips)."""
+    return cache_dir(directory) / f"ranges-{cache_key(model_sha256, data_sha256, method, clips)}.json"

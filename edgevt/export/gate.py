@@ -1,0 +1,107 @@
+"""The INT8 accuracy gate: measure what INT8 costs, and keep the most sensitive layers in higher
+precision until the drop is within ``max_drop`` points.
+
+With labels the drop is FP32 top-1 minus INT8 top-1 (points); without labels it is the share of
+clips whose INT8 top-1 differs from FP32's (points of disagreement).
+
+Sensitivity is the per-layer error against FP32: both graphs expose every weighted op's output
+and input activation; a layer's score is how much its output's relative error grows over its
+input's (so errors inherited from earlier layers are not blamed on it). The top-ranked layers are
+excluded from quantization (``nodes_to_exclude``) in growing groups (1, 2, 4, ...) and the graph is
+re-quantized with the cached calibration ranges and re-measured each time.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgevt.export.onnx import ort_session, run_onnx
+from edgevt.export.precision import weighted_nodes
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(1) == labels).mean() * 100.0)
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    max_drop: float
+    labeled: bool
+    metric: str  # "top1_drop" | "disagreement"
+    fp32: float | None  # top-1 (labeled) or None
+    int8: float | None
+    drop: float  # points
+    agreement: float  # % of clips with the same top-1 as FP32
+    clips: int
+    kept_high_precision: list = field(default_factory=list)
+    steps: list = field(default_factory=list)  # every tried exclusion set and its drop
+    sensitivity: list = field(default_factory=list)  # [(node, score)] top of the ranking
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray | None) -> dict:
+    agreement = float((fp32_logits.argmax(1) == int8_logits.argmax(1)).mean() * 100.0)
+    labeled = labels is not None and len(labels) > 0 and bool((labels >= 0).all())
+    if labeled:
+        a, b = top1(fp32_logits, labels), top1(int8_logits, labels)
+        return {"labeled": True, "fp32": a, "int8": b, "drop": a - b, "agreement": agreement}
+    return {"labeled": False, "fp32": None, "int8": None, "drop": 100.0 - agreement, "agreement": agreement}
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in have:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    return m
+
+
+def layer_sensitivity(fp32_path: str | Path, qdq_path: str | Path, inputs: np.ndarray,
+                      tmp_dir: str | Path) -> list[tuple[str, float]]:
+    """[(node name, score)] for every weighted node, most sensitive first.
+
+    ``qdq_path`` must be the Q/DQ graph with FP32 tensors (before any FP16 conversion), so that
+    the original tensor names and types line up with ``fp32_path``.
+    """
+    fp32 = onnx.load(str(fp32_path))
+    qdq = onnx.load(str(qdq_path))
+    produced = {o for n in qdq.graph.node for o in n.output} | {i.name for i in qdq.graph.input}
+    nodes = weighted_nodes(fp32)
+    pairs = [(n.name, n.input[0], n.output[0]) for n in nodes if n.input[0] in produced and n.output[0] in produced]
+    names = sorted({t for _, i, o in pairs for t in (i, o)})
+    tmp = Path(tmp_dir)
+    outs = {}
+    for tag, model in (("fp32", fp32), ("qdq", qdq)):
+        p = tmp / f"probe.{tag}.onnx"
+        onnx.save_model(_with_outputs(model, names), str(p))
+        s = ort_session(p, optimization="basic")
+        wanted = [o.name for o in s.get_outputs() if o.name in names]
+        res = [s.run(wanted, {s.get_inputs()[0].name: inputs[i:i + 4]}) for i in range(0, len(inputs), 4)]
+        outs[tag] = {n: np.concatenate([r[k] for r in res]).astype(np.float64) for k, n in enumerate(wanted)}
+
+    def rel_err(t: str) -> float:
+        f, q = outs["fp32"].get(t), outs["qdq"].get(t)
+        if f is None or q is None or f.shape != q.shape:
+            return 0.0
+        return float(np.linalg.norm(q - f) / max(np.linalg.norm(f), 1e-12))
+
+    scores = [(name, rel_err(o) - rel_err(i)) for name, i, o in pairs]
+    return sorted(scores, key=lambda s: -s[1])
+
+
+def exclusion_schedule(ranked: list[str], already: list[str]) -> list[list[str]]:
+    """Growing exclusion sets: top 1, 2, 4, 8, ... of the ranking, then all of it."""
+    sets, k = [], 1
+    while k < len(ranked):
+        sets.append(already + ranked[:k])
+        k *= 2
+    sets.append(already + ranked)
+    return sets

@@ -1,0 +1,191 @@
+"""Precision in the graph: an FP16 graph with FP32 I/O, and INT8 explicit Q/DQ graphs.
+
+FP16 (``convert_fp16``): onnxconverter_common with ``keep_io_types=True``; afterwards every
+``Cast(to=FLOAT)`` that was already in the graph (our uint8 -> float input cast, casts the exporter
+emitted) is retargeted to FLOAT16, because the converter leaves them alone and a strongly typed
+TensorRT 11 build then rejects the float32 tensor flowing into FP16 ops.
+
+INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ form with two flavours:
+
+- ``tensorrt``: symmetric int8 activations and weights, per-channel Conv weights on axis 0
+  (ConvTranspose axis 1), no bias quantization, no Q/DQ on any op output (so none on the model
+  output), Q/DQ on both Add inputs (residual input included). The Q/DQ graph is then converted to
+  FP16 with FP32 I/O so its scales are FP16 (needs opset >= 19): under strong typing a DQ's output
+  type follows its scale type, which makes the non-quantized layers run in FP16 on TensorRT.
+- ``cpu``: what onnxruntime runs fastest on x86 -- uint8 (asymmetric) activations, int8 per-channel
+  weights, int32 bias, QDQ format (onnxruntime fuses QDQ groups into its integer kernels). Not for
+  TensorRT.
+
+Calibration ranges are computed once per (model, data, method, clips) and cached as JSON by
+onnxruntime (``calibration_cache_path``), so re-quantizing with other excluded nodes (the accuracy
+gate) or re-running an export reuses them.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto
+
+from edgevt.errors import EdgevtError
+from edgevt.export.onnx import check_and_save, opset_of, set_metadata
+
+FLAVOURS = ("tensorrt", "cpu")
+CALIB_METHODS = ("entropy", "minmax", "percentile")
+# Weighted ops the quantizer puts Q/DQ in front of; the accuracy gate ranks these.
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+# -- FP16 --------------------------------------------------------------------------------------
+def retarget_float_casts(model: onnx.ModelProto, original_cast_names: set[str]) -> list[str]:
+    """Cast(to=FLOAT) nodes of the original graph -> Cast(to=FLOAT16), unless they feed a graph output.
+
+    Casts the converter inserted itself (keep_io_types, blocked ops) are not in
+    ``original_cast_names`` and keep their types.
+    """
+    outputs = {o.name for o in model.graph.output}
+    changed = []
+    for node in model.graph.node:
+        if node.op_type != "Cast" or node.name not in original_cast_names or node.output[0] in outputs:
+            continue
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+                changed.append(node.name)
+    return changed
+
+
+def _strip_value_info(model: onnx.ModelProto) -> None:
+    """Drop stale intermediate type annotations so shape inference recomputes them after edits."""
+    del model.graph.value_info[:]
+
+
+def convert_fp16(src: str | Path, dst: str | Path, *, op_block_list: list[str] | None = None) -> dict:
+    """Write an FP16 graph with FP32 (or uint8) I/O; returns what was changed, for the manifest."""
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(src))
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node) and opset_of(model) < 19:
+        raise EdgevtError(f"{src}: converting a Q/DQ graph to FP16 needs opset >= 19 (it has "
+                          f"{opset_of(model)}); export with --opset 19 or newer")
+    for n in model.graph.node:  # the converter keys its bookkeeping on node names
+        if not n.name:
+            n.name = f"{n.op_type}_{id(n)}"
+    casts = {n.name for n in model.graph.node if n.op_type == "Cast"}
+    kwargs = {"keep_io_types": True, "disable_shape_infer": False}
+    if op_block_list is not None:
+        kwargs["op_block_list"] = op_block_list
+    try:
+        fp16 = float16.convert_float_to_float16(model, **kwargs)
+    except Exception as e:
+        raise EdgevtError(f"{src}: FP16 conversion failed ({type(e).__name__}: {e})") from None
+    retargeted = retarget_float_casts(fp16, casts)
+    _strip_value_info(fp16)
+    set_metadata(fp16, {"edgevt.precision": "fp16"})
+    check_and_save(fp16, Path(dst))
+    return {"retargeted_casts": retargeted}
+
+
+# -- INT8 --------------------------------------------------------------------------------------
+def _calibration_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+             "percentile": CalibrationMethod.Percentile}
+    if name not in table:
+        raise EdgevtError(f"unknown calibration method {name!r}; choose from {', '.join(CALIB_METHODS)}")
+    return table[name]
+
+
+def op_types(model: onnx.ModelProto) -> list[str]:
+    return sorted({n.op_type for n in model.graph.node})
+
+
+def quantizer_settings(flavour: str, model: onnx.ModelProto) -> dict:
+    """quantize_static keyword arguments for a flavour (see the module docstring)."""
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    if flavour == "tensorrt":
+        return dict(quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={
+                        "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                        "AddQDQPairToWeight": True, "DedicatedQDQPair": False,
+                        "OpTypesToExcludeOutputQuantization": op_types(model),
+                        "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+                        "ForceQuantizeNoInputCheck": True, "QDQDisableWeightAdjustForInt32Bias": True,
+                    })
+    if flavour == "cpu":
+        return dict(quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    raise EdgevtError(f"unknown INT8 flavour {flavour!r}; choose from {', '.join(FLAVOURS)}")
+
+
+def preprocess_for_quantization(src: str | Path, dst: str | Path) -> None:
+    """onnxruntime's quant_pre_process: shape inference and graph optimisation (folds BatchNorm
+    into Conv so weights are quantized as the device will run them)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    except Exception:
+        # symbolic shape inference cannot handle every graph; the ONNX one is enough here
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+
+
+def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str = "entropy",
+                  flavour: str = "tensorrt", nodes_to_exclude: list[str] | None = None,
+                  cache_path: str | Path | None = None, qdq_fp32_copy: str | Path | None = None) -> dict:
+    """Quantize ``prepared`` (output of ``preprocess_for_quantization``) to ``dst``.
+
+    reader: an onnxruntime CalibrationDataReader (may be None when ``cache_path`` holds ranges).
+    qdq_fp32_copy: also write the Q/DQ graph before the FP16 conversion there (per-layer analysis).
+    Returns a summary for the manifest (flavour, settings, Q/DQ counts, excluded nodes).
+    """
+    import contextlib
+    import io
+
+    from onnxruntime.quantization import quantize_static
+
+    prepared, dst = Path(prepared), Path(dst)
+    model = onnx.load(str(prepared))
+    settings = quantizer_settings(flavour, model)
+    if reader is not None and hasattr(reader, "rewind"):
+        reader.rewind()
+    with tempfile.TemporaryDirectory(prefix="edgevt-q.") as tmp:
+        qdq = Path(tmp) / "qdq.onnx"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress
+                quantize_static(str(prepared), str(qdq), reader, calibrate_method=_calibration_method(method),
+                                nodes_to_exclude=list(nodes_to_exclude or []),
+                                calibration_cache_path=str(cache_path) if cache_path else None, **settings)
+        except EdgevtError:
+            raise
+        except Exception as e:
+            raise EdgevtError(f"INT8 quantization failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") \
+                from None
+        q = onnx.load(str(qdq))
+        set_metadata(q, {"edgevt.precision": "int8", "edgevt.int8_flavour": flavour})
+        if qdq_fp32_copy:
+            onnx.save_model(q, str(qdq_fp32_copy))
+        if flavour == "tensorrt":
+            if opset_of(q) < 19:
+                raise EdgevtError(f"the tensorrt INT8 flavour needs opset >= 19 for FP16 scales (graph has "
+                                  f"{opset_of(q)}); export with --opset 19 or newer")
+            onnx.save_model(q, str(qdq))
+            convert_fp16(qdq, dst)
+        else:
+            check_and_save(q, dst)
+    final = onnx.load(str(dst))
+    counts = {t: sum(n.op_type == t for n in final.graph.node) for t in ("QuantizeLinear", "DequantizeLinear")}
+    return {"flavour": flavour, "method": method, "nodes_excluded": list(nodes_to_exclude or []),
+            "activation_type": settings["activation_type"].name, "weight_type": settings["weight_type"].name,
+            "per_channel": settings["per_channel"], "scale_type": "float16" if flavour == "tensorrt" else "float32",
+            "qdq_nodes": counts}
+
+
+def weighted_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    inits = {i.name for i in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type in WEIGHTED_OPS and any(i in inits for i in n.input[1:2])]
