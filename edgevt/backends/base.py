@@ -78,3 +78,91 @@ class BackendEntry:
     opener: object  # callable(artifact, **options) -> Backend
     check: object  # callable() -> (usable: bool, reason: str)
     artifact_kinds: tuple = field(default=())
+
+
+# -- helpers shared by backends ------------------------------------------------------------------
+PRECISIONS = ("fp32", "fp16", "int8")
+ROLES = ("model", "encoder", "head", "stateful")
+
+
+@dataclass
+class ResolvedArtifact:
+    """What a backend opens: a file, and the bundle entry it came from (if any)."""
+
+    path: "object"  # pathlib.Path
+    key: str | None = None  # bundle artifact key, e.g. "model.int8"
+    bundle: "object" = None  # edgevt.export.bundle.Bundle or None
+    meta: dict = field(default_factory=dict)  # the bundle's artifact entry
+
+
+def resolve_artifact(artifact, *, key: str | None = None, role: str = "model", precision: str | None = None,
+                     kind: str = "onnx", suffixes: tuple = (".onnx",)) -> ResolvedArtifact:
+    """A file path, or a bundle folder/manifest (or Bundle) + ``key`` / ``role`` + ``precision``.
+
+    ``precision`` defaults to fp32. For ``kind="engine"`` the key is ``engine.<role>.<precision>``.
+    """
+    from pathlib import Path
+
+    from edgevt.errors import EdgevtError
+    from edgevt.export.bundle import MANIFEST, Bundle
+
+    if isinstance(artifact, Bundle):
+        bundle = artifact
+    else:
+        p = Path(artifact)
+        if p.is_file() and p.name != MANIFEST:
+            if suffixes and p.suffix not in suffixes:
+                raise EdgevtError(f"{p}: expected a {' or '.join(suffixes)} file or an edgevt bundle folder")
+            return ResolvedArtifact(path=p)
+        if not p.exists():
+            raise EdgevtError(f"{p}: no such file or bundle folder")
+        bundle = Bundle.load(p, verify=False)
+    if key is None:
+        if role not in ROLES:
+            raise EdgevtError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+        precision = precision or "fp32"
+        if precision not in PRECISIONS:
+            raise EdgevtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        key = f"engine.{role}.{precision}" if kind == "engine" else f"{role}.{precision}"
+    meta = bundle.artifact(key)
+    bundle.verify([key])  # a missing or altered file is caught before it is run
+    return ResolvedArtifact(path=bundle.artifact_path(key), key=key, bundle=bundle, meta=dict(meta))
+
+
+def cuda_device_count() -> int:
+    """CUDA devices visible to the driver, asked through libcuda (no torch/onnxruntime-gpu needed)."""
+    import ctypes
+
+    for lib in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            cuda = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        n = ctypes.c_int(0)
+        if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(n)) != 0:
+            return 0
+        return n.value
+    return 0
+
+
+def numpy_dtype_name(onnx_type: str) -> str:
+    """'tensor(float16)' -> 'float16' (onnxruntime's type strings)."""
+    t = onnx_type.removeprefix("tensor(").removesuffix(")")
+    return {"float": "float32", "double": "float64"}.get(t, t)
+
+
+def check_inputs(backend: "Backend", inputs: dict) -> dict:
+    """Contiguous arrays with the declared dtypes; a clear error for a missing or mistyped input."""
+    from edgevt.errors import EdgevtError
+
+    out = {}
+    for t in backend.inputs:
+        if t.name not in inputs:
+            raise EdgevtError(f"{backend.name}: missing input {t.name!r} (expects {backend.input_names})")
+        a = np.ascontiguousarray(inputs[t.name])
+        if a.dtype.name != t.dtype:
+            raise EdgevtError(f"{backend.name}: input {t.name!r} must be {t.dtype}, got {a.dtype.name}")
+        if len(a.shape) != len(t.shape) or any(isinstance(d, int) and d != s for d, s in zip(t.shape, a.shape)):
+            raise EdgevtError(f"{backend.name}: input {t.name!r} has shape {tuple(a.shape)}, expected {t.shape}")
+        out[t.name] = a
+    return out

@@ -44,9 +44,11 @@ def tiny_bundle(tmp_path_factory, tiny_ckpt, tiny_onnx, tiny_spec):
     b = Bundle.staging(out, tiny_spec, source={"checkpoint": str(tiny_ckpt), "arch": "tsn_tinycnn"})
     shutil.copy(tiny_onnx, b.path / "model.onnx")
     b.add_artifact("model.fp32", "model.onnx", kind="onnx", form="window", role="model", precision="fp32")
-    fp16 = float16.convert_float_to_float16(onnx.load(str(tiny_onnx)), keep_io_types=True)
+    src = onnx.load(str(tiny_onnx))
+    own_casts = {n.name for n in src.graph.node if n.op_type == "Cast"}
+    fp16 = float16.convert_float_to_float16(src, keep_io_types=True)
     for node in fp16.graph.node:  # the exporter's own Cast(to=FLOAT) must now produce FLOAT16
-        if node.op_type == "Cast" and not node.name.startswith("graph_"):
+        if node.op_type == "Cast" and node.name in own_casts:
             for a in node.attribute:
                 if a.name == "to" and a.i == onnx.TensorProto.FLOAT:
                     a.i = onnx.TensorProto.FLOAT16

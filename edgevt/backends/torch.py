@@ -1,0 +1,189 @@
+"""``torch`` backend: an edgevt checkpoint run eagerly, on CUDA when present, else on the CPU.
+
+It takes the same inputs as the exported ONNX model (uint8 ``frames`` [batch, T, H, W, 3] ->
+``logits``), because the model is wrapped with ``FramesClassifier`` (preprocessing in the module,
+defined once). ``role="encoder"`` / ``role="head"`` give the incremental streaming form of 2D
+models (``frames`` [batch, H, W, 3] -> ``embedding``; ``embeddings`` [batch, T, D] -> ``logits``).
+
+Opens: a checkpoint path, a loaded checkpoint dict, a bundle (its ``source.checkpoint``), or an
+``nn.Module`` with ``spec=`` (what eval uses on a model still in memory). On CUDA, device buffers
+are allocated once per input shape and the host->device copy, compute and device->host copy are
+timed with CUDA events.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgevt.backends import register_backend
+from edgevt.backends.base import Backend, BackendEntry, TensorInfo, Timing, check_inputs
+from edgevt.errors import EdgevtError
+
+
+class _EncoderModule(nn.Module):
+    """frames [M, H, W, 3] uint8 -> [M, D]: preprocessing + the 2D model's per-frame encoder."""
+
+    def __init__(self, preprocess: nn.Module, model: nn.Module):
+        super().__init__()
+        self.preprocess, self.model = preprocess, model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_frames(self.preprocess(frames))
+
+
+class _HeadModule(nn.Module):
+    """embeddings [N, T, D] -> logits: temporal pooling + classifier."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.model.temporal_head(embeddings)
+
+
+def _load_model(artifact, spec):
+    """-> (nn.Module in eval mode, ClipSpec, source description)."""
+    from edgevt.models.checkpoint import model_from_checkpoint
+
+    if isinstance(artifact, nn.Module):
+        if spec is None:
+            raise EdgevtError("torch backend: pass spec= (a ClipSpec) with an in-memory model")
+        return artifact.eval(), spec, {"checkpoint": None}
+    if isinstance(artifact, dict):
+        model, spec = model_from_checkpoint(artifact)
+        return model, spec, {"checkpoint": None, "arch": artifact.get("arch")}
+    p = Path(artifact)
+    if p.is_dir() or p.name == "edgevt.json":
+        from edgevt.export.bundle import Bundle
+
+        b = Bundle.load(p, verify=False)
+        ck = b.manifest.get("source", {}).get("checkpoint")
+        if not ck:
+            raise EdgevtError(f"{b.path}: the bundle does not name its source checkpoint; "
+                              "open the torch backend with the .pt checkpoint path instead")
+        cp = Path(ck)
+        if not cp.is_absolute() and not cp.exists():
+            cp = b.path / cp
+        if not cp.exists():
+            raise EdgevtError(f"{b.path}: its source checkpoint {ck} is not here; pass the .pt path instead")
+        p = cp
+    model, spec = model_from_checkpoint(p)
+    return model, spec, {"checkpoint": str(p)}
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, artifact, *, spec=None, role: str = "model", device: str = "auto",
+                 precision: str | None = None, threads: int | None = None, **_ignored):
+        super().__init__()
+        from edgevt.models.preprocess import FramePreprocess, FramesClassifier
+
+        model, self.spec, self.source = _load_model(artifact, spec)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise EdgevtError("torch backend: device cuda requested but no CUDA device is visible to torch")
+        self.device = torch.device(device)
+        self.precision = precision or "fp32"
+        if self.precision not in ("fp32", "fp16"):
+            raise EdgevtError(f"torch backend runs fp32 or fp16 (CUDA), not {self.precision}; "
+                              "use an onnxruntime/TensorRT backend for int8")
+        if self.precision == "fp16" and self.device.type != "cuda":
+            raise EdgevtError("torch backend: fp16 needs a CUDA device; use precision fp32 on the CPU")
+        if threads:
+            torch.set_num_threads(int(threads))  # process-wide: torch has no per-module setting
+        self.threads = threads or torch.get_num_threads()
+        self.role = role
+        t, (h, w), c = self.spec.num_frames, self.spec.size, self.spec.num_classes
+        if role == "model":
+            module: nn.Module = FramesClassifier(model, self.spec)
+            self.inputs = [TensorInfo("frames", ("batch", t, h, w, 3), "uint8")]
+            self.outputs = [TensorInfo("logits", ("batch", c), "float32")]
+        elif role in ("encoder", "head"):
+            if not hasattr(model, "encode_frames") or getattr(model, "shift", False):
+                raise EdgevtError(f"torch backend: role {role!r} needs a TSN-style 2D model "
+                                  f"(per-frame encoder without temporal shift), not {getattr(model, 'arch', '?')}")
+            d = model.feature_dim
+            if role == "encoder":
+                module = _EncoderModule(FramePreprocess(self.spec), model)
+                self.inputs = [TensorInfo("frames", ("batch", h, w, 3), "uint8")]
+                self.outputs = [TensorInfo("embedding", ("batch", d), "float32")]
+            else:
+                module = _HeadModule(model)
+                self.inputs = [TensorInfo("embeddings", ("batch", t, d), "float32")]
+                self.outputs = [TensorInfo("logits", ("batch", c), "float32")]
+        else:
+            raise EdgevtError(f"torch backend: role {role!r} is not supported (model, encoder, head)")
+        self.state = {}
+        self.module = module.eval().to(self.device)
+        # fp16 through autocast: uint8 -> float preprocessing stays exact, convs/matmuls run in half.
+        self._autocast = self.precision == "fp16"
+        if self.device.type == "cuda":
+            self._stream = torch.cuda.Stream(self.device)
+            self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        self._buffers: dict = {}  # input shapes -> (pinned host, device) tensors per input
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = check_inputs(self, inputs)
+        if self.device.type != "cuda":
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                args = [torch.from_numpy(feeds[t.name]) for t in self.inputs]
+                out = self.module(*args).float().numpy()
+            self.last_timing = Timing(compute=time.perf_counter() - t0)
+            return {self.outputs[0].name: out}
+        key = tuple((n, a.shape) for n, a in feeds.items())
+        if key not in self._buffers:
+            self._buffers[key] = {n: (torch.empty(a.shape, dtype=torch.from_numpy(a[:0]).dtype, pin_memory=True),
+                                      torch.empty(a.shape, dtype=torch.from_numpy(a[:0]).dtype, device=self.device))
+                                  for n, a in feeds.items()}
+        bufs = self._buffers[key]
+        ev = self._events
+        with torch.inference_mode(), torch.cuda.stream(self._stream):
+            for n, a in feeds.items():
+                bufs[n][0].numpy()[...] = a  # host copy into pinned memory (not device time)
+            ev[0].record()
+            for n in feeds:
+                bufs[n][1].copy_(bufs[n][0], non_blocking=True)
+            ev[1].record()
+            args = [bufs[t.name][1] for t in self.inputs]
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self._autocast):
+                out = self.module(*args).float()
+            ev[2].record()
+            host = out.to("cpu", non_blocking=False)
+            ev[3].record()
+        self._stream.synchronize()
+        ms = [ev[i].elapsed_time(ev[i + 1]) / 1e3 for i in range(3)]
+        self.last_timing = Timing(h2d=ms[0], compute=ms[1], d2h=ms[2])
+        return {self.outputs[0].name: host.numpy()}
+
+    def close(self) -> None:
+        self._buffers.clear()
+        self.module = None
+
+    def describe(self) -> dict:
+        d = {"backend": "torch", "role": self.role, "precision": self.precision, "torch": torch.__version__,
+             **{k: v for k, v in self.source.items() if v is not None}}
+        if self.device.type == "cuda":
+            d.update(device=str(self.device), gpu=torch.cuda.get_device_name(self.device), cuda=torch.version.cuda)
+        else:
+            from edgevt.cli.info import _cpu_name
+
+            d.update(device="cpu", cpu=_cpu_name(), threads=self.threads)
+        return d
+
+
+def _check() -> tuple[bool, str]:
+    if torch.cuda.is_available():
+        return True, f"torch {torch.__version__}, CUDA {torch.version.cuda} ({torch.cuda.get_device_name(0)})"
+    return True, f"torch {torch.__version__}, CPU (no CUDA device)"
+
+
+register_backend(BackendEntry("torch", "PyTorch eager from an edgevt checkpoint (CUDA when present)",
+                              lambda a, **o: TorchBackend(a, **o), _check, ("checkpoint",)))
