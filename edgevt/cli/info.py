@@ -6,6 +6,7 @@ import platform
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -74,7 +75,7 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print machine-reada
         b.add_column("usable")
         b.add_column("why / what")
         for name, ok, reason in backends:
-            b.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", reason)
+            b.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", escape(reason))  # "[gpu]" is not markup
         console.print(b)
 
 
