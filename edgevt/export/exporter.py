@@ -109,6 +109,21 @@ def register_form(name: str, builder: Callable[[ExportContext], None]) -> None:
     _FORMS[name] = builder
 
 
+def _stream_form(name: str | None) -> Callable[[ExportContext], None]:
+    def build(ctx: ExportContext) -> None:
+        from edgevt.export.streaming import export_stream_forms
+
+        export_stream_forms(ctx.model, ctx.bundle, None if name is None else [name])
+
+    build.__name__ = name or "stream"
+    return build
+
+
+# Streaming forms (edgevt.export.streaming): "stream" adds whichever the model supports.
+for _name in ("incremental", "stateful", None):
+    register_form(_name or "stream", _stream_form(_name))
+
+
 def parse_tolerance(text: str | None) -> dict:
     """``fp32=1e-3,fp16=3e-2`` (or one number for all) -> dict."""
     tol = dict(DEFAULT_TOLERANCE)

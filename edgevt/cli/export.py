@@ -1,0 +1,94 @@
+"""edgevt export: checkpoint -> deploy bundle (ONNX with uint8 frames in, FP16, INT8 Q/DQ)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _split(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="edgevt checkpoint (.pt) from `edgevt adapt`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (replaced atomically)."),
+    precision: str = typer.Option("fp32", help="Comma-separated subset of fp32,fp16,int8 (fp32 is always "
+                                               "exported: it is the reference)."),
+    calib: str = typer.Option(None, help="Target-domain clips for INT8 calibration: a folder of videos "
+                                         "(labels ignored) or a .txt/.csv list."),
+    calib_clips: int = typer.Option(256, help="Calibration clips to use (spread over the source)."),
+    calib_method: str = typer.Option("entropy", help="Calibration: entropy, minmax or percentile."),
+    calib_cache: Path = typer.Option(None, help="Folder for cached calibration ranges "
+                                                "(default ~/.cache/edgevt/calibration)."),
+    flavour: str = typer.Option("tensorrt", help="INT8 graph flavour: tensorrt (symmetric int8 Q/DQ, FP16 "
+                                                 "scales) or cpu (uint8 activations, fastest on onnxruntime x86)."),
+    eval_data: str = typer.Option(None, "--eval", help="Target clips for the accuracy gate: labeled (class "
+                                                       "folders or list) gives top-1; unlabeled gives agreement."),
+    eval_clips: int = typer.Option(None, help="Use at most this many --eval clips."),
+    max_drop: float = typer.Option(1.0, help="INT8 accuracy gate: max top-1 drop (or disagreement) in points; "
+                                             "sensitive layers are kept in higher precision to meet it."),
+    float_input: bool = typer.Option(False, "--float-input", help="Take normalised float [N,T,3,H,W] instead "
+                                                                  "of uint8 frames [N,T,H,W,3]."),
+    opset: int = typer.Option(20, help="ONNX opset (>= 19 for the tensorrt INT8 flavour)."),
+    exporter: str = typer.Option("auto", help="auto (dynamo, falling back to the TorchScript exporter), "
+                                              "dynamo or legacy."),
+    tolerance: str = typer.Option(None, help="Parity tolerance on max abs logit diff relative to the logit "
+                                             "scale, e.g. 'fp32=1e-3,fp16=3e-2'."),
+    forms: str = typer.Option("", help="Extra artifact forms, comma-separated: stream (whatever the model "
+                                       "supports), incremental, stateful."),
+    threads: int = typer.Option(None, help="onnxruntime threads for the checks (default: all cores)."),
+) -> None:
+    """Export CHECKPOINT to a bundle: model.onnx (+ model.fp16.onnx, model.int8.onnx) and edgevt.json
+    with the ClipSpec, I/O, hashes and every check (parity, INT8 calibration, accuracy gate)."""
+    from rich.console import Console
+
+    from edgevt.export.exporter import ExportConfig, export_bundle, parse_tolerance
+
+    precisions = _split(precision)
+    if "fp32" not in precisions:
+        precisions.insert(0, "fp32")
+    cfg = ExportConfig(precisions=tuple(precisions), calib=calib, calib_clips=calib_clips,
+                       calib_method=calib_method, calib_cache=calib_cache, flavour=flavour, eval=eval_data,
+                       eval_clips=eval_clips, max_drop=max_drop, float_input=float_input, opset=opset,
+                       exporter=exporter, tolerance=parse_tolerance(tolerance), forms=_split(forms), threads=threads)
+    console = Console(stderr=True)
+    with console.status("exporting") as status:
+        def log(msg: str) -> None:
+            if msg.startswith("warning:"):
+                console.print(f"[yellow]{msg}[/]", highlight=False)
+            else:
+                status.update(msg)
+                console.print(f"[dim]{msg}[/]", highlight=False)
+
+        bundle = export_bundle(checkpoint, out, cfg, log=log)
+    print_summary(bundle)
+
+
+def print_summary(bundle) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    checks = bundle.manifest["checks"]
+    t = Table(title=f"bundle {bundle.path}")
+    for col in ("artifact", "file", "parity max|diff|", "top-1 agree", "eval top-1"):
+        t.add_column(col)
+    acc = checks.get("accuracy", {})
+    for key, a in bundle.artifacts.items():
+        p = a.get("precision", "")
+        par = checks.get(f"parity.{p}", {}) if key.startswith("model.") else {}
+        e = acc.get(p, {}) if key.startswith("model.") else {}
+        top1 = e.get("top1")
+        t.add_row(key, a["file"], f"{par['max_abs_diff']:.2e}" if par else "",
+                  f"{par['top1_agreement'] * 100:.1f}%" if par else "",
+                  f"{top1:.2f}" if top1 is not None else (f"agree {e['agreement_with_fp32']:.1f}%" if e else ""))
+    Console().print(t)
+    g = checks.get("gate")
+    if g:
+        kept = len(g["kept_high_precision"])
+        typer.echo(f"INT8 gate: drop {g['drop']:.2f} points (max {g['max_drop']}), {kept} layer(s) kept in "
+                   f"higher precision -> {'passed' if g['passed'] else 'FAILED'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(export)
