@@ -118,7 +118,15 @@ class OrtBackend(Backend):
             providers = [("TensorrtExecutionProvider", self._trt_options(batch, cache_dir, workspace_mb, dla_core)),
                          ("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+            try:
+                self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+            except Exception:
+                if name != "ort-cpu":
+                    raise
+                # The CPU provider's QDQ fusions (QLinearConcat, ...) reject the FP16 scales of the
+                # TensorRT-flavour INT8 graph; basic optimisation runs its Q/DQ as ops (edgevt export).
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+                self.session = ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise EdgevtError(f"{self.path}: onnxruntime could not load it ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200]})") from None
