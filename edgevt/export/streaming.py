@@ -336,4 +336,6 @@ def export_stream_forms(model_or_checkpoint, bundle, forms: list[str] | None = N
                               f"it supports: {', '.join(['window', *supported])}")
         fn = export_incremental if form == "incremental" else export_stateful
         entries.update(fn(model, spec, bundle))
+        # The form is chosen at export: the bundle's ClipSpec says how the loop should stream it.
+        bundle.manifest["spec"]["streaming"] = form
     return entries

@@ -118,10 +118,10 @@ class FrameReader(threading.Thread):
         self.frames_kept = 0  # frames written to the ring
         self.error: BaseException | None = None
         self.ended = ""  # why the reader stopped: eof, stopped, gave up, error
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.ring.close()
 
     def run(self) -> None:
@@ -143,7 +143,7 @@ class FrameReader(threading.Thread):
         k = self.spec.frame_stride
         start = time.perf_counter()
         fps = self.fps if self.fps > 0 else 25.0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             if self.max_frames is not None and self.frames_kept >= self.max_frames:
                 self.ended = "max_frames"
                 return
@@ -189,12 +189,12 @@ class FrameReader(threading.Thread):
         t_start, wall_start = time.perf_counter(), time.time()
         self.cap.release()
         delay, attempts, reason = self.backoff[0], 0, "no frame from source"
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             if self.max_gap is not None and time.perf_counter() - t_start > self.max_gap:
                 self.gaps.append(GapEvent(wall_start, time.time(), self.frames_read, attempts,
                                           f"gave up after {self.max_gap:.0f}s: {reason}", False))
                 return False
-            self._stop.wait(delay)
+            self._halt.wait(delay)
             attempts += 1
             try:
                 cap = open_capture(self.info)

@@ -1,0 +1,553 @@
+"""The streaming loop: source -> reader thread -> ring -> window / incremental / stateful -> backend
+-> softmax -> smoothing -> events -> sinks.
+
+``stream(source, model)`` returns a ``Stream``; iterate it for ``Decision`` records
+(``for d in edgevt.stream("cam.mp4", "bundle/")``); ``Stream.summary`` holds fps, decisions/s,
+drops and latency percentiles once it has ended (or at any time, so far).
+
+Forms (``form=``; default: the bundle's ClipSpec ``streaming``, else ``window``):
+
+- ``window``: every ``stride`` ring frames, the last T frames go to the model as one zero-copy
+  view of the ring.
+- ``incremental``: each new frame goes once through the encoder; its embedding lands in a
+  preallocated ring of embeddings; every ``stride`` frames the head runs on the last T.
+- ``stateful``: each new frame goes once through the per-frame TSM model with its shift buffers
+  fed back; every ``stride`` frames the last T per-frame logits are averaged.
+
+Ring indices count the frames the reader kept (every ``frame_stride``-th source frame), so a
+window of T consecutive ring frames is exactly a dense clip of the ClipSpec.
+
+Drop policies: ``none`` processes every decision point (the reader waits); ``latest`` jumps to
+the newest decision point when inference is behind and counts the skipped ones (``dropped``).
+Latency of a decision = the time it is ready minus the capture time of the newest frame it
+used (when the reader took it off the source, before decoding), so it includes decode, queueing,
+inference and post-processing.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevt.errors import EdgevtError
+from edgevt.spec import ClipSpec
+from edgevt.stream.events import Event, EventDetector
+from edgevt.stream.ring import FrameRing
+from edgevt.stream.smoothing import Smoother, softmax
+from edgevt.stream.sources import FrameReader, GapEvent, parse_source
+
+FORMS = ("window", "incremental", "stateful")
+DROPS = ("latest", "none")
+ROLES = {"window": ("model",), "incremental": ("encoder", "head"), "stateful": ("stateful",)}
+
+
+# -- records ----------------------------------------------------------------------------------------
+@dataclass
+class Decision:
+    index: int  # decision number in this run
+    frame: int  # source frame number of the newest frame used
+    first_frame: int  # source frame number of the oldest frame in the window
+    capture_time: float  # unix time the newest frame was taken off the source
+    decision_time: float  # unix time the decision was ready
+    latency: float  # seconds from capture of the newest frame to the decision
+    media_time: float  # position of the newest frame in the source (files), seconds
+    stages: dict  # seconds: decode (newest frame), preprocess, inference, post
+    probs: np.ndarray  # softmax of the model's logits
+    scores: np.ndarray  # smoothed probabilities
+    label: str  # argmax of the smoothed scores
+    score: float
+    events: list = field(default_factory=list)  # Events that started/ended with this decision
+    gaps: list = field(default_factory=list)  # source gaps (reconnects) reported since the last decision
+    dropped: int = 0  # decision points skipped so far (drop latest)
+    image: np.ndarray | None = None  # the newest frame (a view into the ring: valid until the next decision)
+
+    def to_dict(self, labels: list[str] | None = None) -> dict:
+        d = {"type": "decision", "index": self.index, "frame": self.frame, "first_frame": self.first_frame,
+             "capture_time": round(self.capture_time, 6), "decision_time": round(self.decision_time, 6),
+             "latency_ms": round(self.latency * 1e3, 3), "media_time": round(self.media_time, 4),
+             "stages_ms": {k: round(v * 1e3, 3) for k, v in self.stages.items()},
+             "label": self.label, "score": round(self.score, 5), "dropped": self.dropped}
+        if labels:
+            d["scores"] = {lab: round(float(s), 5) for lab, s in zip(labels, self.scores)}
+            d["probs"] = {lab: round(float(p), 5) for lab, p in zip(labels, self.probs)}
+        return d
+
+
+class LatencyHistogram:
+    """Fixed-size log histogram (0.5% bins from 10 us to 1000 s): percentiles over runs of any
+    length in constant memory; exact min/max/mean."""
+
+    RATIO = 1.005
+    LOW = 1e-5
+
+    def __init__(self) -> None:
+        self.bins = np.zeros(int(math.log(1e8) / math.log(self.RATIO)) + 2, np.int64)
+        self.count, self.total, self.min, self.max = 0, 0.0, math.inf, 0.0
+
+    def add(self, seconds: float) -> None:
+        i = 0 if seconds <= self.LOW else min(len(self.bins) - 1,
+                                               1 + int(math.log(seconds / self.LOW) / math.log(self.RATIO)))
+        self.bins[i] += 1
+        self.count += 1
+        self.total += seconds
+        self.min, self.max = min(self.min, seconds), max(self.max, seconds)
+
+    def percentile(self, q: float) -> float:
+        if not self.count:
+            return float("nan")
+        rank = q / 100 * (self.count - 1)
+        i = int(np.searchsorted(np.cumsum(self.bins), rank, side="right"))
+        upper = self.LOW * self.RATIO ** i  # upper edge of bin i
+        return float(min(max(upper / math.sqrt(self.RATIO), self.min), self.max))
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+@dataclass
+class StreamSummary:
+    source: str
+    form: str
+    drop: str
+    stride: int
+    frames: int = 0  # frames the reader kept (decoded)
+    source_frames: int = 0  # frames taken off the source (including frame_stride skips)
+    decisions: int = 0
+    dropped: int = 0  # decision points skipped (drop latest)
+    skipped_frames: int = 0  # frames never encoded (per-frame forms under drop latest)
+    gaps: int = 0
+    wall_s: float = 0.0
+    fps: float = 0.0  # kept frames per second of wall time
+    decisions_per_s: float = 0.0
+    latency_ms: dict = field(default_factory=dict)  # p50 p95 p99 mean max
+    stages_ms: dict = field(default_factory=dict)  # mean per decision
+    ended: str = ""
+    backend: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["type"] = "summary"
+        return d
+
+
+# -- model forms ------------------------------------------------------------------------------------
+class _VectorRing:
+    """Preallocated per-frame vectors (embeddings or logits) with the same mirror trick as FrameRing."""
+
+    def __init__(self, window: int, dim: int, dtype=np.float32):
+        self.window, self.capacity = window, 2 * window
+        self.data = np.zeros((self.capacity + window - 1, dim), dtype)
+
+    def put(self, index: int, vec: np.ndarray) -> None:
+        s = index % self.capacity
+        self.data[s] = vec
+        if s < self.window - 1:
+            self.data[self.capacity + s] = vec
+
+    def last(self, end: int) -> np.ndarray:
+        s = (end - self.window + 1) % self.capacity
+        return self.data[s:s + self.window]
+
+
+def _output(backend, outputs: dict, preferred: str) -> np.ndarray:
+    return outputs[preferred] if preferred in outputs else outputs[backend.output_names[0]]
+
+
+class WindowForm:
+    name = "window"
+    per_frame = False
+
+    def __init__(self, backends: dict, spec: ClipSpec):
+        self.model = backends["model"]
+        self.input = self.model.input_names[0]
+        t, (h, w) = spec.num_frames, spec.size
+        self.warmup_input = np.zeros((1, t, h, w, 3), np.uint8)
+
+    def warmup(self) -> None:
+        self.model.run({self.input: self.warmup_input})
+
+    def decide(self, window: np.ndarray) -> np.ndarray:
+        return _output(self.model, self.model.run({self.input: window[None]}), "logits")[0]
+
+
+class IncrementalForm:
+    name = "incremental"
+    per_frame = True
+
+    def __init__(self, backends: dict, spec: ClipSpec):
+        self.encoder, self.head = backends["encoder"], backends["head"]
+        self.enc_in, self.head_in = self.encoder.input_names[0], self.head.input_names[0]
+        h, w = spec.size
+        self.t = spec.num_frames
+        self._probe = np.zeros((1, h, w, 3), np.uint8)
+        dim = _output(self.encoder, self.encoder.run({self.enc_in: self._probe}), "embedding").shape[-1]
+        self.vectors = _VectorRing(self.t, dim)
+
+    def warmup(self) -> None:
+        self.encoder.run({self.enc_in: self._probe})
+        self.head.run({self.head_in: self.vectors.last(self.t - 1)[None]})
+
+    def encode(self, first: int, frames: np.ndarray) -> None:
+        emb = _output(self.encoder, self.encoder.run({self.enc_in: frames}), "embedding")
+        for i, e in enumerate(emb):
+            self.vectors.put(first + i, e)
+
+    def decide(self, end: int) -> np.ndarray:
+        return _output(self.head, self.head.run({self.head_in: self.vectors.last(end)[None]}), "logits")[0]
+
+
+class StatefulForm:
+    name = "stateful"
+    per_frame = True
+
+    def __init__(self, backends: dict, spec: ClipSpec):
+        self.model = backends["stateful"]
+        if not self.model.state:
+            raise EdgevtError(f"{self.model.name}: the artifact declares no state buffers; "
+                              "export the stateful form with edgevt.export.streaming")
+        self.frames_in = next(n for n in self.model.input_names if n not in self.model.state)
+        self.t = spec.num_frames
+        self.state = {t.name: np.zeros([d if isinstance(d, int) else 1 for d in t.shape], t.dtype)
+                      for t in self.model.inputs if t.name in self.model.state}
+        self._zero_state = {k: v.copy() for k, v in self.state.items()}
+        h, w = spec.size
+        self._probe = np.zeros((1, h, w, 3), np.uint8)
+        self.vectors = _VectorRing(self.t, spec.num_classes)
+
+    def warmup(self) -> None:
+        self.model.run({self.frames_in: self._probe, **self._zero_state})
+
+    def encode(self, first: int, frames: np.ndarray) -> None:
+        for i in range(len(frames)):  # one frame at a time: each needs the previous one's buffers
+            out = self.model.run({self.frames_in: frames[i:i + 1], **self.state})
+            for src, dst in self.model.state.items():
+                self.state[src] = out[dst]
+            self.vectors.put(first + i, _output(self.model, out, "logits")[0])
+
+    def decide(self, end: int) -> np.ndarray:
+        return self.vectors.last(end).mean(axis=0)
+
+
+FORM_CLASSES = {"window": WindowForm, "incremental": IncrementalForm, "stateful": StatefulForm}
+
+
+# -- opening models -----------------------------------------------------------------------------------
+def _is_bundle(p: Path) -> bool:
+    return p.is_dir() or p.name == "edgevt.json"
+
+
+def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", precision: str = "fp32",
+               spec: ClipSpec | None = None, **backend_options) -> tuple[dict, ClipSpec, str]:
+    """-> ({role: Backend}, ClipSpec, form) from a bundle/checkpoint path, a Bundle, an open Backend
+    (window form, or stateful when it declares state) or a {role: Backend} dict (needs ``spec``)."""
+    from edgevt.backends import Backend, open_backend
+    from edgevt.export.bundle import Bundle
+
+    if isinstance(model, (Backend, dict)):
+        backends = {("stateful" if model.state else "model"): model} if isinstance(model, Backend) else dict(model)
+        spec = spec or getattr(next(iter(backends.values())), "spec", None)
+        if spec is None:
+            raise EdgevtError("stream(): pass spec= (a ClipSpec) with an already opened backend")
+        if form is None:
+            form = next(f for f, roles in ROLES.items() if set(roles) == set(backends))
+        missing = set(ROLES[form]) - set(backends)
+        if missing:
+            raise EdgevtError(f"the {form} form needs backends for {', '.join(sorted(missing))}")
+        return backends, spec, form
+    bundle = model if isinstance(model, Bundle) else None
+    if bundle is None:
+        p = Path(model)
+        if not p.exists():
+            raise EdgevtError(f"{p}: no such bundle or checkpoint (export one with `edgevt export`)")
+        if _is_bundle(p):
+            bundle = Bundle.load(p)
+    if bundle is not None:
+        spec = bundle.spec
+        if form is None:
+            form = spec.streaming if all(f"{r}.{precision}" in bundle.artifacts for r in ROLES[spec.streaming]) \
+                else "window"
+        target = bundle
+    else:  # a checkpoint: only backends that open checkpoints (torch)
+        from edgevt.models.checkpoint import load_checkpoint
+
+        spec = ClipSpec.from_dict(load_checkpoint(model)["spec"])
+        form = form or "window"
+        target = model
+    if form not in FORMS:
+        raise EdgevtError(f"--form {form!r}: choose from {', '.join(FORMS)}")
+    if bundle is not None:
+        have = [k for r in ROLES[form] for k in [f"{r}.{precision}"] if k not in bundle.artifacts]
+        if have and backend != "torch":
+            raise EdgevtError(f"{bundle.path}: no {' / '.join(have)} artifact for the {form} form; export it "
+                              f"(edgevt export ... --forms {form if form != 'window' else 'window'}) or pick "
+                              f"another --form/--precision (it has: {', '.join(sorted(bundle.artifacts))})")
+    backends = {}
+    try:
+        for role in ROLES[form]:
+            backends[role] = open_backend(backend, target, role=role, precision=precision, **backend_options)
+    except BaseException:
+        for b in backends.values():
+            b.close()
+        raise
+    return backends, spec, form
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+class Stream:
+    """An iterable over decisions. Build it with ``stream()``; ``close()`` (or leaving a ``with``
+    block, or finishing the iteration) stops the reader and flushes the sinks."""
+
+    def __init__(self, source, model, *, form: str | None = None, backend: str = "ort-cpu",
+                 precision: str = "fp32", spec: ClipSpec | None = None, stride: int = 1, drop: str | None = None,
+                 smooth: str = "ema", smooth_alpha: float = 0.5, smooth_window: int = 5, onset: float = 0.6,
+                 offset: float = 0.4, min_event_frames: int = 8, ignore_labels: tuple = (),
+                 realtime: bool = False, reconnect: bool = False, backoff: tuple = (0.5, 8.0),
+                 max_gap: float | None = None, max_frames: int | None = None, ring_capacity: int | None = None,
+                 encode_batch: int = 1, sinks: list | None = None, keep_image: bool = False, backend_options=None):
+        if stride < 1:
+            raise EdgevtError(f"--stride {stride}: must be >= 1")
+        self.info = parse_source(source)
+        drop = drop or ("latest" if self.info.live else "none")
+        if drop not in DROPS:
+            raise EdgevtError(f"--drop {drop!r}: choose from {', '.join(DROPS)}")
+        if encode_batch < 1:
+            raise EdgevtError(f"--encode-batch {encode_batch}: must be >= 1")
+        self.backends, self.spec, self.form_name = open_model(model, form=form, backend=backend, precision=precision,
+                                                              spec=spec, **(backend_options or {}))
+        t = self.spec.num_frames
+        self.stride, self.drop, self.encode_batch = stride, drop, min(encode_batch, t)
+        self.form = FORM_CLASSES[self.form_name](self.backends, self.spec)
+        self.labels = self.spec.labels or [str(i) for i in range(self.spec.num_classes)]
+        self.smoother = Smoother(len(self.labels), smooth, smooth_alpha, smooth_window)
+        self.events = EventDetector(self.labels, onset, offset, min_event_frames, tuple(ignore_labels))
+        capacity = ring_capacity or t + max(2 * t, 32)
+        self.ring = FrameRing(capacity, (*self.spec.size, 3), t, block=drop == "none")
+        self.reader = FrameReader(self.info, self.ring, self.spec, realtime=realtime, reconnect=reconnect,
+                                  backoff=backoff, max_gap=max_gap, max_frames=max_frames)
+        self.sinks = list(sinks or [])
+        self.keep_image = keep_image or any(getattr(s, "needs_image", False) for s in self.sinks)
+        self.latency = LatencyHistogram()
+        self._stage_sums = {"decode": 0.0, "preprocess": 0.0, "inference": 0.0, "post": 0.0}
+        self.summary = StreamSummary(str(self.info), self.form_name, drop, stride,
+                                     backend={r: b.describe() for r, b in self.backends.items()})
+        self._closed = False
+        self._started = False
+        self._t0 = 0.0
+
+    # -- public ------------------------------------------------------------------------------------
+    def __iter__(self):
+        if self._started:
+            raise EdgevtError("a Stream can be iterated once; call stream() again")
+        self._started = True
+        try:
+            self.form.warmup()
+            start = {"type": "start", "source": str(self.info), "form": self.form_name, "drop": self.drop,
+                     "stride": self.stride, "spec": self.spec.to_dict(), "backend": self.summary.backend,
+                     "ring": {"capacity": self.ring.capacity, "bytes": self.ring.nbytes}}
+            for s in self.sinks:
+                s.start(start)
+            self._t0 = time.perf_counter()
+            self.reader.start()
+            loop = self._per_frame_loop if self.form.per_frame else self._window_loop
+            yield from loop()
+            if self.reader.error is not None:
+                raise self.reader.error
+        finally:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.reader.stop()
+        if self.reader.is_alive():
+            self.reader.join(timeout=5)
+        ended = []
+        for e in self.events.flush():
+            ended.append(e)
+        self._finish_summary()
+        try:
+            for s in self.sinks:
+                for e in ended:
+                    s.event(e)
+                for g in self._drain_gaps():
+                    s.gap(g)
+                s.close(self.summary)
+        finally:
+            for b in self.backends.values():
+                b.close()
+
+    # -- loops -------------------------------------------------------------------------------------
+    def _window_loop(self):
+        t, stride, ring = self.spec.num_frames, self.stride, self.ring
+        latest = self.drop == "latest"
+        next_end = t - 1  # ring index of the newest frame of the next window
+        while True:
+            if not ring.wait_for(next_end):
+                return
+            end = next_end
+            if latest:  # the newest complete decision point; the ones in between are dropped
+                newest = ring.newest
+                end = next_end + (newest - next_end) // stride * stride
+                while end > next_end and not ring.window_valid(end - t + 1, t):
+                    end -= stride
+                if not ring.window_valid(end - t + 1, t):  # a hole from the reader skipping a held window
+                    next_end = end + stride
+                    continue
+                self.summary.dropped += (end - next_end) // stride
+                ring.hold(end - t + 1, end)
+            t_pre = time.perf_counter()
+            window = ring.window(end - t + 1, t)
+            t_inf = time.perf_counter()
+            logits = self.form.decide(window)
+            t_post = time.perf_counter()
+            d = self._decide(logits, end, int(ring.source_index[ring.slot(end - t + 1)]), t_post - t_inf, t_inf - t_pre,
+                             t_post)
+            yield d  # the window stays protected while the caller looks at the decision (and its image)
+            if latest:
+                ring.release()
+            else:
+                ring.set_low_water(end + stride - t + 1)
+            next_end = end + stride
+
+    def _per_frame_loop(self):
+        """Encode each frame once. Under drop latest a form that falls behind jumps to the newest
+        frame: the skipped frames are never encoded (counted), and a decision covers the last T
+        *processed* frames -- when it keeps up these are consecutive and the result is the same as
+        drop none; when it cannot, the model effectively sees the stream at a lower frame rate."""
+        t, stride, ring, form = self.spec.num_frames, self.stride, self.ring, self.form
+        latest = self.drop == "latest"
+        nxt = 0  # ring index of the next frame to process
+        done = 0  # frames processed so far (index into the form's vector ring)
+        first_frames = np.zeros(form.vectors.capacity, np.int64)  # source frame of each processed vector
+        while True:
+            if not ring.wait_for(nxt):
+                return
+            newest = ring.newest
+            if latest and newest - nxt + 1 > self.encode_batch:
+                start = newest - self.encode_batch + 1
+                self.summary.skipped_frames += start - nxt
+                nxt = start
+            k = min(self.encode_batch, newest - nxt + 1)
+            if not ring.window_valid(nxt, k):  # latest: the reader left a hole here; take the newest frame
+                self.summary.skipped_frames += max(0, ring.newest - nxt)
+                nxt = ring.newest
+                continue
+            if latest:
+                ring.hold(nxt, nxt + k - 1)
+            t_pre = time.perf_counter()
+            frames = ring.window(nxt, k)
+            for i in range(k):
+                first_frames[(done + i) % len(first_frames)] = ring.source_index[ring.slot(nxt + i)]
+            t_inf = time.perf_counter()
+            form.encode(done, frames)
+            t_enc = time.perf_counter() - t_inf
+            # decision points: after processed frame p (1-based count) with p >= T and (p - T) % stride == 0
+            points = [p for p in range(done + 1, done + k + 1) if p >= t and (p - t) % stride == 0]
+            if latest and len(points) > 1:
+                self.summary.dropped += len(points) - 1
+                points = points[-1:]
+            for i, p in enumerate(points):
+                t_head = time.perf_counter()
+                logits = form.decide(p - 1)
+                t_post = time.perf_counter()
+                inference = (t_enc if i == 0 else 0.0) + t_post - t_head
+                yield self._decide(logits, nxt + (p - 1 - done), int(first_frames[(p - t) % len(first_frames)]),
+                                   inference, t_inf - t_pre, t_post)
+            done += k
+            nxt += k
+            if latest:
+                ring.release()
+            else:
+                ring.set_low_water(nxt)
+
+    # -- per decision -------------------------------------------------------------------------------
+    def _decide(self, logits: np.ndarray, end: int, first_frame: int, inference: float, preprocess: float,
+                t_post: float) -> Decision:
+        """end: ring index of the newest frame used; first_frame: source frame number of the oldest."""
+        ring = self.ring
+        s = ring.slot(end)
+        probs = softmax(logits)
+        scores = self.smoother.update(probs)
+        c = int(np.argmax(scores))
+        frame = int(ring.source_index[s])
+        events = self.events.update(scores, frame, float(ring.capture_time[s]), float(ring.media_time[s]))
+        gaps = self._drain_gaps()
+        d = Decision(index=self.summary.decisions, frame=frame, first_frame=first_frame,
+                     capture_time=float(ring.capture_time[s]), decision_time=0.0, latency=0.0,
+                     media_time=float(ring.media_time[s]),
+                     stages={"decode": float(ring.decode_time[s]), "preprocess": preprocess, "inference": inference,
+                             "post": 0.0},
+                     probs=probs, scores=scores.copy(), label=self.labels[c], score=float(scores[c]), events=events,
+                     gaps=gaps, dropped=self.summary.dropped,
+                     image=ring.frames[s] if self.keep_image else None)
+        for sink in self.sinks:
+            for g in gaps:
+                sink.gap(g)
+        now = time.perf_counter()
+        d.latency = now - float(ring.capture_clock[s])
+        d.decision_time = d.capture_time + d.latency
+        d.stages["post"] = now - t_post
+        for sink in self.sinks:  # sinks see the decision's final timing; their own cost is not in it
+            sink.decision(d)
+            for e in events:
+                sink.event(e)
+        self.summary.decisions += 1
+        self.summary.gaps += len(gaps)
+        self.latency.add(d.latency)
+        for k, v in d.stages.items():
+            self._stage_sums[k] += v
+        return d
+
+    def _drain_gaps(self) -> list[GapEvent]:
+        out = []
+        while self.reader.gaps:
+            out.append(self.reader.gaps.popleft())
+        return out
+
+    def _finish_summary(self) -> StreamSummary:
+        s = self.summary
+        s.wall_s = time.perf_counter() - self._t0 if self._t0 else 0.0
+        s.frames, s.source_frames = self.reader.frames_kept, self.reader.frames_read
+        s.fps = s.frames / s.wall_s if s.wall_s > 0 else 0.0
+        s.decisions_per_s = s.decisions / s.wall_s if s.wall_s > 0 else 0.0
+        h = self.latency
+        if h.count:
+            s.latency_ms = {"p50": h.percentile(50) * 1e3, "p95": h.percentile(95) * 1e3,
+                            "p99": h.percentile(99) * 1e3, "mean": h.mean * 1e3, "max": h.max * 1e3}
+            s.stages_ms = {k: v / h.count * 1e3 for k, v in self._stage_sums.items()}
+        s.ended = self.reader.ended or ("stopped" if self._closed else "")
+        return s
+
+    def snapshot(self) -> StreamSummary:
+        """The summary so far (for live displays)."""
+        s = StreamSummary(**{**asdict(self.summary)})
+        wall = time.perf_counter() - self._t0 if self._t0 else 0.0
+        s.wall_s, s.frames, s.source_frames = wall, self.reader.frames_kept, self.reader.frames_read
+        s.fps = s.frames / wall if wall > 0 else 0.0
+        s.decisions_per_s = s.decisions / wall if wall > 0 else 0.0
+        if self.latency.count:
+            s.latency_ms = {"p50": self.latency.percentile(50) * 1e3, "p95": self.latency.percentile(95) * 1e3,
+                            "p99": self.latency.percentile(99) * 1e3}
+        return s
+
+
+def stream(source, model, **options) -> Stream:
+    """Run a video classifier over a stream; iterate the result for Decisions.
+
+    source: a video file, camera index, rtsp/http URL or GStreamer pipeline (see
+    edgevt.stream.sources). model: a bundle folder (or Bundle), a checkpoint (with
+    ``backend="torch"``), an open Backend or a {role: Backend} dict (with ``spec=``).
+    Options: see ``Stream`` (form, backend, precision, stride, drop, smoothing, events, sinks...).
+    """
+    return Stream(source, model, **options)
