@@ -1,0 +1,273 @@
+"""Accuracy of any artifact on labeled clips, through the backend registry.
+
+``evaluate(artifact, data)`` takes a checkpoint (``torch`` backend), an ONNX file or a bundle
+(``ort-cpu`` by default, ``precision=`` picks model.fp32/fp16/int8), or a TensorRT engine (the
+``tensorrt`` backend, where it is installed). Clips are decoded and sampled once with the
+artifact's ClipSpec (evaluation sampling), so rows for different precisions or backends are
+computed on identical inputs. ``evaluate_all(bundle, data)`` evaluates every precision in the
+bundle and stores the results in the manifest's ``eval`` section.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevt.errors import EdgevtError
+from edgevt.spec import ClipSpec
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass
+class EvalResult:
+    artifact: str
+    backend: str
+    precision: str
+    data: str
+    clips: int
+    top1: float  # percent
+    top5: float | None  # percent; None with fewer than 6 classes
+    per_class: dict  # label -> {"clips": n, "top1": percent}
+    confusion: list  # [true][pred] counts, label order of the spec
+    labels: list
+    latency: dict | None = None  # LatencyStats (ms per batch) over full batches after the first
+    batch_size: int = 0
+    device: dict = field(default_factory=dict)
+    confusion_png: str | None = None
+    agreement_with: dict = field(default_factory=dict)  # other precision -> % same top-1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ClipSet:
+    """Decoded, sampled clips shared by every artifact evaluated on them."""
+
+    clips: np.ndarray  # uint8 [N, T, H, W, 3]
+    labels: np.ndarray
+    paths: list
+    source: str
+    spec: ClipSpec
+
+
+def load_eval_clips(data, spec: ClipSpec, max_clips: int | None = None) -> ClipSet:
+    from edgevt.export.calibration import load_clips
+
+    clips, labels, paths = load_clips(data, spec, max_clips, labeled=True, what="evaluation")
+    if (labels < 0).any():
+        raise EdgevtError(f"{data}: evaluation needs labeled clips (class folders or a 'path label' list)")
+    return ClipSet(clips, labels, paths, str(data), spec)
+
+
+# -- what to open ------------------------------------------------------------------------------
+def artifact_kind(artifact) -> str:
+    from edgevt.export.bundle import Bundle
+
+    if isinstance(artifact, Bundle):
+        return "bundle"
+    p = Path(artifact)
+    if p.is_dir() or p.name == "edgevt.json":
+        return "bundle"
+    if not p.exists():
+        raise EdgevtError(f"{p}: no such checkpoint, ONNX file, engine or bundle")
+    if p.suffix in CHECKPOINT_SUFFIXES:
+        return "checkpoint"
+    if p.suffix == ".onnx":
+        return "onnx"
+    if p.suffix in ENGINE_SUFFIXES:
+        return "engine"
+    raise EdgevtError(f"{p}: expected a checkpoint (.pt), an ONNX file, a TensorRT engine or a bundle folder")
+
+
+def artifact_spec(artifact, kind: str) -> ClipSpec:
+    """The ClipSpec that travels with the artifact (checkpoint, bundle, ONNX metadata, engine sidecar)."""
+    from edgevt.export.bundle import Bundle
+
+    if kind == "checkpoint":
+        from edgevt.models.checkpoint import load_checkpoint
+
+        return ClipSpec.from_dict(load_checkpoint(artifact)["spec"])
+    if kind == "bundle":
+        b = artifact if isinstance(artifact, Bundle) else Bundle.load(artifact, verify=False)
+        return b.spec
+    if kind == "onnx":
+        import onnx
+
+        m = onnx.load(str(artifact), load_external_data=False)
+        props = {p.key: p.value for p in m.metadata_props}
+        if "edgevt.spec" not in props:
+            raise EdgevtError(f"{artifact}: no ClipSpec in its metadata (not exported by edgevt); "
+                              "evaluate the bundle or re-export with `edgevt export`")
+        return ClipSpec.from_json(props["edgevt.spec"])
+    sidecar = Path(str(artifact) + ".json")
+    for cand in (sidecar, Path(artifact).with_suffix(".json")):
+        if cand.exists():
+            d = json.loads(cand.read_text())
+            if "spec" in d:
+                return ClipSpec.from_dict(d["spec"])
+    raise EdgevtError(f"{artifact}: no JSON sidecar with the ClipSpec beside the engine; build it with "
+                      "`edgevt build`")
+
+
+def default_backend(kind: str) -> str:
+    return {"checkpoint": "torch", "onnx": "ort-cpu", "bundle": "ort-cpu", "engine": "tensorrt"}[kind]
+
+
+def open_artifact(artifact, kind: str, backend: str | None, precision: str | None, threads: int | None):
+    from edgevt.backends import open_backend
+
+    name = backend or default_backend(kind)
+    opts = {}
+    if threads:
+        opts["threads"] = threads
+    if kind == "bundle" or precision:
+        opts["precision"] = precision or "fp32"
+    if name == "torch" and hasattr(artifact, "path"):
+        artifact = artifact.path  # the torch backend opens a bundle folder (its source checkpoint)
+    return name, open_backend(name, artifact, **opts)
+
+
+def _model_inputs(backend, clips: np.ndarray, spec: ClipSpec) -> tuple[str, np.ndarray]:
+    from edgevt.export.calibration import as_model_input
+
+    info = backend.inputs[0]
+    float_input = info.dtype.startswith("float") and len(info.shape) == 5 and info.shape[2] == 3
+    x = as_model_input(clips, spec, float_input)
+    if info.dtype == "float16":
+        x = x.astype(np.float16)
+    return info.name, x
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def accuracy_metrics(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+    n_cls = logits.shape[1]
+    pred = logits.argmax(1)
+    top1 = float((pred == labels).mean() * 100)
+    top5 = None
+    if n_cls > 5:
+        top5_idx = np.argsort(-logits, axis=1)[:, :5]
+        top5 = float((top5_idx == labels[:, None]).any(1).mean() * 100)
+    conf = np.zeros((n_cls, n_cls), dtype=np.int64)
+    np.add.at(conf, (labels, pred), 1)
+    per_class = {}
+    for i, name in enumerate(names[:n_cls]):
+        n = int(conf[i].sum())
+        per_class[name] = {"clips": n, "top1": float(conf[i, i] / n * 100) if n else None}
+    return {"top1": top1, "top5": top5, "per_class": per_class, "confusion": conf.tolist()}
+
+
+def predict(backend, clips: np.ndarray, spec: ClipSpec, batch_size: int = 8, progress=None) -> tuple[np.ndarray, dict]:
+    """Logits for every clip and the latency of full batches (the first one is warm-up)."""
+    from edgevt.bench.latency import LatencyStats
+
+    name, x = _model_inputs(backend, clips, spec)
+    out_name = backend.outputs[0].name
+    logits, samples, timings = [], [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        t0 = time.perf_counter()
+        out = backend.run({name: xb})[out_name]
+        dt = time.perf_counter() - t0
+        if len(xb) == batch_size:
+            samples.append(dt)
+            timings.append(backend.last_timing)
+        logits.append(np.asarray(out, dtype=np.float32))
+        if progress is not None:
+            progress(len(xb))
+    lat = None
+    if samples:
+        keep = samples[1:] or samples
+        tks = timings[1:] or timings
+        lat = LatencyStats.from_samples(keep, batch_size, tks).to_dict()
+    return np.concatenate(logits), lat
+
+
+def evaluate(artifact, data=None, *, precision: str | None = None, backend: str | None = None,
+             batch_size: int = 8, max_clips: int | None = None, clipset: ClipSet | None = None,
+             out_dir: str | Path | None = None, threads: int | None = None, progress=None,
+             return_logits: bool = False):
+    """Evaluate one artifact on labeled clips (``data`` or an already loaded ``clipset``).
+
+    out_dir: where to write the confusion matrix PNG (none written when None).
+    """
+    kind = artifact_kind(artifact)
+    spec = artifact_spec(artifact, kind)
+    if clipset is None:
+        if data is None:
+            raise EdgevtError("evaluate needs data (a labeled folder or list) or a loaded clipset")
+        clipset = load_eval_clips(data, spec, max_clips)
+    _check_same_spec(clipset.spec, spec, artifact)
+    name, be = open_artifact(artifact, kind, backend, precision, threads)
+    try:
+        logits, lat = predict(be, clipset.clips, spec, batch_size, progress)
+        desc = be.describe()
+    finally:
+        be.close()
+    if logits.shape[1] != len(spec.labels):
+        raise EdgevtError(f"{artifact}: outputs {logits.shape[1]} classes but its spec has {len(spec.labels)} labels")
+    prec = precision or desc.get("precision") or "fp32"
+    m = accuracy_metrics(logits, clipset.labels, spec.labels)
+    res = EvalResult(artifact=str(getattr(artifact, "path", artifact)), backend=name, precision=prec,
+                     data=clipset.source, clips=len(clipset.labels), labels=list(spec.labels), latency=lat,
+                     batch_size=batch_size, device=desc, **m)
+    if out_dir is not None:
+        from edgevt.eval.report import save_confusion_png
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        png = out / f"confusion.{name}.{prec}.png"
+        save_confusion_png(np.asarray(m["confusion"]), spec.labels,
+                           f"{Path(res.artifact).name} {name} {prec}: top-1 {m['top1']:.1f}%", png)
+        res.confusion_png = str(png)
+    return (res, logits) if return_logits else res
+
+
+def _check_same_spec(a: ClipSpec, b: ClipSpec, artifact) -> None:
+    keys = ("num_frames", "frame_stride", "size", "resize", "pixel_format", "sampling", "short_clip")
+    da, db = a.to_dict(), b.to_dict()
+    diff = [k for k in keys if da[k] != db[k]]
+    if diff:
+        raise EdgevtError(f"{artifact}: its ClipSpec differs from the clips' ({', '.join(diff)}); rows would "
+                          "not be comparable -- load the clips with this artifact's spec")
+
+
+def evaluate_all(bundle, data=None, *, backend: str | None = None, batch_size: int = 8,
+                 max_clips: int | None = None, out_dir: str | Path | None = None, threads: int | None = None,
+                 save: bool = True, include_checkpoint: bool = False, progress=None) -> list[EvalResult]:
+    """Every model.<precision> of a bundle on the same clips; stored in the manifest's ``eval``."""
+    from edgevt.export.bundle import Bundle
+
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    precisions = [k.split(".", 1)[1] for k in b.artifacts if k.startswith("model.")]
+    if not precisions:
+        raise EdgevtError(f"{b.path}: bundle has no model.<precision> artifacts")
+    clipset = load_eval_clips(data, b.spec, max_clips)
+    results, logits = [], {}
+    rows = []
+    if include_checkpoint:
+        rows.append(("torch", "fp32"))
+    rows += [(backend, p) for p in precisions]
+    for be_name, p in rows:
+        r, lg = evaluate(b, precision=p, backend=be_name, batch_size=batch_size, clipset=clipset, out_dir=out_dir,
+                         threads=threads, progress=progress, return_logits=True)
+        results.append(r)
+        logits[(r.backend, p)] = lg
+    ref = next((lg for (bn, p), lg in logits.items() if p == "fp32" and bn != "torch"), None)
+    if ref is not None:
+        for r in results:
+            r.agreement_with["fp32"] = float((logits[(r.backend, r.precision)].argmax(1) == ref.argmax(1)).mean() * 100)
+    if save:
+        for r in results:
+            d = r.to_dict()
+            d.pop("device", None)
+            d["device"] = {k: r.device.get(k) for k in ("device", "cpu", "threads", "providers") if k in r.device}
+            d["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            b.manifest.setdefault("eval", {})[f"{r.backend}.{r.precision}"] = d
+        b.save()
+    return results
