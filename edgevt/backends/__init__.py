@@ -12,7 +12,7 @@ from edgevt.errors import EdgevtError
 
 _REGISTRY: dict[str, BackendEntry] = {}
 # Modules that register backends; each is imported lazily by the functions below.
-_MODULES: list[str] = ["edgevt.backends.torch", "edgevt.backends.onnxruntime"]
+_MODULES: list[str] = ["edgevt.backends.torch", "edgevt.backends.onnxruntime", "edgevt.backends.tensorrt"]
 
 
 def register_backend(entry: BackendEntry) -> None:
