@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgevt.errors import EdgevtError
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="edgevt")
     except EdgevtError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
