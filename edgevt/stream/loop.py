@@ -335,6 +335,7 @@ class Stream:
         self.summary = StreamSummary(str(self.info), self.form_name, drop, stride,
                                      backend={r: b.describe() for r, b in self.backends.items()})
         self._closed = False
+        self._stop_reason = ""
         self._started = False
         self._t0 = 0.0
 
@@ -356,6 +357,9 @@ class Stream:
             yield from loop()
             if self.reader.error is not None:
                 raise self.reader.error
+        except KeyboardInterrupt:
+            self._stop_reason = "interrupted"
+            raise
         finally:
             self.close()
 
@@ -365,7 +369,11 @@ class Stream:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, reason: str | None = None) -> None:
+        """Stop the reader, end open events, flush and close every sink (idempotent).
+        reason: why the run ended, for the summary (default: what the reader saw, e.g. eof)."""
+        if reason and not self._stop_reason:
+            self._stop_reason = reason
         if self._closed:
             return
         self._closed = True
@@ -526,7 +534,7 @@ class Stream:
             s.latency_ms = {"p50": h.percentile(50) * 1e3, "p95": h.percentile(95) * 1e3,
                             "p99": h.percentile(99) * 1e3, "mean": h.mean * 1e3, "max": h.max * 1e3}
             s.stages_ms = {k: v / h.count * 1e3 for k, v in self._stage_sums.items()}
-        s.ended = self.reader.ended or ("stopped" if self._closed else "")
+        s.ended = self._stop_reason or self.reader.ended or "stopped"
         return s
 
     def snapshot(self) -> StreamSummary:

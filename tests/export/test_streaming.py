@@ -1,0 +1,120 @@
+"""Streaming forms: incremental (encoder + head) and stateful (TSM with shift buffers) exports."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgevt.errors import EdgevtError
+from edgevt.export.bundle import Bundle
+from edgevt.export.streaming import (StatefulFrameModel, causal_clip_logits, compare_stateful,
+                                     export_stream_forms, stream_forms_for)
+from edgevt.models.preprocess import FramePreprocess, FramesClassifier
+from edgevt.models.zoo import create_model
+
+
+def _model(arch, spec):
+    torch.manual_seed(0)
+    return create_model(arch, spec.num_classes, num_frames=spec.num_frames).eval()
+
+
+def _session(path):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def test_incremental_export_matches_window_model(tmp_path, tiny_spec):
+    model = _model("tsn_tinycnn", tiny_spec)
+    b = Bundle.staging(tmp_path / "b", tiny_spec)
+    entries = export_stream_forms(model, b)
+    assert set(entries) == {"encoder.fp32", "head.fp32"}
+    assert b.manifest["spec"]["streaming"] == "incremental"
+    enc, head = _session(b.artifact_path("encoder.fp32")), _session(b.artifact_path("head.fp32"))
+    assert enc.get_inputs()[0].type == "tensor(uint8)"  # uint8 frames in, preprocessing in the graph
+    t, (h, w) = tiny_spec.num_frames, tiny_spec.size
+    clips = torch.randint(0, 256, (3, t, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = FramesClassifier(model, tiny_spec)(clips).numpy()
+    # Frames encoded one at a time (as the loop does), then the head over the T embeddings.
+    emb = np.stack([enc.run(None, {"frames": f[None].numpy()})[0][0] for f in clips.flatten(0, 1)])
+    logits = head.run(None, {"embeddings": emb.reshape(3, t, -1)})[0]
+    np.testing.assert_allclose(logits, ref, atol=1e-4)
+    assert (logits.argmax(1) == ref.argmax(1)).all()
+    b.commit()
+    assert set(Bundle.load(tmp_path / "b").artifacts) == {"encoder.fp32", "head.fp32"}
+
+
+def _causal_shift(x, num_frames, fold_div=8):
+    """Reference causal shift written independently of the stateful module: no channels from the
+    future, the past channels from the previous frame (zeros before the first)."""
+    nt, c, h, w = x.shape
+    v = x.reshape(-1, num_frames, c, h, w)
+    fold = c // fold_div
+    zeros_future = torch.zeros_like(v[:, :, :fold])
+    from_past = torch.cat([torch.zeros_like(v[:, :1, fold:2 * fold]), v[:, :-1, fold:2 * fold]], dim=1)
+    return torch.cat([zeros_future, from_past, v[:, :, 2 * fold:]], dim=2).reshape(nt, c, h, w)
+
+
+def test_stateful_export_equals_causal_offline_model(tmp_path, tiny_spec, monkeypatch):
+    model = _model("tsm_tinycnn", tiny_spec)
+    b = Bundle.staging(tmp_path / "b", tiny_spec)
+    entry = export_stream_forms(model, b)["stateful.fp32"]
+    assert entry["state"] == {f"shift_in_{i}": f"shift_out_{i}" for i in range(len(entry["state"]))}
+    assert len(entry["state"]) == 2  # one buffer per shifted residual block of TinyCNN
+    sess = _session(b.artifact_path("stateful.fp32"))
+    n = 10  # longer than T: the stream's past is not cut at a window border
+    h, w = tiny_spec.size
+    frames = torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    state = {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs() if i.name != "frames"}
+    got = []
+    for f in frames:
+        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"frames": f[None].numpy(), **state})))
+        state = {k: out[v] for k, v in entry["state"].items()}
+        got.append(out["logits"][0])
+    got = np.stack(got)
+    # Independent reference: the offline model over all n frames as one clip, with a causal shift.
+    import edgevt.models.temporal as temporal
+
+    monkeypatch.setattr(temporal, "temporal_shift", _causal_shift)
+    for m in model.modules():
+        if isinstance(m, temporal.TemporalShift):
+            m.num_frames = n
+    with torch.no_grad():
+        emb = model.encode_frames(FramePreprocess(tiny_spec)(frames))
+        ref = model.fc(emb).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_stateful_differs_from_bidirectional_offline_only_by_design(tiny_spec):
+    """Compared with the offline (bidirectional) model the stream form loses the future shift: the
+    logits differ (so the check is meaningful) and compare_stateful reports how much."""
+    model = _model("tsm_tinycnn", tiny_spec)
+    t, (h, w) = tiny_spec.num_frames, tiny_spec.size
+    clips = torch.randint(0, 256, (4, t, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    report = compare_stateful(model, tiny_spec, clips)
+    assert report["clips"] == 4 and 0.0 <= report["top1_agreement"] <= 1.0
+    assert report["max_abs_logit_diff"] > 1e-6
+    # The stream form over one clip from zero buffers is the causal model's mean of per-frame logits.
+    sm = StatefulFrameModel(model, tiny_spec)
+    assert len(sm.buffer_shapes) == 2
+    per_frame = causal_clip_logits(model, tiny_spec, clips[0])
+    assert per_frame.shape == (t, tiny_spec.num_classes)
+    # the original model keeps its offline shift (the stream copy does not alter it)
+    with torch.no_grad():
+        a = FramesClassifier(model, tiny_spec)(clips[:1])
+        b = FramesClassifier(_model("tsm_tinycnn", tiny_spec), tiny_spec)(clips[:1])
+    torch.testing.assert_close(a, b)
+
+
+def test_forms_per_model_and_clear_errors(tmp_path, tiny_spec):
+    tsn, tsm = _model("tsn_tinycnn", tiny_spec), _model("tsm_tinycnn", tiny_spec)
+    assert stream_forms_for(tsn) == ["incremental"] and stream_forms_for(tsm) == ["stateful"]
+    b = Bundle.staging(tmp_path / "b", tiny_spec)
+    with pytest.raises(EdgevtError, match="cannot stream as 'stateful'"):
+        export_stream_forms(tsn, b, ["stateful"])
+    with pytest.raises(EdgevtError, match="cannot stream as 'incremental'"):
+        export_stream_forms(tsm, b, ["incremental"])
+    with pytest.raises(EdgevtError, match="incremental form needs a TSN"):
+        from edgevt.export.streaming import StreamEncoder
+
+        StreamEncoder(tsm, tiny_spec)
