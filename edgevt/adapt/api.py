@@ -1,0 +1,243 @@
+"""``adapt(config) -> AdaptResult``: the library entry point behind ``edgevt adapt`` and the demo."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from edgevt.adapt.config import ALIGNMENTS, META, AdaptConfig, AdaptResult
+from edgevt.adapt.data import (check_same_labels, collate, labels_of, open_labeled, open_unlabeled,
+                               per_class_subset, split_validation, subset)
+from edgevt.adapt.features import CachedClips, ClipNet, FeatureCache, can_cache, frame_stages, trainable_split
+from edgevt.adapt.finetune import FinetuneTask, predict
+from edgevt.adapt.report import summarise, write_report
+from edgevt.adapt.trainer import setup_distributed, train
+from edgevt.data.datasets import LabelMap
+from edgevt.data.transforms import ClipAugment
+from edgevt.errors import EdgevtError
+from edgevt.models.checkpoint import load_checkpoint, save_checkpoint
+from edgevt.models.zoo import create_model, model_info
+from edgevt.spec import ClipSpec
+
+DEFAULT_MODEL = "tsn_tinycnn"
+
+
+def _fingerprint(ds) -> dict:
+    """Which clips trained the model: count and a hash of their paths and labels."""
+    h = hashlib.sha256()
+    for r in ds.records:
+        h.update(f"{r.path}\t{r.label}\t{r.start}\t{r.end}\n".encode())
+    return {"clips": len(ds.records), "sha256": h.hexdigest()[:16]}
+
+
+def _init_checkpoint(cfg: AdaptConfig) -> dict | None:
+    if not cfg.init:
+        return None
+    ckpt = load_checkpoint(cfg.init)
+    if cfg.model and cfg.model != ckpt["arch"]:
+        raise EdgevtError(f"--init {cfg.init} holds a {ckpt['arch']} model, not --model {cfg.model}; "
+                          f"drop --model or pass --model {ckpt['arch']}")
+    return ckpt
+
+
+def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch.nn.Module, ClipSpec, dict]:
+    if init is not None:
+        spec = ClipSpec.from_dict(init["spec"])
+        if list(spec.labels) != list(labels.names):
+            check_same_labels(LabelMap(spec.labels), labels, f"--init {cfg.init}", "the data")
+        kwargs = dict(init.get("model_kwargs", {}))
+        kwargs.setdefault("num_frames", spec.num_frames)
+        model = create_model(init["arch"], spec.num_classes, weights="none", **kwargs)
+        model.load_state_dict(init["state_dict"])
+        return model, spec, kwargs
+    arch = cfg.model or DEFAULT_MODEL
+    info = model_info(arch)
+    mean = tuple(cfg.mean) if cfg.mean else info.mean
+    std = tuple(cfg.std) if cfg.std else info.std
+    spec = ClipSpec(num_frames=cfg.num_frames, frame_stride=cfg.frame_stride, size=(cfg.size, cfg.size),
+                    mean=mean, std=std, sampling=cfg.sampling, labels=list(labels.names),
+                    streaming="incremental" if info.family == "tsn" else "stateful" if info.family == "tsm" else "window")
+    kwargs = {"num_frames": cfg.num_frames}
+    if info.family != "3d":
+        kwargs.update(temporal=cfg.temporal, temporal_dim=cfg.temporal_dim)
+    model = create_model(arch, len(labels), weights=cfg.weights, **kwargs)
+    return model, spec, kwargs
+
+
+def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: Console | None = None,
+          on_step=None) -> AdaptResult:
+    """Run one adaptation; writes ``model.pt``, ``last.pt``, ``metrics.json``, ``report.json/.md``
+    under ``cfg.out``. ``feature_cache`` may be shared between calls to encode each data set once."""
+    cfg.validate()
+    t_start = time.perf_counter()
+    info = setup_distributed(cfg.device)
+    console = console or Console(stderr=True, quiet=not info.main)
+    say = console.print if info.main else (lambda *a, **k: None)
+    out = Path(cfg.out)
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    # -- labels, spec, model ----------------------------------------------------------------
+    init = _init_checkpoint(cfg)
+    if cfg.strategy == "fewshot":
+        labels = LabelMap(ClipSpec.from_dict(init["spec"]).labels) if init else labels_of(cfg.target)
+    else:
+        labels = labels_of(cfg.source)
+    model, spec, model_kwargs = _build(cfg, labels, init)
+    model.arch = model.arch if hasattr(model, "arch") else cfg.model
+    pretrained = init is not None or cfg.weights not in ("none", "", None)
+    backbone, head, frozen = trainable_split(model, cfg.mode, cfg.unfreeze)
+    freeze_bn = cfg.freeze_bn == "always" or (cfg.freeze_bn == "auto" and (cfg.batch_size < 16 or pretrained))
+
+    # -- data -------------------------------------------------------------------------------
+    augment = ClipAugment() if cfg.augment else None
+    train_set = val_set = target_set = None
+    extra = []
+    if cfg.strategy != "fewshot":
+        full = open_labeled(cfg.source, spec, labels, train=True, seed=cfg.seed, transform=augment)
+        idx = list(range(len(full)))
+        if cfg.limit_per_class:
+            idx, _ = per_class_subset(full, cfg.limit_per_class, cfg.seed, f"--source {cfg.source}")
+            full = subset(full, idx)
+        if cfg.val_split:
+            tr, va = split_validation(full, cfg.val_split, cfg.seed)
+            train_set, val_set = subset(full, tr), subset(full, va)
+            val_set.train = False
+        else:
+            train_set = full
+        for d in cfg.extra_domains:
+            extra.append(open_labeled(d, spec, labels, train=True, seed=cfg.seed, what="extra-domain"))
+    if cfg.strategy in ALIGNMENTS:
+        target_found = None
+        with contextlib.suppress(EdgevtError):
+            target_found = labels_of(cfg.target)
+        if target_found is not None and len(target_found):
+            check_same_labels(labels, target_found, "--source", f"--target {cfg.target}")
+        target_set = open_unlabeled(cfg.target, spec, cfg.seed)
+    fewshot_support = fewshot_rest = None
+    if cfg.strategy == "fewshot":
+        target_set = open_labeled(cfg.target, spec, labels, train=False, seed=cfg.seed, what="target")
+        sup, rest = per_class_subset(target_set, cfg.shots, cfg.seed, f"--target {cfg.target} (--shots {cfg.shots})")
+        fewshot_support, fewshot_rest = subset(target_set, sup), subset(target_set, rest)
+    evals = {}
+    if cfg.source_test:
+        evals["source_test"] = open_labeled(cfg.source_test, spec, labels, train=False, seed=cfg.seed, what="source-test")
+    if cfg.target_test:
+        evals["target_test"] = open_labeled(cfg.target_test, spec, labels, train=False, seed=cfg.seed, what="target-test")
+    elif fewshot_rest is not None and len(fewshot_rest):
+        evals["target_rest"] = fewshot_rest
+
+    # -- frozen-feature cache ------------------------------------------------------------------
+    use_cache, why_not = can_cache(model, frozen, augment is not None)
+    if cfg.cache_features == "on" and not use_cache:
+        raise EdgevtError(f"--cache-features on is not exact here: {why_not}; use --cache-features auto or off")
+    use_cache = use_cache and cfg.cache_features != "off"
+    model.to(info.device)
+    progress = (Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                         TextColumn("{task.fields[info]}"), console=console, disable=not (cfg.progress and info.main))
+                )
+    cache_note = f"off ({why_not})" if not use_cache else ""
+    with progress:
+        if use_cache:
+            cache = feature_cache or FeatureCache()
+            before = cache.seconds
+            n_stages = len(frame_stages(model))
+
+            def wrap(ds):
+                if ds is None:
+                    return None
+                videos, _ = cache.get(ds, model, spec, frozen, info.device, progress)
+                return CachedClips(ds, videos)
+
+            train_set, val_set, target_set = wrap(train_set), wrap(val_set), wrap(target_set)
+            fewshot_support = wrap(fewshot_support)
+            extra = [wrap(d) for d in extra]
+            evals = {k: wrap(v) for k, v in evals.items()}
+            what = "pooled frame embeddings" if frozen == n_stages else f"outputs of the first {frozen}/{n_stages} stages"
+            cache_note = f"on: {what} of the frozen backbone, encoded in {cache.seconds - before:.1f} s"
+            say(f"[green]feature cache[/]: training on cached {what} (frozen, no pixel augmentation: exact)")
+        elif cfg.mode != "full":
+            say(f"feature cache off: {why_not}")
+        net = ClipNet(model, spec, cached_stages=frozen if use_cache else None).to(info.device)
+
+        # -- the strategy --------------------------------------------------------------------------
+        ckpt_meta = {"arch": model.arch, "model_kwargs": model_kwargs, "strategy": cfg.strategy,
+                     "config": cfg.to_dict()}
+        outcome = None
+        fewshot_info = None
+        if cfg.strategy == "fewshot":
+            from edgevt.adapt.meta import fewshot_adapt
+
+            x, y = collate(fewshot_support, range(len(fewshot_support)), info.device)
+            net.eval()
+            fewshot_adapt(net, x, y, list(range(len(labels))), cfg.fewshot_method, cfg.inner_steps, cfg.inner_lr)
+            fewshot_info = {"shots": cfg.shots, "method": cfg.fewshot_method, "support_clips": len(fewshot_support),
+                            "inner_steps": cfg.inner_steps, "inner_lr": cfg.inner_lr, "init": cfg.init}
+        else:
+            lr_backbone = cfg.lr * (cfg.backbone_lr_mult if pretrained else 1.0)
+            if cfg.strategy in ALIGNMENTS:
+                from edgevt.adapt.dann import AlignTask
+
+                task = AlignTask(net, train_set, target_set, cfg, info, frozen, freeze_bn, len(labels), val_set)
+            elif cfg.strategy in META:
+                from edgevt.adapt.meta import EpisodeSampler, MetaTask
+
+                names = [f"--source {cfg.source}"] + [f"--extra-domain {d}" for d in cfg.extra_domains]
+                sampler = EpisodeSampler([train_set] + extra, names, cfg.ways, cfg.shots, cfg.queries, cfg.seed)
+                task = MetaTask(net, sampler, cfg, info, frozen, freeze_bn)
+            else:
+                task = FinetuneTask(net, train_set, cfg, info, frozen, freeze_bn, val_set)
+            task.to(info.device)
+            new_params = head + [p for n, p in task.named_parameters() if not n.startswith("net.")]
+            groups = [{"params": new_params, "lr": cfg.lr}]
+            if backbone:
+                groups.append({"params": backbone, "lr": lr_backbone})
+            outcome = train(task, model, spec, cfg, groups, info, out, ckpt_meta, progress, on_step)
+
+        # -- evaluation, checkpoint, report (rank 0) -----------------------------------------------
+        results = {}
+        if info.main:
+            for name, ds in evals.items():
+                p, y = predict(net, ds, info.device)
+                results[name] = summarise(p, y, list(labels.names))
+    if info.world > 1:
+        dist.barrier()
+    final = out / "model.pt"
+    report: dict = {}
+    if info.main:
+        from edgevt.cli.info import environment
+
+        data = {k: _fingerprint(v.base if isinstance(v, CachedClips) else v)
+                for k, v in {"source": train_set, "validation": val_set, "target": target_set,
+                             "fewshot_support": fewshot_support, **evals}.items() if v is not None}
+        paths = {"source": cfg.source, "target": cfg.target, "source_test": cfg.source_test,
+                 "target_test": cfg.target_test, "extra_domains": cfg.extra_domains, "init": cfg.init}
+        metrics = {k: v["accuracy"] for k, v in results.items()}
+        if outcome is not None and outcome.history:
+            metrics["train_loss"] = outcome.history[-1].get("loss")
+            if "val_acc" in outcome.history[-1]:
+                metrics["val_acc"] = max(h["val_acc"] for h in outcome.history)
+        provenance = {"data": data, "paths": paths, "environment": environment(), "seed": cfg.seed,
+                      "world_size": info.world}
+        save_checkpoint(final, model, spec, arch=model.arch, model_kwargs=model_kwargs, strategy=cfg.strategy,
+                        metrics=metrics, provenance=provenance, config=cfg.to_dict())
+        report = {"strategy": cfg.strategy, "model": model.arch, "checkpoint": str(final), "labels": list(labels.names),
+                  "mode": cfg.mode, "frozen_stages": frozen, "freeze_bn": freeze_bn, "feature_cache": cache_note,
+                  "train": {"steps": outcome.steps if outcome else 0,
+                            "seconds": outcome.seconds if outcome else time.perf_counter() - t_start,
+                            "stopped_early": outcome.stopped_early if outcome else False,
+                            "history": outcome.history if outcome else []},
+                  "eval": results, "fewshot": fewshot_info, "provenance": provenance,
+                  "seconds_total": round(time.perf_counter() - t_start, 2)}
+        write_report(out, report)
+        for name, r in results.items():
+            say(f"{name}: accuracy {100 * r['accuracy']:.1f}% on {r['clips']} clips")
+        say(f"wrote {final} and {out / 'report.md'}")
+    return AdaptResult(checkpoint=str(final), report=report, out=str(out))

@@ -1,0 +1,120 @@
+"""What an adaptation run is asked to do (``AdaptConfig``) and what it produced (``AdaptResult``)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from edgevt.errors import EdgevtError
+
+ALIGNMENTS = ("dann", "cdan", "mmd", "coral")  # two-domain strategies (unlabeled target)
+META = ("maml", "fomaml", "reptile")
+STRATEGIES = ("finetune",) + ALIGNMENTS + META + ("fewshot",)
+MODES = ("linear", "partial", "full")
+SCHEDULES = ("cosine", "dann", "constant")
+
+
+@dataclass
+class AdaptConfig:
+    """One adaptation run. Paths are folders (``<class>/<video>``) or ``path label`` lists.
+
+    source: labeled training clips. target: target-domain clips (unlabeled for dann/cdan/mmd/coral;
+    labeled for fewshot). source_test / target_test: labeled clips for the final report.
+    """
+
+    source: str | None = None
+    out: str = "runs/adapt"
+    strategy: str = "finetune"
+    target: str | None = None
+    source_test: str | None = None
+    target_test: str | None = None
+    extra_domains: list[str] = field(default_factory=list)  # more labeled domains for meta-training
+    # model and clip
+    model: str | None = None  # registry name; None: from --init, else tsn_tinycnn
+    weights: str = "none"  # none | pretrained | torchvision weight name | path
+    init: str | None = None  # an edgevt checkpoint to start from (same architecture)
+    temporal: str = "conv"  # TSN/TSM temporal head: avg | conv
+    temporal_dim: int = 256
+    num_frames: int = 8
+    frame_stride: int = 2
+    size: int = 64
+    sampling: str = "dense"
+    mean: tuple | None = None  # None: the model's default normalisation
+    std: tuple | None = None
+    # what trains
+    mode: str = "partial"  # linear | partial | full
+    unfreeze: int = 2  # partial: backbone stages trained, counted from the top
+    freeze_bn: str = "auto"  # auto (when batch_size < 16) | always | never
+    cache_features: str = "auto"  # auto | on | off
+    augment: bool = False
+    limit_per_class: int | None = None  # keep only this many labeled training clips per class
+    val_split: float = 0.0  # share of labeled training clips held out for early stopping
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1  # pretrained layers learn this much slower than new ones
+    weight_decay: float = 1e-2
+    schedule: str = "cosine"
+    warmup: float = 0.05  # share of steps with linear warm-up
+    label_smoothing: float = 0.0
+    patience: int = 0  # early stopping: epochs without val improvement (0: off)
+    amp: bool = True  # used on CUDA only
+    # domain alignment
+    adv_weight: float = 1.0
+    importance_weighting: bool = False
+    # meta-learning / few-shot
+    ways: int = 5
+    shots: int = 1
+    queries: int = 5
+    inner_steps: int = 5
+    inner_lr: float = 0.1
+    meta_batch: int = 4
+    episodes_per_epoch: int = 50
+    fewshot_method: str = "finetune"  # finetune | prototype
+    # run
+    seed: int = 0
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: only at epoch ends)
+    resume: bool = False
+    device: str = "auto"
+    workers: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        def check(ok: bool, msg: str) -> None:
+            if not ok:
+                raise EdgevtError(msg)
+
+        check(self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}")
+        check(self.mode in MODES, f"unknown --mode {self.mode!r}; use linear, partial or full")
+        check(self.schedule in SCHEDULES, f"unknown --schedule {self.schedule!r}; use {', '.join(SCHEDULES)}")
+        check(self.freeze_bn in ("auto", "always", "never"), "--freeze-bn must be auto, always or never")
+        check(self.cache_features in ("auto", "on", "off"), "--cache-features must be auto, on or off")
+        check(self.fewshot_method in ("finetune", "prototype"), "--fewshot-method must be finetune or prototype")
+        check(self.epochs >= 1 and self.batch_size >= 1, "--epochs and --batch-size must be >= 1")
+        check(0.0 <= self.val_split < 1.0, f"--val-split must be in [0, 1), got {self.val_split}")
+        check(self.ways >= 2 and self.shots >= 1 and self.queries >= 1, "need --ways >= 2, --shots >= 1, --queries >= 1")
+        if self.strategy == "fewshot":
+            check(self.target is not None, "--strategy fewshot needs --target with labeled target clips")
+            check(self.init is not None or self.weights != "none",
+                  "--strategy fewshot adapts an existing model: pass --init META_OR_SOURCE_CKPT")
+        else:
+            check(self.source is not None, f"--strategy {self.strategy} needs --source with labeled clips")
+        if self.strategy in ALIGNMENTS:
+            check(self.target is not None, f"--strategy {self.strategy} needs --target with (unlabeled) target clips")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"] = list(self.mean) if self.mean else None
+        d["std"] = list(self.std) if self.std else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdaptConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class AdaptResult:
+    checkpoint: str  # final model checkpoint (edgevt format)
+    report: dict  # what report.json holds
+    out: str

@@ -1,0 +1,96 @@
+"""Data for adaptation runs: domains with one label map, subsets, validation splits, batching."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevt.data.datasets import ClipDataset, LabelMap, load_dataset, resolve_source
+from edgevt.errors import EdgevtError
+
+
+def labels_of(source: str) -> LabelMap | None:
+    """The label map a labeled source declares (its labels.txt or class folders)."""
+    _, lm = resolve_source(source, None, labeled=True)
+    return lm
+
+
+def check_same_labels(a: LabelMap, b: LabelMap, a_name: str, b_name: str) -> None:
+    if list(a.names) != list(b.names):
+        only_a = sorted(set(a.names) - set(b.names))
+        only_b = sorted(set(b.names) - set(a.names))
+        what = (f"only in {a_name}: {only_a[:5]}; only in {b_name}: {only_b[:5]}" if (only_a or only_b)
+                else "same names in a different order")
+        raise EdgevtError(f"label sets differ between {a_name} and {b_name} ({what}); give both the same "
+                          "classes (a labels.txt with one name per line fixes the order)")
+
+
+def open_labeled(source: str, spec, labels: LabelMap, train: bool, seed: int, transform=None,
+                 what: str = "source") -> ClipDataset:
+    if labels is not None:
+        found = labels_of(source)
+        if found is not None:
+            check_same_labels(labels, found, "--source", f"--{what} {source}")
+    return load_dataset(source, spec, labels=labels, train=train, seed=seed, transform=transform, cache=True)
+
+
+def open_unlabeled(source: str, spec, seed: int, what: str = "target") -> ClipDataset:
+    p = Path(source)
+    if p.is_dir() and not any(p.rglob("*.*")):
+        raise EdgevtError(f"--{what} {p} is empty; domain adaptation needs unlabeled target videos there")
+    try:
+        return load_dataset(source, spec, labeled=False, train=True, seed=seed, cache=True)
+    except EdgevtError as e:
+        if "contains no video files" in str(e) or "no readable clips" in str(e):
+            raise EdgevtError(f"--{what} {source} has no videos; domain adaptation needs unlabeled target "
+                              "videos (any folder layout)") from None
+        raise
+
+
+def subset(ds: ClipDataset, indices) -> ClipDataset:
+    """A view of ``ds`` with only ``indices`` (shares the decoded-video cache)."""
+    indices = [int(i) for i in indices]
+    view = ClipDataset.__new__(ClipDataset)
+    view.__dict__.update(ds.__dict__)
+    view.records = [ds.records[i] for i in indices]
+    if ds._cache is not None:
+        view._cache = {j: ds._cache[i] for j, i in enumerate(indices) if i in ds._cache}
+    return view
+
+
+def per_class_subset(ds: ClipDataset, k: int, seed: int, what: str) -> tuple[list[int], list[int]]:
+    """k clips per class (seeded); returns (chosen, rest). Error if a class has fewer than k."""
+    rng = np.random.default_rng((seed, 31))
+    labels = ds.labels
+    chosen = []
+    for c in range(len(ds.label_map)):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < k:
+            raise EdgevtError(f"{what}: class {ds.label_map.names[c]!r} has {len(idx)} clips, fewer than the "
+                              f"{k} requested per class; lower the count or add clips")
+        chosen += rng.choice(idx, k, replace=False).tolist()
+    chosen = sorted(chosen)
+    rest = sorted(set(range(len(ds))) - set(chosen))
+    return chosen, rest
+
+
+def split_validation(ds: ClipDataset, share: float, seed: int) -> tuple[list[int], list[int]]:
+    """Stratified split: (train indices, validation indices)."""
+    rng = np.random.default_rng((seed, 17))
+    labels = ds.labels
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = int(round(share * len(idx)))
+        n_val = min(max(n_val, 1), len(idx) - 1) if len(idx) > 1 else 0
+        val += idx[:n_val].tolist()
+        train += idx[n_val:].tolist()
+    return sorted(train), sorted(val)
+
+
+def collate(dataset, indices, device) -> tuple[torch.Tensor, torch.Tensor]:
+    items = [dataset[i] for i in indices]
+    x = torch.stack([x for x, _ in items]).to(device)
+    y = torch.tensor([y for _, y in items], dtype=torch.long, device=device)
+    return x, y

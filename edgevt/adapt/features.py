@@ -1,0 +1,212 @@
+"""What trains (freezing by stage) and the frozen-prefix feature cache.
+
+A 2D frame encoder is cut into stages (stem, the backbone's stages, its head conv) followed by a
+global average pool. ``mode=linear`` freezes every stage, ``partial`` trains the last N, ``full``
+trains all. Frozen stages in eval mode are a fixed function of each frame, so when no augmentation
+changes pixels their per-frame output can be computed once and cached: training then runs only the
+trainable stages and the temporal head. ``ClipNet`` gives the same clip features from pixels or
+from that cache (a test checks they agree).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from edgevt.data.sampling import sample_indices
+from edgevt.models.preprocess import FramePreprocess
+
+
+def frame_stages(model: nn.Module) -> list[nn.Module] | None:
+    """The encoder as an ordered list of modules (then a global mean pool), or None if unknown."""
+    encoder = getattr(model, "encoder", None)
+    net = getattr(encoder, "net", None)
+    if net is None:
+        return None
+    if hasattr(net, "_blocks") and hasattr(net, "_conv_head"):  # EfficientNet-Lite0
+        from edgevt.models.efficientnet_lite import LITE0_STAGES
+
+        stages, start = [nn.Sequential(net._conv_stem, net._bn0, net.act)], 0
+        for *_, repeats in LITE0_STAGES:
+            stages.append(net._blocks[start:start + repeats])
+            start += repeats
+        stages.append(nn.Sequential(net._conv_head, net._bn1, net.act))
+        return stages
+    if hasattr(net, "stem") and hasattr(net, "blocks"):  # TinyCNN
+        return [net.stem, *net.blocks]
+    if hasattr(net, "layer4"):  # torchvision ResNet
+        return [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), net.layer1, net.layer2, net.layer3,
+                net.layer4]
+    return None
+
+
+def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn.Parameter], list[nn.Parameter], int | None]:
+    """Freeze per ``mode``; returns (pretrained params to train, new-head params, frozen stage count).
+
+    The frozen stage count is None when the backbone cannot be cut into stages (3D models, other
+    2D backbones): then ``partial`` trains everything but the stem and nothing is cacheable.
+    """
+    head_modules = [m for m in (getattr(model, "tconv", None), model.fc) if m is not None]
+    head_ids = {id(p) for m in head_modules for p in m.parameters()}
+    head = [p for m in head_modules for p in m.parameters()]
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    stages = frame_stages(model)
+    if mode == "full":
+        return backbone, head, 0 if stages else None
+    for p in backbone:
+        p.requires_grad_(False)
+    if mode == "linear":
+        return [], head, len(stages) if stages else None
+    if stages is None:  # partial without known stages: everything below the classifier but the first layers
+        params = [p for p in backbone]
+        cut = max(1, len(params) // 2)
+        for p in params[cut:]:
+            p.requires_grad_(True)
+        return params[cut:], head, None
+    n = max(0, min(unfreeze, len(stages)))
+    trained = [p for s in stages[len(stages) - n:] for p in s.parameters()]
+    for p in trained:
+        p.requires_grad_(True)
+    return trained, head, len(stages) - n
+
+
+def set_train_mode(model: nn.Module, frozen_stages: int | None, freeze_bn: bool) -> None:
+    """Train mode for what learns; frozen stages (and all BatchNorm when ``freeze_bn``) stay in eval
+    mode so their running statistics are neither updated nor replaced by tiny-batch statistics."""
+    model.train()
+    stages = frame_stages(model) or []
+    for s in stages[:frozen_stages or 0]:
+        s.eval()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+class ClipNet(nn.Module):
+    """Clip features and logits from uint8 clips [N, T, H, W, 3], or from cached frozen-stage
+    outputs [N, T, ...] when ``cached_stages`` is set."""
+
+    def __init__(self, model: nn.Module, spec, cached_stages: int | None = None):
+        super().__init__()
+        self.model = model
+        self.preprocess = FramePreprocess(spec)
+        self.cached_stages = cached_stages
+        self._stages = frame_stages(model) if cached_stages is not None else None
+
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.cached_stages is None:
+            return self.model.clip_features(self.preprocess(inputs))
+        n, t = inputs.shape[:2]
+        h = inputs.flatten(0, 1)
+        for stage in self._stages[self.cached_stages:]:
+            h = stage(h)
+        emb = h.mean(dim=(2, 3)) if h.dim() == 4 else h
+        return self.model.pool(emb.reshape(n, t, -1))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.fc(self.model.dropout(features))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(inputs))
+
+
+def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool) -> tuple[bool, str]:
+    """Whether the frozen-prefix cache is exact, and why not if it is not."""
+    if frozen_stages is None or frame_stages(model) is None:
+        return False, "the backbone cannot be cut into stages (3D or unsupported 2D model)"
+    if frozen_stages == 0:
+        return False, "nothing is frozen (mode full or partial with every stage trained)"
+    if getattr(model, "shift", False):
+        return False, "TSM temporal shifts mix frames inside the backbone"
+    if augment:
+        return False, "augmentation changes pixels every epoch"
+    return True, ""
+
+
+def prefix_key(model: nn.Module, frozen_stages: int) -> str:
+    """Identifies the frozen prefix's weights, so a cache is reused only for the same function."""
+    h = hashlib.sha256(str(frozen_stages).encode())
+    for stage in frame_stages(model)[:frozen_stages]:
+        for t in stage.state_dict().values():
+            h.update(t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: torch.device,
+                  progress=None, chunk: int = 64) -> list[torch.Tensor]:
+    """Per-frame outputs of the frozen stages for every video of a ClipDataset (float16 on CPU)."""
+    stages = frame_stages(model)[:frozen_stages]
+    pre = FramePreprocess(spec).to(device)
+    for s in stages:
+        s.eval()
+    task = progress.add_task("caching frozen features", total=len(dataset)) if progress else None
+    out = []
+    for i in range(len(dataset)):
+        frames = torch.from_numpy(dataset.video(i))
+        parts = []
+        for j in range(0, len(frames), chunk):
+            h = pre(frames[j:j + chunk].to(device))
+            for s in stages:
+                h = s(h)
+            if frozen_stages == len(frame_stages(model)):
+                h = h.mean(dim=(2, 3))  # the whole encoder is frozen: keep only the pooled embedding
+            parts.append(h.cpu())
+        out.append(torch.cat(parts))
+        if progress:
+            progress.advance(task)
+    if progress:
+        progress.remove_task(task)
+    return out
+
+
+class CachedClips(Dataset):
+    """Clips of cached per-frame features, sampled exactly like ``ClipDataset`` samples pixels."""
+
+    def __init__(self, dataset, videos: list[torch.Tensor]):
+        self.base = dataset
+        self.videos = videos
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.base.labels
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.base.set_epoch(epoch)
+
+    def __getitem__(self, i: int):
+        b = self.base
+        rng = np.random.default_rng((b.seed, self.epoch, i)) if b.train else None
+        idx = sample_indices(len(self.videos[i]), b.spec, train=b.train, rng=rng, sampling=b.sampling)
+        label = b.records[i].label
+        return self.videos[i][idx], -1 if label is None else label
+
+
+class FeatureCache:
+    """In-memory cache of encoded videos keyed by (video list, clip spec, frozen-prefix weights);
+    pass one instance to several ``adapt`` calls (as the benchmark does) to encode each set once."""
+
+    def __init__(self):
+        self.store: dict[tuple, list[torch.Tensor]] = {}
+        self.seconds = 0.0
+
+    def get(self, dataset, model, spec, frozen_stages, device, progress=None) -> tuple[list[torch.Tensor], bool]:
+        key = (tuple(r.path for r in dataset.records), tuple(r.start for r in dataset.records),
+               spec.to_json(), prefix_key(model, frozen_stages))
+        if key in self.store:
+            return self.store[key], True
+        t0 = time.perf_counter()
+        videos = encode_videos(dataset, model, spec, frozen_stages, device, progress)
+        self.seconds += time.perf_counter() - t0
+        self.store[key] = videos
+        return videos, False
