@@ -1,0 +1,145 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import edgevt
+from edgevt.backends import Backend, open_backend
+from edgevt.data.video import read_frames
+from edgevt.errors import EdgevtError
+from edgevt.export.streaming import causal_clip_logits
+from edgevt.stream.sinks import JsonlSink
+
+
+def _decisions(st):
+    return [(d.frame, d.first_frame, d.label, d.probs) for d in st]
+
+
+def test_incremental_gives_the_same_decisions_as_window(stream_assets):
+    video, bundle = stream_assets["video"], stream_assets["tsn_tinycnn"]
+    win = _decisions(edgevt.stream(video, bundle, form="window", backend="ort-cpu", smooth="none"))
+    inc_st = edgevt.stream(video, bundle, form="incremental", smooth="none")
+    inc = _decisions(inc_st)
+    spec = stream_assets["spec"]
+    n_ring = 45  # 90 frames, frame_stride 2
+    assert len(win) == len(inc) == n_ring - spec.num_frames + 1
+    assert [d[:3] for d in win] == [d[:3] for d in inc]  # same frames, same labels
+    np.testing.assert_allclose(np.stack([d[3] for d in win]), np.stack([d[3] for d in inc]), atol=1e-5)
+    s = inc_st.summary
+    assert s.form == "incremental" and s.frames == n_ring and s.decisions == len(inc) and s.ended == "eof"
+    assert s.dropped == 0 and set(s.latency_ms) >= {"p50", "p95", "p99"}
+
+
+def test_window_stride_and_torch_backend_on_the_checkpoint(stream_assets):
+    video, ckpt, bundle = stream_assets["video"], stream_assets["tsn_tinycnn.pt"], stream_assets["tsn_tinycnn"]
+    ref = _decisions(edgevt.stream(video, bundle, form="window", smooth="none"))
+    got = _decisions(edgevt.stream(video, ckpt, backend="torch", stride=3, smooth="none"))
+    assert [d[0] for d in got] == [d[0] for d in ref][::3]
+    np.testing.assert_allclose(np.stack([d[3] for d in got]), np.stack([d[3] for d in ref])[::3], atol=1e-5)
+    inc = _decisions(edgevt.stream(video, ckpt, backend="torch", form="incremental", stride=3, smooth="none"))
+    np.testing.assert_allclose(np.stack([d[3] for d in inc]), np.stack([d[3] for d in got]), atol=1e-5)
+
+
+def test_stateful_stream_matches_the_causal_model_on_the_same_frames(stream_assets):
+    spec, video = stream_assets["spec"], stream_assets["video"]
+    st = edgevt.stream(video, stream_assets["tsm_tinycnn"], smooth="none")
+    got = _decisions(st)
+    assert st.form_name == "stateful"  # the bundle's ClipSpec says how it streams
+    frames = torch.from_numpy(read_frames(video, spec.size, spec.resize, spec.pixel_format)[::spec.frame_stride])
+    per_frame = causal_clip_logits(stream_assets["tsm_tinycnn.model"], spec, frames).numpy()
+    t = spec.num_frames
+    ref = [edgevt.stream.loop.softmax(per_frame[i - t + 1:i + 1].mean(0)) for i in range(t - 1, len(frames))]
+    np.testing.assert_allclose(np.stack([d[3] for d in got]), np.stack(ref), atol=1e-4)
+
+
+class SlowBackend(Backend):
+    """Wraps a backend and sleeps: an artificially slow accelerator."""
+
+    def __init__(self, inner, delay):
+        super().__init__()
+        self.inner, self.delay = inner, delay
+        self.name, self.inputs, self.outputs, self.state = "slow", inner.inputs, inner.outputs, inner.state
+
+    def run(self, inputs):
+        time.sleep(self.delay)
+        return self.inner.run(inputs)
+
+    def describe(self):
+        return {"backend": "slow", "delay_s": self.delay}
+
+
+def test_drop_latest_bounds_latency_under_a_slow_backend(stream_assets):
+    spec, video, bundle = stream_assets["spec"], stream_assets["video"], stream_assets["tsn_tinycnn"]
+    runs = {}
+    for drop in ("latest", "none"):
+        slow = SlowBackend(open_backend("ort-cpu", bundle, role="model"), 0.15)  # kept frames arrive every 80 ms
+        st = edgevt.stream(video, slow, spec=spec, drop=drop, realtime=True)
+        runs[drop] = ([d.latency for d in st], st.summary)
+    lat, s = runs["latest"]
+    assert s.dropped > 0 and s.decisions + s.dropped == 45 - spec.num_frames + 1
+    assert max(lat) < 0.5  # ~ one inference + one frame, not a growing queue
+    lat_none, s_none = runs["none"]
+    assert s_none.dropped == 0 and s_none.decisions == 42
+    assert max(lat_none) > 2 * max(lat)  # without dropping, the queue (and latency) grows
+
+
+def test_sinks_and_early_stop(stream_assets, tmp_path):
+    video, bundle = stream_assets["video"], stream_assets["tsn_tinycnn"]
+    out = tmp_path / "d.jsonl"
+    from edgevt.stream.sinks import VideoSink
+
+    with edgevt.stream(video, bundle, sinks=[JsonlSink(out), VideoSink(tmp_path / "a.avi")]) as st:
+        for d in st:
+            assert d.image is not None and d.image.shape == (*stream_assets["spec"].size, 3)
+            if d.index == 9:
+                break
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert recs[0]["type"] == "start" and recs[-1]["type"] == "summary"
+    decisions = [r for r in recs if r["type"] == "decision"]
+    assert len(decisions) == 10 == recs[-1]["decisions"]
+    assert set(decisions[0]["stages_ms"]) == {"decode", "preprocess", "inference", "post"}
+    assert decisions[0]["latency_ms"] > 0 and decisions[0]["decision_time"] >= decisions[0]["capture_time"]
+    assert (tmp_path / "a.avi").stat().st_size > 0
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_bad_inputs_are_clear_errors(stream_assets, tmp_path):
+    video, bundle = stream_assets["video"], stream_assets["tsn_tinycnn"]
+    with pytest.raises(EdgevtError, match="no stateful.fp32"):
+        edgevt.stream(video, bundle, form="stateful")
+    with pytest.raises(EdgevtError, match="--drop"):
+        edgevt.stream(video, bundle, drop="oldest")
+    with pytest.raises(EdgevtError, match="no such bundle"):
+        edgevt.stream(video, tmp_path / "nothing")
+
+
+def test_cli_run_writes_jsonl_and_sigterm_exits_cleanly(stream_assets, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgevt.cli import app
+
+    video, bundle = stream_assets["video"], stream_assets["tsm_tinycnn"]
+    out = tmp_path / "run.jsonl"
+    r = CliRunner().invoke(app, ["run", str(video), str(bundle), "--jsonl", str(out), "--no-live"])
+    assert r.exit_code == 0, r.output
+    last = json.loads(out.read_text().splitlines()[-1])
+    assert last["type"] == "summary" and last["ended"] == "eof" and last["form"] == "stateful"
+    # SIGTERM mid-stream: sinks flushed, summary written, exit 0.
+    out2 = tmp_path / "term.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "edgevt", "run", str(video), str(bundle), "--realtime",
+                          "--jsonl", str(out2), "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out2.exists() and '"decision"' in out2.read_text()):
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err.decode()
+    last = json.loads(out2.read_text().splitlines()[-1])
+    assert last["type"] == "summary" and last["ended"] == "interrupted" and last["decisions"] >= 1
