@@ -324,7 +324,8 @@ def build_engine(bundle, key: str, *, batch=(1, 1, 8), workspace_mib: int | None
             raise EdgevtError(f"--dla-core {dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        if hasattr(trt.BuilderFlag, "GPU_FALLBACK"):
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
         log(f"{key}: {dla_note}")
 
     cache_dir = bundle.path / CACHE_DIR
