@@ -79,23 +79,32 @@ def accuracy_by_precision(eval_section: dict) -> dict[str, float]:
 
 
 def accuracy_points(result) -> list[tuple[str, float, float]]:
-    """(label, p50 ms, top-1 %) for every timed row whose precision has an eval result in the
-    bundle; the torch baseline counts as FP32 (the ONNX FP32 graph is parity-checked against it)."""
+    """(label, p50 ms, top-1 %) for every timed row whose accuracy is in the bundle's eval section:
+    the row's own backend and precision when evaluated (``eval["ort-cpu.int8"]``), else the same
+    precision on another backend (the graphs are the same; parity is checked at export)."""
     acc = accuracy_by_precision(result.eval)
-    return [(r.label, r.stats.p50_ms, acc[r.precision]) for r in result.rows
-            if r.status == "ok" and r.precision in acc]
+    exact = {k: _top1(v) for k, v in (result.eval or {}).items() if isinstance(v, dict) and _top1(v) is not None}
+    points = []
+    for r in result.rows:
+        if r.status != "ok":
+            continue
+        top1 = exact.get(f"{r.backend}.{r.precision}", acc.get(r.precision))
+        if top1 is not None:
+            points.append((r.label, r.stats.p50_ms, top1))
+    return points
 
 
 def plot_accuracy_vs_latency(points: list[tuple[str, float, float]], path: str | Path,
                              title: str = "accuracy vs latency (target-test)") -> Path:
-    plt, (fig, ax) = _figure(figsize=(7, 4.5))
-    for label, ms, acc in points:
-        ax.scatter(ms, acc, s=30)
-        ax.annotate(label, (ms, acc), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    plt, (fig, ax) = _figure(figsize=(7.5, 4.5))
+    markers = "osD^v<>px*"
+    for i, (label, ms, acc) in enumerate(points):
+        ax.scatter(ms, acc, s=40, marker=markers[i % len(markers)], label=f"{label}: {acc:.1f}%, {ms:.2f} ms")
     ax.set_xlabel("p50 latency per batch (ms)")
     ax.set_ylabel("top-1 (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     return _save(plt, fig, path)
 
 

@@ -205,7 +205,10 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
 
     bundle = Bundle.load(bundle_path)
     spec = bundle.spec
+    auto = split_list(backends, "--backend") == ["auto"]
     backends = resolve_backends(backends)
+    if auto and baseline:  # torch is already the baseline row; its fp16/int8 rows would only be skips
+        backends = [b for b in backends if b != BASELINE_BACKEND]
     precisions = resolve_precisions(precisions, bundle)
     batches = parse_batches(batches)
     thread_info = apply_threads(threads)

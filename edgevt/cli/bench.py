@@ -42,11 +42,14 @@ def bench(
         raise EdgevtError(f"{bundle}: no such bundle folder; create one with `edgevt export`")
     out = out or (Path(bundle) / "bench")
     if stream is not None:
-        from edgevt.bench.streaming import bench_stream, write_stream_reports
+        from edgevt.bench.streaming import bench_stream, stream_table, write_stream_reports
 
-        result = bench_stream(bundle, stream, backend=None if backend == "auto" else backend,
-                              precision=None if precision == "auto" else precision, threads=threads,
-                              console=console)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            result = bench_stream(bundle, stream, backend=None if backend == "auto" else backend,
+                                  precision=None if precision == "auto" else precision, threads=threads,
+                                  progress=progress)
+        console.print(stream_table(result))
         files = write_stream_reports(result, out, name=f"{name}_stream")
     else:
         from edgevt.bench.suite import run_bench

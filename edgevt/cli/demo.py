@@ -1,0 +1,44 @@
+"""edgevt demo: data -> adapt -> export -> eval -> bench -> stream -> report.md, offline on a CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from edgevt.errors import EdgevtError
+
+
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for everything the demo writes."),
+    quick: bool = typer.Option(False, "--quick", help="Small sizes: a few minutes on 2 CPU cores (default)."),
+    full: bool = typer.Option(False, "--full", help="Larger data set, longer training and timing."),
+    tiny: bool = typer.Option(False, "--tiny", help="Smallest plumbing check with a tiny random model "
+                                                   "(for tests; its accuracy means nothing).", hidden=True),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch and onnxruntime (default: all)."),
+    force: bool = typer.Option(False, "--force", help="Recompute every step instead of reusing earlier outputs."),
+) -> None:
+    """The whole path on the built-in MotionDigits-DA benchmark: generate source + target data, adapt a
+    pretrained EfficientNet-Lite0 temporal model (source-only vs DANN), export the better one with FP16
+    and INT8 calibrated on target clips (parity checked), evaluate every artifact on target-test, bench
+    every usable backend and precision, stream a target-domain video, and write report.md.
+    Rerunning reuses every step whose outputs are still valid."""
+    from edgevt.demo import run_demo
+
+    chosen = [name for name, flag in (("quick", quick), ("full", full), ("tiny", tiny)) if flag]
+    if len(chosen) > 1:
+        raise EdgevtError(f"choose one size, not {' and '.join('--' + c for c in chosen)}")
+    size = chosen[0] if chosen else "quick"
+    console = Console()
+    result = run_demo(out, size, threads=threads, force=force, console=console)
+    console.rule("edgevt demo: done")
+    console.print(f"report:        {result.report}")
+    where = {"data": result.out / "data", "checkpoints": result.out / "models", "bundle": result.out / "bundle",
+             "bench": result.out / "bench", "stream": result.out / "stream"}
+    for name, path in where.items():
+        if path.exists():
+            console.print(f"{name + ':':<15}{path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)
