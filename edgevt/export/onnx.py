@@ -73,6 +73,9 @@ def example_input(spec: ClipSpec, batch: int = 2, float_input: bool = False, see
 
 
 _OP_PATTERNS = [
+    r"No ONNX function found for <OpOverload\(op='([^']+)'",
+    r"call_function\[target=torch\.ops\.([A-Za-z0-9_.]+)\]",
+    r"unrecognized namespace ([A-Za-z0-9_:.]+)",
     r"aten::[A-Za-z0-9_.]+",
     r"aten\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?",
     r"Unsupported FX nodes: \{[^}]*\}",
@@ -83,12 +86,10 @@ _OP_PATTERNS = [
 def unsupported_operator(err: BaseException) -> str | None:
     """The operator named in an exporter error (dynamo or TorchScript), if any."""
     text = f"{err}\n{err.__cause__ or ''}"
-    if "UnsupportedOperatorError" in type(err).__name__ and getattr(err, "args", None):
-        return str(err.args[0]).split("\n")[0][:200]
     for pat in _OP_PATTERNS:
         m = re.search(pat, text)
         if m:
-            return m.group(0)
+            return m.group(1) if m.groups() else m.group(0)
     return None
 
 

@@ -23,6 +23,7 @@ gate) or re-running an export reuses them.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import onnx
@@ -77,7 +78,9 @@ def convert_fp16(src: str | Path, dst: str | Path, *, op_block_list: list[str] |
     if op_block_list is not None:
         kwargs["op_block_list"] = op_block_list
     try:
-        fp16 = float16.convert_float_to_float16(model, **kwargs)
+        with warnings.catch_warnings():  # one warning per tiny weight clamped to FP16's range
+            warnings.simplefilter("ignore", UserWarning)
+            fp16 = float16.convert_float_to_float16(model, **kwargs)
     except Exception as e:
         raise EdgevtError(f"{src}: FP16 conversion failed ({type(e).__name__}: {e})") from None
     retargeted = retarget_float_casts(fp16, casts)

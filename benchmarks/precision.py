@@ -1,0 +1,267 @@
+"""What precision costs: parity, FP32/FP16/INT8 top-1 on MotionDigits-DA target-test, INT8 drop,
+onnxruntime CPU latency per precision, export and calibration time.
+
+Models (all on MotionDigits-DA at 64x64, T=8, stride 1):
+- ``motiondigits``: TSM-TinyCNN trained here on source-train + target-train (a short supervised loop;
+  it stands in for the adapted model until ``edgevt adapt`` checkpoints are available -- pass
+  ``--checkpoint PATH`` to use one).
+- ``tsn_resnet18`` (2D, torchvision ResNet-18) and ``r3d_18`` (3D, torchvision): random-init
+  backbones (offline: no pretrained download) with the classifier trained on their frozen features
+  of target-train (a linear probe), so that top-1 is above chance and an INT8 drop is measurable.
+
+Each model is exported twice with ``edgevt.export.export_bundle``: INT8 flavour ``tensorrt``
+(symmetric int8 Q/DQ, FP16 scales; onnxruntime CPU runs it as simulated quantization) and ``cpu``
+(uint8 activations, onnxruntime's integer kernels). Calibration: target-train clips (labels unused).
+Accuracy gate (``--max-drop``): target-val (half of the generated target-test clips of each class).
+Reported top-1: the other half, target-test, never seen by the gate. Latency: ort-cpu, batch 1,
+``--threads`` intra-op threads, on a shared machine (noisy rows are flagged).
+
+    python benchmarks/precision.py [--quick] [--models motiondigits,tsn_resnet18,r3d_18]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_results  # noqa: E402
+
+from edgevt.data.datasets import LabelMap, load_dataset  # noqa: E402
+from edgevt.data.synth import SynthConfig, generate  # noqa: E402
+from edgevt.models.checkpoint import save_checkpoint  # noqa: E402
+from edgevt.models.preprocess import FramesClassifier  # noqa: E402
+from edgevt.models.zoo import create_model, model_info  # noqa: E402
+from edgevt.spec import ClipSpec  # noqa: E402
+
+
+def make_data(root: Path, per_class_train: int, per_class_test: int) -> None:
+    cfg = SynthConfig(size=64, frames=16, per_class={"source_train": per_class_train, "source_test": 2,
+                                                     "target_train": per_class_train,
+                                                     "target_test": 2 * per_class_test})
+    generate(root, cfg)
+    # target_test -> disjoint val (accuracy gate) and test (reported) halves, per class
+    lines = [ln for ln in (root / "target_test.txt").read_text().splitlines() if ln.strip()]
+    by_class: dict[str, list[str]] = {}
+    for ln in lines:
+        by_class.setdefault(ln.rsplit(maxsplit=1)[1], []).append(ln)
+    val = [ln for v in by_class.values() for ln in v[0::2]]
+    test = [ln for v in by_class.values() for ln in v[1::2]]
+    (root / "target_val.txt").write_text("\n".join(val) + "\n")
+    (root / "target_heldout.txt").write_text("\n".join(test) + "\n")
+
+
+def spec_for(root: Path, arch: str) -> ClipSpec:
+    info = model_info(arch)
+    labels = LabelMap.load(root / "labels.txt").names
+    return ClipSpec(num_frames=8, frame_stride=1, size=(64, 64), mean=info.mean, std=info.std, labels=labels)
+
+
+def train_motiondigits(root: Path, out: Path, epochs: int, seed: int = 0) -> dict:
+    """TSM-TinyCNN on source-train + target-train with augmentation-free clips (quick, CPU)."""
+    torch.manual_seed(seed)
+    arch = "tsm_tinycnn"
+    spec = spec_for(root, arch)
+    labels = LabelMap(spec.labels)
+    sets = [load_dataset(root / f"{s}.txt", spec, labels, train=True, cache=True, seed=seed)
+            for s in ("source_train", "target_train")]
+    train = torch.utils.data.ConcatDataset(sets)
+    model = create_model(arch, len(labels), num_frames=spec.num_frames, dropout=0.1)
+    net = FramesClassifier(model, spec)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * ((len(train) + 15) // 16))
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        for s in sets:
+            s.set_epoch(epoch)
+        net.train()
+        for x, y in DataLoader(train, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(epoch)):
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    save_checkpoint(out, model.eval(), spec, arch=arch, strategy="supervised source+target (benchmark loop)")
+    return {"arch": arch, "train": f"source_train+target_train, {epochs} epochs",
+            "train_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def linear_probe(root: Path, arch: str, out: Path, seed: int = 0, steps: int = 300) -> dict:
+    """Random-init backbone, classifier fitted on frozen features of target-train."""
+    torch.manual_seed(seed)
+    spec = spec_for(root, arch)
+    labels = LabelMap(spec.labels)
+    model = create_model(arch, len(labels), num_frames=spec.num_frames, weights="none").eval()
+    ds = load_dataset(root / "target_train.txt", spec, labels, train=False, cache=False)
+    pre = FramesClassifier(model, spec).preprocess
+    feats, ys = [], []
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for x, y in DataLoader(ds, batch_size=8):
+            feats.append(model.clip_features(pre(x)))
+            ys.append(y)
+    f, y = torch.cat(feats), torch.cat(ys)
+    mu, sd = f.mean(0), f.std(0) + 1e-6
+    fn = (f - mu) / sd
+    fc = torch.nn.Linear(f.shape[1], len(labels))
+    opt = torch.optim.AdamW(fc.parameters(), lr=1e-2, weight_decay=1e-3)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(fc(fn), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # fold the feature standardisation into the classifier: fc((f - mu) / sd) == fc'(f)
+    with torch.no_grad():
+        w = fc.weight / sd
+        model.fc.weight.copy_(w)
+        model.fc.bias.copy_(fc.bias - (w * mu).sum(1))
+    save_checkpoint(out, model, spec, arch=arch, strategy="linear probe on random-init backbone (benchmark)")
+    return {"arch": arch, "train": "random-init backbone, linear probe on target_train features",
+            "train_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def latency_ms(bundle, precision: str, spec: ClipSpec, threads: int, seconds: float) -> dict:
+    from edgevt.backends import open_backend
+    from edgevt.bench.latency import time_backend
+
+    h, w = spec.size
+    x = np.random.default_rng(0).integers(0, 256, (1, spec.num_frames, h, w, 3), dtype=np.uint8)
+    with open_backend("ort-cpu", bundle, precision=precision, threads=threads) as be:
+        stats, _ = time_backend(be, {be.input_names[0]: x}, warmup_s=1.0, duration_s=seconds, min_runs=5)
+    return {"p50_ms": stats.p50_ms, "p90_ms": stats.p90_ms, "mean_ms": stats.mean_ms, "runs": stats.runs,
+            "noisy": stats.noisy, "noise": stats.noise}
+
+
+def bench_model(name: str, ckpt: Path, root: Path, work: Path, args) -> dict:
+    from edgevt.eval import evaluate_all
+    from edgevt.export.exporter import ExportConfig, export_bundle
+
+    row: dict = {"model": name}
+    for flavour in ("tensorrt", "cpu"):
+        cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=root / "target_train.txt",
+                           calib_clips=args.calib_clips, calib_method=args.calib_method, flavour=flavour,
+                           eval=root / "target_val.txt", max_drop=args.max_drop, calib_cache=work / "calib-cache",
+                           threads=args.threads)
+        t0 = time.perf_counter()
+        try:
+            b = export_bundle(ckpt, work / f"{name}.{flavour}", cfg, log=lambda m: print(f"  [{name}/{flavour}] {m}"))
+        except Exception as e:  # a failed gate is a result too
+            row[flavour] = {"error": str(e)}
+            print(f"  [{name}/{flavour}] FAILED: {e}")
+            continue
+        total = time.perf_counter() - t0
+        checks = b.manifest["checks"]
+        results = evaluate_all(b, root / "target_heldout.txt", batch_size=8, threads=args.threads)
+        top1 = {r.precision: r.top1 for r in results}
+        agree = {r.precision: r.agreement_with.get("fp32") for r in results}
+        lat = {p: latency_ms(b, p, b.spec, args.threads, args.latency_s) for p in ("fp32", "fp16", "int8")
+               if flavour == "tensorrt" or p == "int8"}
+        gate = checks.get("gate", {})
+        row[flavour] = {
+            "export_total_s": round(total, 1), "onnx_export_s": checks["onnx"]["export_seconds"],
+            "exporter": checks["onnx"]["exporter"],
+            "calibration_s": checks["int8"]["calibration"]["seconds"],
+            "calib_cache_hit": checks["int8"]["calibration"]["cache_hit"],
+            "calib_clips": checks["int8"]["calibration"]["clips"],
+            "parity_fp32_max_abs": checks["parity.fp32"]["max_abs_diff"],
+            "parity_fp16_max_abs": checks["parity.fp16"]["max_abs_diff"],
+            "parity_int8_max_abs": checks["parity.int8"]["max_abs_diff"],
+            "top1": top1, "agreement_fp32": agree, "int8_drop": top1["fp32"] - top1["int8"],
+            "gate": {k: gate.get(k) for k in ("passed", "drop", "fp32", "int8", "steps")},
+            "kept_high_precision": checks["int8"]["kept_high_precision"],
+            "latency": lat, "test_clips": results[0].clips,
+        }
+        print(f"  [{name}/{flavour}] top-1 {top1}  latency {json.dumps({p: round(v['p50_ms'], 2) for p, v in lat.items()})}")
+    return row
+
+
+def markdown(rows: list[dict], args) -> str:
+    out = ["# Precision: parity, accuracy and onnxruntime CPU latency", "",
+           f"MotionDigits-DA 64x64, T=8. Calibration: {args.calib_clips} target-train clips ({args.calib_method}); "
+           f"gate: target-val, max drop {args.max_drop} points; top-1 on target-test (held out from the gate). "
+           f"Latency: ort-cpu, batch 1, {args.threads} thread(s), p50 ms (shared 2-core machine).", "",
+           "| model | parity fp32 max abs | parity fp16 max abs | FP32 top-1 | FP16 top-1 | INT8-trt top-1 | "
+           "INT8-trt drop | INT8-cpu top-1 | INT8-cpu drop | kept high prec. (trt) | FP32 ms | FP16 ms | "
+           "INT8-trt ms (sim.) | INT8-cpu ms | export s | calib s |",
+           "|" + "---|" * 16]
+    for r in rows:
+        t, c = r.get("tensorrt", {}), r.get("cpu", {})
+        if "error" in t:
+            out.append(f"| {r['model']} | export failed: {t['error'][:120]} |" + " |" * 14)
+            continue
+        lat = t["latency"]
+        cl = c.get("latency", {}).get("int8", {}) if "error" not in c else {}
+
+        def f(v, fmt="{:.2f}"):
+            return "" if v is None else fmt.format(v)
+
+        out.append(
+            f"| {r['model']} | {t['parity_fp32_max_abs']:.1e} | {t['parity_fp16_max_abs']:.1e} | "
+            f"{t['top1']['fp32']:.1f} | {t['top1']['fp16']:.1f} | {t['top1']['int8']:.1f} | {t['int8_drop']:+.1f} | "
+            f"{f(c.get('top1', {}).get('int8'), '{:.1f}') if 'error' not in c else 'failed'} | "
+            f"{f(c.get('int8_drop'), '{:+.1f}')} | {len(t['kept_high_precision'])} | "
+            f"{lat['fp32']['p50_ms']:.2f} | {lat['fp16']['p50_ms']:.2f} | {lat['int8']['p50_ms']:.2f} | "
+            f"{f(cl.get('p50_ms'))} | {t['onnx_export_s']:.1f} | {t['calibration_s']:.1f} |")
+    out += ["", "INT8-trt: TensorRT flavour (symmetric int8 Q/DQ, FP16 scales, first 3-channel conv kept FP16); "
+            "onnxruntime CPU runs it as simulated quantization, so its CPU latency says nothing about TensorRT. "
+            "INT8-cpu: uint8-activation Q/DQ graph for onnxruntime's x86 integer kernels. Drops are top-1 points "
+            "on target-test (FP32 minus INT8). 'kept high prec.' counts layers excluded from INT8 (first conv + "
+            "accuracy-gate exclusions)."]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="motiondigits,tsn_resnet18,r3d_18")
+    ap.add_argument("--quick", action="store_true", help="tiny data and short training (smoke test)")
+    ap.add_argument("--checkpoint", type=Path, help="use this adapted MotionDigits checkpoint (64x64, T=8)")
+    ap.add_argument("--data", type=Path, help="existing MotionDigits-DA folder made by this script")
+    ap.add_argument("--calib-clips", type=int, default=128)
+    ap.add_argument("--calib-method", default="entropy")
+    ap.add_argument("--max-drop", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--latency-s", type=float, default=3.0)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--work", type=Path, help="keep bundles here (default: a temp folder)")
+    ap.add_argument("--name", default="precision", help="results file name under benchmarks/results/")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    per_train, per_test = (8, 6) if args.quick else (40, 40)
+    if args.quick:
+        args.epochs, args.calib_clips = min(args.epochs, 3), min(args.calib_clips, 24)
+    work = args.work or Path(tempfile.mkdtemp(prefix="edgevt-precision."))
+    work.mkdir(parents=True, exist_ok=True)
+    root = args.data or work / "motiondigits"
+    if not (root / "target_val.txt").exists():
+        print(f"generating MotionDigits-DA in {root}")
+        make_data(root, per_train, per_test)
+    rows, models = [], {}
+    for name in args.models.split(","):
+        ckpt = work / f"{name}.pt"
+        print(f"== {name}")
+        if name == "motiondigits":
+            if args.checkpoint:
+                ckpt, models[name] = args.checkpoint, {"checkpoint": str(args.checkpoint)}
+            else:
+                models[name] = train_motiondigits(root, ckpt, args.epochs)
+        else:
+            models[name] = linear_probe(root, name, ckpt)
+        print(f"   {models[name]}")
+        row = bench_model(name, ckpt, root, work, args)
+        row["how"] = models[name]
+        rows.append(row)
+    md = markdown(rows, args)
+    print(md)
+    path = write_results(args.name, md, {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
