@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -49,8 +50,7 @@ def _init_checkpoint(cfg: AdaptConfig) -> dict | None:
 def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch.nn.Module, ClipSpec, dict]:
     if init is not None:
         spec = ClipSpec.from_dict(init["spec"])
-        if list(spec.labels) != list(labels.names):
-            check_same_labels(LabelMap(spec.labels), labels, f"--init {cfg.init}", "the data")
+        check_same_labels(LabelMap(spec.labels), labels, f"--init {cfg.init}", "the data")
         kwargs = dict(init.get("model_kwargs", {}))
         kwargs.setdefault("num_frames", spec.num_frames)
         model = create_model(init["arch"], spec.num_classes, weights="none", **kwargs)
@@ -86,10 +86,13 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
 
     # -- labels, spec, model ----------------------------------------------------------------
     init = _init_checkpoint(cfg)
-    if cfg.strategy == "fewshot":
-        labels = LabelMap(ClipSpec.from_dict(init["spec"]).labels) if init else labels_of(cfg.target)
+    data_labels = labels_of(cfg.target if cfg.strategy == "fewshot" else cfg.source)
+    if init is not None:  # the checkpoint's label order wins; the data must have the same classes
+        labels = LabelMap(ClipSpec.from_dict(init["spec"]).labels)
+        check_same_labels(labels, data_labels, f"--init {cfg.init}",
+                          f"--{'target' if cfg.strategy == 'fewshot' else 'source'}")
     else:
-        labels = labels_of(cfg.source)
+        labels = data_labels
     model, spec, model_kwargs = _build(cfg, labels, init)
     model.arch = model.arch if hasattr(model, "arch") else cfg.model
     pretrained = init is not None or cfg.weights not in ("none", "", None)
@@ -135,7 +138,7 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
         evals["target_rest"] = fewshot_rest
 
     # -- frozen-feature cache ------------------------------------------------------------------
-    use_cache, why_not = can_cache(model, frozen, augment is not None)
+    use_cache, why_not = can_cache(model, frozen, augment is not None, spec.sampling)
     if cfg.cache_features == "on" and not use_cache:
         raise EdgevtError(f"--cache-features on is not exact here: {why_not}; use --cache-features auto or off")
     use_cache = use_cache and cfg.cache_features != "off"
@@ -161,6 +164,7 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
             extra = [wrap(d) for d in extra]
             evals = {k: wrap(v) for k, v in evals.items()}
             what = "pooled frame embeddings" if frozen == n_stages else f"outputs of the first {frozen}/{n_stages} stages"
+            what += " per clip window (TSM)" if getattr(model, "shift", False) else " per frame"
             cache_note = f"on: {what} of the frozen backbone, encoded in {cache.seconds - before:.1f} s"
             say(f"[green]feature cache[/]: training on cached {what} (frozen, no pixel augmentation: exact)")
         elif cfg.mode != "full":
@@ -224,7 +228,7 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
             metrics["train_loss"] = outcome.history[-1].get("loss")
             if "val_acc" in outcome.history[-1]:
                 metrics["val_acc"] = max(h["val_acc"] for h in outcome.history)
-        provenance = {"data": data, "paths": paths, "environment": environment(), "seed": cfg.seed,
+        provenance = {"data": data, "paths": paths, "environment": json.loads(json.dumps(environment(), default=str)), "seed": cfg.seed,
                       "world_size": info.world}
         save_checkpoint(final, model, spec, arch=model.arch, model_kwargs=model_kwargs, strategy=cfg.strategy,
                         metrics=metrics, provenance=provenance, config=cfg.to_dict())
@@ -240,4 +244,7 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
         for name, r in results.items():
             say(f"{name}: accuracy {100 * r['accuracy']:.1f}% on {r['clips']} clips")
         say(f"wrote {final} and {out / 'report.md'}")
+    if info.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
     return AdaptResult(checkpoint=str(final), report=report, out=str(out))

@@ -17,13 +17,12 @@ def labels_of(source: str) -> LabelMap | None:
 
 
 def check_same_labels(a: LabelMap, b: LabelMap, a_name: str, b_name: str) -> None:
-    if list(a.names) != list(b.names):
+    """Same class names (order does not matter: datasets are re-indexed by one label map)."""
+    if set(a.names) != set(b.names):
         only_a = sorted(set(a.names) - set(b.names))
         only_b = sorted(set(b.names) - set(a.names))
-        what = (f"only in {a_name}: {only_a[:5]}; only in {b_name}: {only_b[:5]}" if (only_a or only_b)
-                else "same names in a different order")
-        raise EdgevtError(f"label sets differ between {a_name} and {b_name} ({what}); give both the same "
-                          "classes (a labels.txt with one name per line fixes the order)")
+        raise EdgevtError(f"label sets differ between {a_name} and {b_name} (only in {a_name}: {only_a[:5]}; "
+                          f"only in {b_name}: {only_b[:5]}); give both the same classes")
 
 
 def open_labeled(source: str, spec, labels: LabelMap, train: bool, seed: int, transform=None,

@@ -115,17 +115,30 @@ class ClipNet(nn.Module):
         return self.classify(self.features(inputs))
 
 
-def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool) -> tuple[bool, str]:
-    """Whether the frozen-prefix cache is exact, and why not if it is not."""
+def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool, sampling: str = "dense") -> tuple[bool, str]:
+    """Whether the frozen-prefix cache is exact, and why not if it is not.
+
+    2D models without temporal shift cache each frame once. TSM shifts mix neighbouring frames
+    inside the backbone, so there the cache holds every distinct clip window a video can give
+    (dense sampling: one per start offset), which is exact as long as windows are enumerable.
+    """
     if frozen_stages is None or frame_stages(model) is None:
         return False, "the backbone cannot be cut into stages (3D or unsupported 2D model)"
     if frozen_stages == 0:
         return False, "nothing is frozen (mode full or partial with every stage trained)"
-    if getattr(model, "shift", False):
-        return False, "TSM temporal shifts mix frames inside the backbone"
     if augment:
         return False, "augmentation changes pixels every epoch"
+    if getattr(model, "shift", False) and sampling == "segment":
+        return False, "TSM with segment sampling: random per-segment frames make too many distinct clips"
     return True, ""
+
+
+def clip_windows(n: int, spec) -> list[np.ndarray]:
+    """Every frame-index window that training or evaluation can sample from an n-frame video."""
+    if spec.sampling == "dense" and n >= spec.span:
+        offsets = np.arange(spec.num_frames) * spec.frame_stride
+        return [s + offsets for s in range(n - spec.span + 1)]
+    return [sample_indices(n, spec, train=False)]
 
 
 def prefix_key(model: nn.Module, frozen_stages: int) -> str:
@@ -139,25 +152,39 @@ def prefix_key(model: nn.Module, frozen_stages: int) -> str:
 
 @torch.no_grad()
 def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: torch.device,
-                  progress=None, chunk: int = 64) -> list[torch.Tensor]:
-    """Per-frame outputs of the frozen stages for every video of a ClipDataset (float16 on CPU)."""
-    stages = frame_stages(model)[:frozen_stages]
+                  progress=None, chunk: int = 64) -> list[dict]:
+    """Outputs of the frozen stages for every video of a ClipDataset: per frame (``frames``
+    [F, ...]) for 2D models, per clip window (``windows`` [S, T, ...] with their frame indices)
+    for TSM."""
+    all_stages = frame_stages(model)
+    stages = all_stages[:frozen_stages]
+    pooled = frozen_stages == len(all_stages)  # whole encoder frozen: keep only the pooled embedding
+    per_clip = bool(getattr(model, "shift", False))
     pre = FramePreprocess(spec).to(device)
     for s in stages:
         s.eval()
-    task = progress.add_task("caching frozen features", total=len(dataset)) if progress else None
+
+    def run(x):
+        h = pre(x.to(device))
+        for s in stages:
+            h = s(h)
+        return (h.mean(dim=(2, 3)) if pooled else h).cpu()
+
+    task = progress.add_task("caching frozen features", total=len(dataset), info="") if progress else None
     out = []
     for i in range(len(dataset)):
         frames = torch.from_numpy(dataset.video(i))
-        parts = []
-        for j in range(0, len(frames), chunk):
-            h = pre(frames[j:j + chunk].to(device))
-            for s in stages:
-                h = s(h)
-            if frozen_stages == len(frame_stages(model)):
-                h = h.mean(dim=(2, 3))  # the whole encoder is frozen: keep only the pooled embedding
-            parts.append(h.cpu())
-        out.append(torch.cat(parts))
+        if per_clip:
+            windows = clip_windows(len(frames), spec)
+            per = max(1, chunk // spec.num_frames)
+            feats = []
+            for j in range(0, len(windows), per):
+                idx = torch.from_numpy(np.concatenate(windows[j:j + per]))
+                h = run(frames[idx])
+                feats.append(h.reshape(-1, spec.num_frames, *h.shape[1:]))
+            out.append({"windows": torch.cat(feats), "starts": [int(w[0]) for w in windows], "n": len(frames)})
+        else:
+            out.append({"frames": torch.cat([run(frames[j:j + chunk]) for j in range(0, len(frames), chunk)])})
         if progress:
             progress.advance(task)
     if progress:
@@ -166,9 +193,9 @@ def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: t
 
 
 class CachedClips(Dataset):
-    """Clips of cached per-frame features, sampled exactly like ``ClipDataset`` samples pixels."""
+    """Clips of cached frozen-stage outputs, sampled exactly like ``ClipDataset`` samples pixels."""
 
-    def __init__(self, dataset, videos: list[torch.Tensor]):
+    def __init__(self, dataset, videos: list[dict]):
         self.base = dataset
         self.videos = videos
         self.epoch = 0
@@ -180,16 +207,28 @@ class CachedClips(Dataset):
     def labels(self) -> np.ndarray:
         return self.base.labels
 
+    @property
+    def train(self) -> bool:
+        return self.base.train
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self.base.set_epoch(epoch)
 
     def __getitem__(self, i: int):
-        b = self.base
+        b, v = self.base, self.videos[i]
         rng = np.random.default_rng((b.seed, self.epoch, i)) if b.train else None
-        idx = sample_indices(len(self.videos[i]), b.spec, train=b.train, rng=rng, sampling=b.sampling)
+        n = v["n"] if "windows" in v else len(v["frames"])
+        idx = sample_indices(n, b.spec, train=b.train, rng=rng, sampling=b.sampling)
         label = b.records[i].label
-        return self.videos[i][idx], -1 if label is None else label
+        if "windows" in v:
+            if len(v["starts"]) == 1:
+                clip = v["windows"][0]
+            else:
+                clip = v["windows"][v["starts"].index(int(idx[0]))]
+        else:
+            clip = v["frames"][idx]
+        return clip, -1 if label is None else label
 
 
 class FeatureCache:
@@ -197,10 +236,10 @@ class FeatureCache:
     pass one instance to several ``adapt`` calls (as the benchmark does) to encode each set once."""
 
     def __init__(self):
-        self.store: dict[tuple, list[torch.Tensor]] = {}
+        self.store: dict[tuple, list[dict]] = {}
         self.seconds = 0.0
 
-    def get(self, dataset, model, spec, frozen_stages, device, progress=None) -> tuple[list[torch.Tensor], bool]:
+    def get(self, dataset, model, spec, frozen_stages, device, progress=None) -> tuple[list[dict], bool]:
         key = (tuple(r.path for r in dataset.records), tuple(r.start for r in dataset.records),
                spec.to_json(), prefix_key(model, frozen_stages))
         if key in self.store:

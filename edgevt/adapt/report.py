@@ -17,7 +17,7 @@ def summarise(preds: torch.Tensor, labels: torch.Tensor, names: list[str]) -> di
     for i, n in enumerate(names):
         total = int(conf[i].sum())
         per_class[n] = float(conf[i, i]) / total if total else None
-    return {"accuracy": float((preds == labels).float().mean()) if len(labels) else None, "clips": len(labels),
+    return {"accuracy": int((preds == labels).sum()) / len(labels) if len(labels) else None, "clips": len(labels),
             "per_class": per_class, "confusion": conf.tolist()}
 
 

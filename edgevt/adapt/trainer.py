@@ -169,6 +169,8 @@ def train(task: Task, model: nn.Module, spec, cfg: AdaptConfig, param_groups: li
     steps_per_epoch = len(task.epoch_batches(0))
     total = steps_per_epoch * cfg.epochs
     epoch, batch_pos, step = 0, 0, 0
+    sums: dict[str, float] = {}  # running sums of this epoch's logs (part of the resumable state)
+    count = 0
     history: list[dict] = []
     best = {"val_acc": -1.0, "epoch": -1, "state": None}
     last = out / "last.pt"
@@ -187,6 +189,7 @@ def train(task: Task, model: nn.Module, spec, cfg: AdaptConfig, param_groups: li
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"]) if use_amp and state.get("scaler") else None
         epoch, batch_pos, step = state["epoch"], state["batch"], state["step"]
+        sums, count = dict(state["epoch_sums"]), state["epoch_count"]
         history = list(state["history"])
         best = {"val_acc": state["best_val_acc"], "epoch": state["best_epoch"], "state": state.get("best_state")}
         _set_rng_state(state["rng"])
@@ -197,6 +200,7 @@ def train(task: Task, model: nn.Module, spec, cfg: AdaptConfig, param_groups: li
         train_state = {"strategy": cfg.strategy, "epoch": epoch_, "batch": batch_, "step": step,
                        "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
                        "extra": task.extra_state(), "history": history, "rng": _rng_state(),
+                       "epoch_sums": sums if batch_ else {}, "epoch_count": count if batch_ else 0,
                        "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "best_state": best["state"]}
         save_checkpoint(last, model, spec, train_state=train_state, **ckpt_meta)
 
@@ -207,8 +211,6 @@ def train(task: Task, model: nn.Module, spec, cfg: AdaptConfig, param_groups: li
     while epoch < cfg.epochs:
         batches = task.epoch_batches(epoch)
         task.train_mode()
-        sums: dict[str, float] = {}
-        count = 0
         for b in range(batch_pos, len(batches)):
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(cfg.schedule, step, total, cfg.warmup)
@@ -237,7 +239,7 @@ def train(task: Task, model: nn.Module, spec, cfg: AdaptConfig, param_groups: li
         record.update(val)
         record["seconds"] = round(time.perf_counter() - t0, 2)
         history.append(record)
-        epoch, batch_pos = epoch + 1, 0
+        epoch, batch_pos, sums, count = epoch + 1, 0, {}, 0
         if "val_acc" in val and cfg.patience:
             if val["val_acc"] > best["val_acc"]:
                 best = {"val_acc": val["val_acc"], "epoch": epoch,

@@ -1,0 +1,47 @@
+import shutil
+
+import pytest
+
+from edgevt.adapt import adapt
+from edgevt.errors import EdgevtError
+
+
+def test_mismatched_label_sets(tiny_cfg, motiondigits, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(motiondigits / "target" / "test", other)
+    (other / "move_left").rename(other / "walk")
+    with pytest.raises(EdgevtError, match="label sets differ.*walk"):
+        adapt(tiny_cfg(strategy="finetune", target_test=str(other)))
+
+
+def test_empty_target_folder_for_dann(tiny_cfg, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EdgevtError, match="empty"):
+        adapt(tiny_cfg(strategy="dann", target=str(empty)))
+
+
+def test_too_few_clips_for_shots_and_ways(tiny_cfg):
+    with pytest.raises(EdgevtError, match="--ways 5"):
+        adapt(tiny_cfg(strategy="maml", ways=5, shots=2, queries=2))
+
+
+def test_checkpoint_of_another_arch(tiny_cfg, tmp_path):
+    first = adapt(tiny_cfg(mode="linear", out=str(tmp_path / "a"), source_test=None, target_test=None))
+    with pytest.raises(EdgevtError, match="tsn_tinycnn.*tsm_tinycnn"):
+        adapt(tiny_cfg(init=first.checkpoint, model="tsm_tinycnn"))
+    with pytest.raises(EdgevtError, match="is for tsn_tinycnn, not --model tsm_tinycnn"):
+        adapt(tiny_cfg(model="tsm_tinycnn", out=str(tmp_path / "a"), resume=True))
+    with pytest.raises(EdgevtError, match="nothing to resume"):
+        adapt(tiny_cfg(out=str(tmp_path / "fresh"), resume=True))
+
+
+def test_cli_prints_one_line_error(motiondigits, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "edgevt", "adapt", "--source", str(motiondigits / "source_train.txt"),
+                           "--strategy", "dann", "--target", str(tmp_path / "missing"), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "missing" in proc.stderr
