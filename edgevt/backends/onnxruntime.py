@@ -114,7 +114,6 @@ class OrtBackend(Backend):
         if name == "ort-cuda":
             providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
         elif name == "ort-trt":
-            # Read the input shapes first (a CPU-less peek at the graph) to write the profile.
             providers = [("TensorrtExecutionProvider", self._trt_options(batch, cache_dir, workspace_mb, dla_core)),
                          ("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
         try:
@@ -131,6 +130,7 @@ class OrtBackend(Backend):
             raise EdgevtError(f"{self.path}: onnxruntime could not load it ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200]})") from None
         self.providers = self.session.get_providers()
+        self.graph_optimization = str(so.graph_optimization_level).rsplit(".", 1)[-1]
         if name != "ort-cpu" and self.providers[0] == "CPUExecutionProvider":
             raise EdgevtError(f"{name}: onnxruntime fell back to the CPU provider for {self.path}; "
                               f"check the CUDA/TensorRT install ({GPU_HINT})")
@@ -235,7 +235,8 @@ class OrtBackend(Backend):
         import onnxruntime as ort
 
         d = {"backend": self.name, "artifact": str(self.path), "key": self.art.key, "precision": self.precision,
-             "providers": self.providers, "onnxruntime": ort.__version__}
+             "providers": self.providers, "graph_optimization": self.graph_optimization,
+             "onnxruntime": ort.__version__}
         if self.name == "ort-cpu":
             from edgevt.cli.info import _cpu_name
 
