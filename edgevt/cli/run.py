@@ -8,8 +8,6 @@ from typing import List, Optional
 
 import typer
 
-from edgevt.errors import EdgevtError
-
 
 def _print_summary(s, console) -> None:
     from rich.table import Table
@@ -56,7 +54,8 @@ def run(
     reconnect: bool = typer.Option(False, help="Reopen a live source that stalls/disconnects, with backoff."),
     max_gap: Optional[float] = typer.Option(None, help="With --reconnect: give up after this many seconds."),
     max_frames: Optional[int] = typer.Option(None, help="Stop after this many decoded frames."),
-    encode_batch: int = typer.Option(1, help="Per-frame forms: encode up to N waiting frames in one call."),
+    encode_batch: int = typer.Option(0, help="Per-frame forms: encode up to N waiting frames in one call "
+                                             "(0: up to T; 1: strictly one frame per call)."),
     threads: Optional[int] = typer.Option(None, help="Inference threads (onnxruntime intra-op / torch)."),
     live: Optional[bool] = typer.Option(None, "--live/--no-live", help="Live terminal panel (default: when "
                                                                        "stderr is a terminal)."),
@@ -82,7 +81,7 @@ def run(
                 smooth=smooth, smooth_alpha=smooth_alpha, smooth_window=smooth_window, onset=onset,
                 offset=offset, min_event_frames=min_event_frames, ignore_labels=tuple(ignore_label or ()),
                 realtime=realtime, reconnect=reconnect, max_gap=max_gap, max_frames=max_frames,
-                encode_batch=encode_batch, sinks=sinks, backend_options=options)
+                encode_batch=encode_batch or None, sinks=sinks, backend_options=options)
     if live if live is not None else sys.stderr.isatty():
         st.sinks.append(LiveSummary(st, console=console))
 

@@ -233,8 +233,30 @@ def _io(path: Path) -> tuple[list, list]:
     return [info(v) for v in m.graph.input if v.name not in init], [info(v) for v in m.graph.output]
 
 
-def export_incremental(model: nn.Module, spec: ClipSpec, bundle, *, seed: int = 0, atol: float = 1e-3) -> dict:
-    """Write ``encoder.fp32`` and ``head.fp32`` into a (staged) Bundle; returns their entries.
+# Max |logit diff| allowed relative to max(1, max |logit|): fp32 vs torch, fp16 vs torch.
+TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2}
+FILES = {"encoder": "encoder{}.onnx", "head": "head{}.onnx", "stateful": "stateful{}.onnx"}
+
+
+def _file(role: str, precision: str) -> str:
+    return FILES[role].format("" if precision == "fp32" else f".{precision}")
+
+
+def _check(diff: float, ref: np.ndarray, precision: str, what: str) -> None:
+    if diff > TOLERANCE[precision] * max(1.0, float(np.abs(ref).max())):
+        raise EdgevtError(f"{what} ({precision}) does not match the model (max |logit diff| {diff:.2e}); "
+                          "please report this with the model name")
+
+
+def _fp16(root: Path, role: str) -> None:
+    """FP16 graph with FP32/uint8 I/O, from the fp32 file (edgevt.export.precision.convert_fp16)."""
+    from edgevt.export.precision import convert_fp16
+
+    convert_fp16(root / _file(role, "fp32"), root / _file(role, "fp16"))
+
+
+def export_incremental(model: nn.Module, spec: ClipSpec, bundle, *, precisions=("fp32",), seed: int = 0) -> dict:
+    """Write ``encoder.<p>`` and ``head.<p>`` into a (staged) Bundle; returns their entries.
 
     Checks on onnxruntime that head(encoder(frames)) matches the torch model on random frames."""
     from edgevt.models.preprocess import FramesClassifier
@@ -247,32 +269,34 @@ def export_incremental(model: nn.Module, spec: ClipSpec, bundle, *, seed: int = 
     clips = torch.randint(0, 256, (2, t, h, w, 3), dtype=torch.uint8, generator=g)
     with torch.no_grad():
         emb = enc(clips.flatten(0, 1))
-        ref = FramesClassifier(model, spec).eval()(clips)
+        ref = FramesClassifier(model, spec).eval()(clips).numpy()
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     root = Path(bundle.path)
-    enc_file, head_file = "encoder.onnx", "head.onnx"
-    _export(enc, (clips[:, 0].contiguous(),), root / enc_file, ["frames"], ["embedding"],
+    _export(enc, (clips[:, 0].contiguous(),), root / _file("encoder", "fp32"), ["frames"], ["embedding"],
             {"frames": {0: batch}}, spec, {"form": "incremental", "role": "encoder"})
-    _export(head, (emb.reshape(2, t, -1),), root / head_file, ["embeddings"], ["logits"],
+    _export(head, (emb.reshape(2, t, -1),), root / _file("head", "fp32"), ["embeddings"], ["logits"],
             {"embeddings": {0: batch}}, spec, {"form": "incremental", "role": "head"})
-    # Parity: the exported pair against the torch window model on the same frames.
-    (o_emb,) = _ort_outputs(root / enc_file, {"frames": clips.flatten(0, 1).numpy()})
-    (o_logits,) = _ort_outputs(root / head_file, {"embeddings": o_emb.reshape(2, t, -1)})
-    diff = float(np.abs(o_logits - ref.numpy()).max())
-    if diff > atol * max(1.0, float(ref.abs().max())):
-        raise EdgevtError(f"incremental export does not match the model (max |logit diff| {diff:.2e}); "
-                          "please report this with the model name")
     entries = {}
-    for key, file, role in (("encoder.fp32", enc_file, "encoder"), ("head.fp32", head_file, "head")):
-        ins, outs = _io(root / file)
-        entries[key] = bundle.add_artifact(key, file, kind="onnx", form="incremental", role=role, precision="fp32",
-                                           inputs=ins, outputs=outs, parity={"max_abs_logit_diff": diff},
-                                           embedding_dim=int(emb.shape[-1]))
+    for p in precisions:
+        if p != "fp32":
+            _fp16(root, "encoder")
+            _fp16(root, "head")
+        # Parity: the exported pair against the torch window model on the same frames.
+        (o_emb,) = _ort_outputs(root / _file("encoder", p), {"frames": clips.flatten(0, 1).numpy()})
+        (o_logits,) = _ort_outputs(root / _file("head", p), {"embeddings": o_emb.reshape(2, t, -1)})
+        diff = float(np.abs(o_logits - ref).max())
+        _check(diff, ref, p, "incremental export")
+        for role in ("encoder", "head"):
+            ins, outs = _io(root / _file(role, p))
+            entries[f"{role}.{p}"] = bundle.add_artifact(
+                f"{role}.{p}", _file(role, p), kind="onnx", form="incremental", role=role, precision=p,
+                inputs=ins, outputs=outs, parity={"max_abs_logit_diff_vs_torch": diff},
+                embedding_dim=int(emb.shape[-1]))
     return entries
 
 
-def export_stateful(model: nn.Module, spec: ClipSpec, bundle, *, seed: int = 0, atol: float = 1e-3) -> dict:
-    """Write ``stateful.fp32`` into a (staged) Bundle; returns its entry (with the ``state`` map).
+def export_stateful(model: nn.Module, spec: ClipSpec, bundle, *, precisions=("fp32",), seed: int = 0) -> dict:
+    """Write ``stateful.<p>`` into a (staged) Bundle; returns the entries (each with its ``state`` map).
 
     Checks on onnxruntime, frame by frame over a random clip, against ``causal_clip_logits``."""
     model = model.eval()
@@ -283,26 +307,29 @@ def export_stateful(model: nn.Module, spec: ClipSpec, bundle, *, seed: int = 0, 
     n = len(sm.buffer_shapes)
     in_names = ["frames"] + [f"shift_in_{i}" for i in range(n)]
     out_names = ["logits"] + [f"shift_out_{i}" for i in range(n)]
+    state_map = dict(zip(in_names[1:], out_names[1:]))
     root = Path(bundle.path)
-    file = "stateful.onnx"
     state0 = sm.initial_state()
-    _export(sm, (frames[:1], *state0), root / file, in_names, out_names, None, spec,
-            {"form": "stateful", "role": "stateful", "state": json.dumps(dict(zip(in_names[1:], out_names[1:])))})
+    _export(sm, (frames[:1], *state0), root / _file("stateful", "fp32"), in_names, out_names, None, spec,
+            {"form": "stateful", "role": "stateful", "state": json.dumps(state_map)})
     ref = causal_clip_logits(model, spec, frames).numpy()
-    state = [s.numpy() for s in state0]
-    got = []
-    for f in frames:
-        logits, *state = _ort_outputs(root / file, {"frames": f[None].numpy(), **dict(zip(in_names[1:], state))})
-        got.append(logits[0])
-    diff = float(np.abs(np.stack(got) - ref).max())
-    if diff > atol * max(1.0, float(np.abs(ref).max())):
-        raise EdgevtError(f"stateful export does not match the causal model (max |logit diff| {diff:.2e}); "
-                          "please report this with the model name")
-    ins, outs = _io(root / file)
-    entry = bundle.add_artifact("stateful.fp32", file, kind="onnx", form="stateful", role="stateful",
-                                precision="fp32", inputs=ins, outputs=outs, state=dict(zip(in_names[1:], out_names[1:])),
-                                parity={"max_abs_logit_diff_vs_causal": diff})
-    return {"stateful.fp32": entry}
+    entries = {}
+    for p in precisions:
+        if p != "fp32":
+            _fp16(root, "stateful")
+        state = [s.numpy() for s in state0]
+        got = []
+        for f in frames:
+            logits, *state = _ort_outputs(root / _file("stateful", p),
+                                          {"frames": f[None].numpy(), **dict(zip(in_names[1:], state))})
+            got.append(logits[0])
+        diff = float(np.abs(np.stack(got) - ref).max())
+        _check(diff, ref, p, "stateful export")
+        ins, outs = _io(root / _file("stateful", p))
+        entries[f"stateful.{p}"] = bundle.add_artifact(
+            f"stateful.{p}", _file("stateful", p), kind="onnx", form="stateful", role="stateful", precision=p,
+            inputs=ins, outputs=outs, state=state_map, parity={"max_abs_logit_diff_vs_causal_torch": diff})
+    return entries
 
 
 def stream_forms_for(model: nn.Module) -> list[str]:
@@ -312,12 +339,15 @@ def stream_forms_for(model: nn.Module) -> list[str]:
     return ["stateful"] if _shift_sites(model) else ["incremental"]
 
 
-def export_stream_forms(model_or_checkpoint, bundle, forms: list[str] | None = None) -> dict:
+def export_stream_forms(model_or_checkpoint, bundle, forms: list[str] | None = None,
+                        precisions: list[str] | None = None) -> dict:
     """Add the model's streaming forms to a staged Bundle (the exporter calls this).
 
     model_or_checkpoint: an nn.Module (with the bundle's spec) or a checkpoint path/dict.
     forms: subset of ("incremental", "stateful"); default: whichever the model supports.
-    Only fp32 variants are written here; precision variants are left to edgevt.export.precision.
+    precisions: "fp32" and/or "fp16" (FP16 graphs with FP32 I/O via edgevt.export.precision);
+    default: fp32, plus fp16 when the bundle already has a ``model.fp16``. INT8 variants of the
+    stream forms are not made here (they need their own calibration of the per-frame graphs).
     """
     from edgevt.models.checkpoint import model_from_checkpoint
 
@@ -325,6 +355,12 @@ def export_stream_forms(model_or_checkpoint, bundle, forms: list[str] | None = N
         model, spec = model_or_checkpoint, bundle.spec
     else:
         model, spec = model_from_checkpoint(model_or_checkpoint)
+    if precisions is None:
+        precisions = ["fp32"] + (["fp16"] if "model.fp16" in bundle.artifacts else [])
+    bad = [p for p in precisions if p not in TOLERANCE]
+    if bad or "fp32" not in precisions:
+        raise EdgevtError(f"stream forms: precisions {list(precisions)} not supported; use fp32 [+ fp16] "
+                          "(fp32 is always written: the fp16 graph is converted from it)")
     supported = stream_forms_for(model)
     forms = supported if forms is None else list(forms)
     entries = {}
@@ -335,7 +371,7 @@ def export_stream_forms(model_or_checkpoint, bundle, forms: list[str] | None = N
             raise EdgevtError(f"{getattr(model, 'arch', 'this model')} cannot stream as {form!r}; "
                               f"it supports: {', '.join(['window', *supported])}")
         fn = export_incremental if form == "incremental" else export_stateful
-        entries.update(fn(model, spec, bundle))
+        entries.update(fn(model, spec, bundle, precisions=tuple(precisions)))
         # The form is chosen at export: the bundle's ClipSpec says how the loop should stream it.
         bundle.manifest["spec"]["streaming"] = form
     return entries

@@ -34,7 +34,7 @@ import numpy as np
 
 from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
-from edgevt.stream.events import Event, EventDetector
+from edgevt.stream.events import EventDetector
 from edgevt.stream.ring import FrameRing
 from edgevt.stream.smoothing import Smoother, softmax
 from edgevt.stream.sources import FrameReader, GapEvent, parse_source
@@ -307,19 +307,23 @@ class Stream:
                  offset: float = 0.4, min_event_frames: int = 8, ignore_labels: tuple = (),
                  realtime: bool = False, reconnect: bool = False, backoff: tuple = (0.5, 8.0),
                  max_gap: float | None = None, max_frames: int | None = None, ring_capacity: int | None = None,
-                 encode_batch: int = 1, sinks: list | None = None, keep_image: bool = False, backend_options=None):
+                 encode_batch: int | None = None, sinks: list | None = None, keep_image: bool = False,
+                 backend_options=None):
         if stride < 1:
             raise EdgevtError(f"--stride {stride}: must be >= 1")
         self.info = parse_source(source)
         drop = drop or ("latest" if self.info.live else "none")
         if drop not in DROPS:
             raise EdgevtError(f"--drop {drop!r}: choose from {', '.join(DROPS)}")
-        if encode_batch < 1:
+        if encode_batch is not None and encode_batch < 1:
             raise EdgevtError(f"--encode-batch {encode_batch}: must be >= 1")
         self.backends, self.spec, self.form_name = open_model(model, form=form, backend=backend, precision=precision,
                                                               spec=spec, **(backend_options or {}))
         t = self.spec.num_frames
-        self.stride, self.drop, self.encode_batch = stride, drop, min(encode_batch, t)
+        self.stride, self.drop = stride, drop
+        # Per-frame forms encode the frames already waiting in one call (at most T): one frame at a
+        # time when keeping up with a live source, batches when catching up or reading a file.
+        self.encode_batch = t if encode_batch is None else min(encode_batch, t)
         self.form = FORM_CLASSES[self.form_name](self.backends, self.spec)
         self.labels = self.spec.labels or [str(i) for i in range(self.spec.num_classes)]
         self.smoother = Smoother(len(self.labels), smooth, smooth_alpha, smooth_window)
@@ -380,9 +384,7 @@ class Stream:
         self.reader.stop()
         if self.reader.is_alive():
             self.reader.join(timeout=5)
-        ended = []
-        for e in self.events.flush():
-            ended.append(e)
+        ended = self.events.flush()
         self._finish_summary()
         try:
             for s in self.sinks:
@@ -429,10 +431,12 @@ class Stream:
             next_end = end + stride
 
     def _per_frame_loop(self):
-        """Encode each frame once. Under drop latest a form that falls behind jumps to the newest
-        frame: the skipped frames are never encoded (counted), and a decision covers the last T
-        *processed* frames -- when it keeps up these are consecutive and the result is the same as
-        drop none; when it cannot, the model effectively sees the stream at a lower frame rate."""
+        """Encode each frame once, up to ``encode_batch`` waiting frames per call. Under drop latest
+        a form more than ``encode_batch`` frames behind jumps to the newest ones: the skipped frames
+        are never encoded (counted), and a decision covers the last T *processed* frames -- when it
+        keeps up these are consecutive and the result is the same as drop none; when it cannot, the
+        model sees the stream at a lower frame rate. The encode time of a batch is attributed to
+        the first decision it produces (``stages["inference"]``)."""
         t, stride, ring, form = self.spec.num_frames, self.stride, self.ring, self.form
         latest = self.drop == "latest"
         nxt = 0  # ring index of the next frame to process

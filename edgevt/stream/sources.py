@@ -167,20 +167,22 @@ class FrameReader(threading.Thread):
             self.frames_read += 1
             if not keep:
                 continue
-            slot = self.ring.begin_write()
+            t_read = time.perf_counter() - t0
+            slot = self.ring.begin_write()  # may wait for the loop (drop none): not decode time
             if slot is None:
                 self.ended = "stopped"
                 return
             idx, out = slot
+            t_put = time.perf_counter()
             if rgb:
                 resize_frame(raw, (h, w), self.spec.resize, out=small)
                 cv2.cvtColor(small, cv2.COLOR_BGR2RGB, dst=out)
             else:
                 resize_frame(raw, (h, w), self.spec.resize, out=out)
-            t1 = time.perf_counter()
+            decode = t_read + time.perf_counter() - t_put
             media = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 if self.info.kind == "file" else t_wall
             self.ring.commit(idx, source_index=self.frames_read - 1, capture_time=t_wall, capture_clock=t0,
-                             media_time=media, decode_time=t1 - t0)
+                             media_time=media, decode_time=decode)
             self.frames_kept += 1
         self.ended = "stopped"
 

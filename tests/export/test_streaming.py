@@ -118,3 +118,23 @@ def test_forms_per_model_and_clear_errors(tmp_path, tiny_spec):
         from edgevt.export.streaming import StreamEncoder
 
         StreamEncoder(tsm, tiny_spec)
+
+
+@pytest.mark.parametrize("arch", ["tsn_tinycnn", "tsm_tinycnn"])
+def test_fp16_variants_of_the_stream_forms(tmp_path, tiny_spec, arch):
+    import onnx
+
+    model = _model(arch, tiny_spec)
+    b = Bundle.staging(tmp_path / "b", tiny_spec)
+    entries = export_stream_forms(model, b, precisions=["fp32", "fp16"])
+    roles = ["encoder", "head"] if arch.startswith("tsn") else ["stateful"]
+    assert set(entries) == {f"{r}.{p}" for r in roles for p in ("fp32", "fp16")}
+    for r in roles:
+        e16 = entries[f"{r}.fp16"]
+        assert e16["precision"] == "fp16" and e16["file"] != entries[f"{r}.fp32"]["file"]
+        m = onnx.load(str(b.path / e16["file"]))
+        assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
+        # I/O types unchanged, so the loop feeds both precisions the same arrays
+        assert [i["dtype"] for i in e16["inputs"]] == [i["dtype"] for i in entries[f"{r}.fp32"]["inputs"]]
+    with pytest.raises(EdgevtError, match="not supported"):
+        export_stream_forms(model, b, precisions=["int8"])
