@@ -3,6 +3,20 @@
 A backend opens an artifact (checkpoint, ONNX file, engine) and runs batches of named numpy
 arrays. Backends register by name with a function that says whether they can run here and, if
 not, what to install. See edgevt/backends/__init__.py for the registry.
+
+Opening (``open_backend(name, artifact, **options)``):
+
+- ``torch``: a checkpoint (.pt), a bundle (its ``source.checkpoint``), a checkpoint dict, or an
+  ``nn.Module`` with ``spec=``; ``role`` model | encoder | head, ``device`` auto | cpu | cuda,
+  ``precision`` fp32 | fp16 (CUDA), ``threads``.
+- ``ort-cpu`` / ``ort-cuda`` / ``ort-trt``: an .onnx file, or a bundle with ``key="model.int8"`` or
+  ``role=`` + ``precision=``; ``threads``; ort-trt also ``batch=(min, opt, max)``, ``cache_dir``,
+  ``workspace_mb``, ``dla_core``.
+- ``tensorrt``: an .engine file with its sidecar, or a bundle with ``role=`` + ``precision=``.
+
+Every backend takes the same named inputs as the exported graph (``frames`` uint8
+[batch, T, H, W, 3] -> ``logits``), reports ``last_timing`` after each ``run`` and ``describe()``
+for reports; a missing or mistyped input is an EdgevtError naming the tensor.
 """
 from __future__ import annotations
 
