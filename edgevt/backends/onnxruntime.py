@@ -89,6 +89,39 @@ def parse_batch(batch) -> tuple[int, int, int]:
     return vals  # type: ignore[return-value]
 
 
+def trt_provider_options(onnx_path: Path, precision: str, batch, cache_dir: Path, *, workspace_mb: int | None = None,
+                         dla_core: int | None = None, device_id: int = 0) -> dict:
+    """onnxruntime TensorRT provider options: engine + timing caches in ``cache_dir``, a profile for
+    the dynamic batch, and the precision flags for the graph. A Q/DQ (int8) graph is explicit
+    quantization: ``trt_int8_enable`` lets the weakly typed 10.x builder honour it, and no
+    calibration table is ever passed."""
+    m = load_graph(onnx_path)
+    init = {i.name for i in m.graph.initializer}
+    infos = []
+    for vi in m.graph.input:
+        if vi.name in init:
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                     for d in vi.type.tensor_type.shape.dim)
+        infos.append(TensorInfo(vi.name, dims, ""))
+    opts = {
+        "device_id": device_id,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache_dir),
+        # FP16 lets TensorRT run the non-quantized layers of an int8 graph in half precision too.
+        "trt_fp16_enable": precision in ("fp16", "int8"),
+        "trt_int8_enable": precision == "int8",
+        **trt_profile_shapes(infos, parse_batch(batch)),
+    }
+    if workspace_mb:
+        opts["trt_max_workspace_size"] = int(workspace_mb) << 20
+    if dla_core is not None:
+        opts.update(trt_dla_enable=True, trt_dla_core=int(dla_core))
+    return opts
+
+
 class OrtBackend(Backend):
     def __init__(self, name: str, artifact, *, key: str | None = None, role: str = "model",
                  precision: str | None = None, threads: int | None = None, device_id: int = 0,
@@ -145,38 +178,13 @@ class OrtBackend(Backend):
         self._bindings: dict = {}  # input shapes -> (IOBinding, input OrtValues, output OrtValues)
 
     def _trt_options(self, batch, cache_dir, workspace_mb, dla_core) -> dict:
-        m = load_graph(self.path)
-        init = {i.name for i in m.graph.initializer}
-        infos = []
-        for vi in m.graph.input:
-            if vi.name in init:
-                continue
-            dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                         for d in vi.type.tensor_type.shape.dim)
-            infos.append(TensorInfo(vi.name, dims, ""))
         if cache_dir is None:
             base = self.art.bundle.path if self.art.bundle is not None else self.path.parent
             cache_dir = Path(base) / "trt_cache"
-        cache_dir = Path(cache_dir)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        opts = {
-            "device_id": self.device_id,
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache_dir),
-            "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": str(cache_dir),
-            # FP16 lets TensorRT run the non-quantized layers in half precision. A Q/DQ graph is
-            # explicit quantization; trt_int8_enable lets the weakly typed 10.x builder honour it.
-            "trt_fp16_enable": self.precision in ("fp16", "int8"),
-            "trt_int8_enable": self.precision == "int8",
-            **trt_profile_shapes(infos, parse_batch(batch)),
-        }
-        if workspace_mb:
-            opts["trt_max_workspace_size"] = int(workspace_mb) << 20
-        if dla_core is not None:
-            opts.update(trt_dla_enable=True, trt_dla_core=int(dla_core))
-        self.cache_dir = cache_dir
-        return opts
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        return trt_provider_options(self.path, self.precision, batch, self.cache_dir, workspace_mb=workspace_mb,
+                                    dla_core=dla_core, device_id=self.device_id)
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -118,3 +118,34 @@ def test_gpu_providers_match_cpu(name, tiny_bundle, clips, torch_logits, tmp_pat
         assert t.h2d > 0 and t.compute > 0 and t.d2h > 0
     if name == "ort-trt":
         assert any((tiny_bundle / "trt_cache").iterdir())  # engine + timing cache kept in the bundle
+
+
+def test_trt_provider_options(tiny_bundle, tmp_path):
+    from edgevt.backends.onnxruntime import trt_provider_options
+
+    onnx_path = tiny_bundle / "model.onnx"
+    o = trt_provider_options(onnx_path, "int8", "1,4,8", tmp_path / "cache", workspace_mb=512)
+    assert o["trt_int8_enable"] and o["trt_fp16_enable"]
+    assert not any("calibration" in k for k in o)  # Q/DQ is explicit quantization: never a table
+    assert o["trt_engine_cache_enable"] and o["trt_timing_cache_enable"]
+    assert o["trt_engine_cache_path"] == o["trt_timing_cache_path"] == str(tmp_path / "cache")
+    assert o["trt_profile_max_shapes"] == "frames:8x4x32x32x3" and o["trt_max_workspace_size"] == 512 << 20
+    o = trt_provider_options(onnx_path, "fp32", 2, tmp_path, dla_core=0)
+    assert not o["trt_fp16_enable"] and not o["trt_int8_enable"] and o["trt_dla_core"] == 0
+    assert o["trt_profile_min_shapes"] == o["trt_profile_max_shapes"] == "frames:2x4x32x32x3"
+
+
+def test_precision_is_read_from_the_graph(tiny_bundle, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgevt.backends.onnxruntime import onnx_precision
+
+    assert onnx_precision(tiny_bundle / "model.onnx") == "fp32"
+    assert onnx_precision(tiny_bundle / "model.fp16.onnx") == "fp16"
+    g = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s"], ["y"])],
+        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])])
+    onnx.save(helper.make_model(g), tmp_path / "qdq.onnx")
+    assert onnx_precision(tmp_path / "qdq.onnx") == "int8"
