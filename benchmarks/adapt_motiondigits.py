@@ -1,0 +1,235 @@
+"""MotionDigits-DA adaptation benchmark: domain adaptation, few-label fine-tuning, few-shot.
+
+Writes benchmarks/results/adapt_motiondigits[_quick].{md,json}. Every number comes from runs of
+``edgevt.adapt.adapt`` (the library behind ``edgevt adapt``) on freshly generated data.
+
+    python benchmarks/adapt_motiondigits.py --quick      # 1 seed, smaller data: minutes
+    python benchmarks/adapt_motiondigits.py              # 3 seeds
+
+Sections
+1. Unsupervised DA (labeled source, unlabeled target-train), target-test accuracy: source-only,
+   DANN, CDAN, MMD, CORAL, DANN + importance weighting, and the target-trained oracle; share of
+   the source-only -> oracle gap each closes. Sanity on the source-only model: single-frame clips
+   (no motion) should be at chance, time-reversed clips below chance (reversal maps each motion to
+   its partner class).
+2. Few labels: fine-tuning with 5 / 20 labeled target clips per class from the pretrained
+   EfficientNet-Lite0 vs from scratch.
+3. Few-shot: 5-way 1-/5-shot accuracy on held-out target-domain tasks for a meta-learned init vs
+   the source-trained init (same inner loop) and prototypes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgevt.adapt import AdaptConfig, adapt  # noqa: E402
+from edgevt.adapt.data import open_labeled  # noqa: E402
+from edgevt.adapt.features import CachedClips, ClipNet, FeatureCache, trainable_split  # noqa: E402
+from edgevt.adapt.finetune import predict  # noqa: E402
+from edgevt.adapt.meta import evaluate_episodes  # noqa: E402
+from edgevt.adapt.report import reverse_time, single_frame  # noqa: E402
+from edgevt.data.datasets import LabelMap  # noqa: E402
+from edgevt.data.synth import SynthConfig, generate  # noqa: E402
+from edgevt.models.checkpoint import model_from_checkpoint  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def mean_std(values) -> tuple[float, float]:
+    a = np.array([v for v in values if v is not None], dtype=float)
+    return (float(a.mean()), float(a.std(ddof=0))) if len(a) else (float("nan"), float("nan"))
+
+
+def fmt(values, pct=True) -> str:
+    m, s = mean_std(values)
+    k = 100 if pct else 1
+    return f"{k * m:.1f} ± {k * s:.1f}" if len(values) > 1 else f"{k * m:.1f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 seed and a smaller data set (minutes)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds (default 3, quick 1)")
+    ap.add_argument("--data", type=Path, default=Path("/tmp/edgevt_bench_motiondigits"))
+    ap.add_argument("--model", default="tsm_efficientnet_lite0")
+    ap.add_argument("--unfreeze", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: da,fewlabel,fewshot")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    seeds = list(range(args.seeds or (1 if args.quick else 3)))
+    per_class = ({"source_train": 20, "source_test": 10, "target_train": 20, "target_test": 10} if args.quick
+                 else {"source_train": 40, "source_test": 15, "target_train": 40, "target_test": 15})
+    epochs = args.epochs or (12 if args.quick else 15)
+    skip = set(filter(None, args.skip.split(",")))
+    t_start = time.time()
+    data = args.data / ("quick" if args.quick else "full")
+    if not (data / "labels.txt").exists():
+        generate(data, SynthConfig(size=64, frames=16, per_class=per_class, seed=0))
+    d = {k: str(data / f"{k}.txt") for k in per_class}
+    cache = FeatureCache()  # frozen Lite0 stages: each split is encoded once for all runs
+    out_root = args.data / "runs"
+    common = dict(model=args.model, weights="pretrained", mean=(0.5,) * 3, std=(0.5,) * 3, size=64, num_frames=8,
+                  frame_stride=2, mode="partial", unfreeze=args.unfreeze, epochs=epochs, batch_size=32, lr=3e-3,
+                  progress=False)
+    results: dict = {"config": {"quick": args.quick, "seeds": seeds, "per_class": per_class, "epochs": epochs,
+                                **{k: v for k, v in common.items() if k != "progress"}}}
+
+    def run(name, seed, **kw):
+        cfg = AdaptConfig(**{**common, "source_test": d["source_test"], "target_test": d["target_test"],
+                             "out": str(out_root / f"{name}_s{seed}"), "seed": seed, **kw})
+        t0 = time.time()
+        r = adapt(cfg, feature_cache=cache)
+        ev = r.report["eval"]
+        print(f"  {name:<14} seed {seed}: source {100 * ev['source_test']['accuracy']:.1f}%  "
+              f"target {100 * ev['target_test']['accuracy']:.1f}%  ({time.time() - t0:.0f} s)", flush=True)
+        return r
+
+    def eval_sets(checkpoint):
+        model, spec = model_from_checkpoint(checkpoint)
+        labels = LabelMap(spec.labels)
+        sets = {k: open_labeled(d[k], spec, labels, train=False, seed=0) for k in ("source_test", "target_test")}
+        _, _, frozen = trainable_split(model, "partial", args.unfreeze)
+        for k, ds in sets.items():
+            videos, _ = cache.get(ds, model, spec, frozen, torch.device("cpu"))
+            sets[k] = CachedClips(ds, videos)
+        return ClipNet(model, spec, cached_stages=frozen), sets
+
+    # -- 1. unsupervised domain adaptation -------------------------------------------------------
+    da_methods = [("source-only", dict(strategy="finetune", source=d["source_train"])),
+                  ("DANN", dict(strategy="dann", source=d["source_train"], target=d["target_train"])),
+                  ("DANN + IW", dict(strategy="dann", source=d["source_train"], target=d["target_train"],
+                                     importance_weighting=True)),
+                  ("CDAN", dict(strategy="cdan", source=d["source_train"], target=d["target_train"])),
+                  ("MMD", dict(strategy="mmd", source=d["source_train"], target=d["target_train"])),
+                  ("CORAL", dict(strategy="coral", source=d["source_train"], target=d["target_train"])),
+                  ("oracle (target labels)", dict(strategy="finetune", source=d["target_train"]))]
+    if "da" not in skip:
+        print("1. domain adaptation", flush=True)
+        da = {name: {"target": [], "source": [], "disc_acc": []} for name, _ in da_methods}
+        sanity = {"single_frame": [], "reversed": [], "source": []}
+        for seed in seeds:
+            for name, kw in da_methods:
+                r = run(name.split(" ")[0].lower() + ("_iw" if "IW" in name else ""), seed, **kw)
+                da[name]["target"].append(r.report["eval"]["target_test"]["accuracy"])
+                da[name]["source"].append(r.report["eval"]["source_test"]["accuracy"])
+                hist = r.report["train"]["history"]
+                if hist and "disc_acc" in hist[-1]:
+                    da[name]["disc_acc"].append(hist[-1]["disc_acc"])
+                if name == "source-only":
+                    net, sets = eval_sets(r.checkpoint)
+                    for key, fn in (("single_frame", single_frame), ("reversed", reverse_time), ("source", None)):
+                        p, y = predict(net, sets["source_test"], torch.device("cpu"), clip_fn=fn)
+                        sanity[key].append(float((p == y).float().mean()))
+        so, oracle = np.mean(da["source-only"]["target"]), np.mean(da["oracle (target labels)"]["target"])
+        for name in da:
+            t = np.mean(da[name]["target"])
+            da[name]["gap_closed"] = float((t - so) / (oracle - so)) if oracle > so else None
+        results["domain_adaptation"] = da
+        results["sanity"] = sanity
+
+    # -- 2. few labeled target clips: pretrained vs scratch ------------------------------------------
+    if "fewlabel" not in skip:
+        print("2. few labeled target clips", flush=True)
+        fl = {}
+        for k in (5, 20):
+            for init in ("pretrained", "scratch"):
+                key = f"{k}/class {init}"
+                fl[key] = []
+                for seed in seeds:
+                    kw = dict(strategy="finetune", source=d["target_train"], limit_per_class=k,
+                              epochs=max(epochs, 20 if k == 5 else epochs))
+                    if init == "scratch":  # no frozen random features: train everything
+                        kw.update(weights="none", mode="full", lr=3e-3)
+                    r = run(f"fewlabel{k}_{init}", seed, **kw)
+                    fl[key].append(r.report["eval"]["target_test"]["accuracy"])
+        results["few_labels"] = fl
+
+    # -- 3. few-shot: meta-learned vs source-trained init --------------------------------------------
+    if "fewshot" not in skip:
+        print("3. few-shot (5-way, held-out target-domain tasks)", flush=True)
+        fs: dict = {}
+        episodes = 20 if args.quick else 50
+        for seed in seeds:
+            base = run("fs_source_init", seed, strategy="finetune", source=d["source_train"])
+            meta = run("fs_meta_init", seed, strategy="fomaml", source=d["source_train"], ways=5, shots=5,
+                       queries=5, inner_steps=5, inner_lr=0.05, meta_batch=4, episodes_per_epoch=40,
+                       epochs=epochs, lr=1e-3)
+            for init_name, ck in (("meta-learned (FOMAML)", meta.checkpoint), ("source-trained", base.checkpoint)):
+                net, sets = eval_sets(ck)
+                for shots in (1, 5):
+                    for method in ("finetune", "prototype"):
+                        key = f"{init_name} | {method} | {shots}-shot"
+                        r = evaluate_episodes(net, sets["target_test"], 5, shots, 5, episodes, method, 5, 0.05,
+                                              seed, torch.device("cpu"))
+                        fs.setdefault(key, []).append(r["accuracy"])
+                        print(f"  {key}: {100 * r['accuracy']:.1f}%", flush=True)
+        results["few_shot"] = fs
+
+    results["seconds"] = round(time.time() - t_start, 1)
+    from edgevt.cli.info import environment
+
+    results["provenance"] = {"environment": json.loads(json.dumps(environment(), default=str)),
+                             "command": " ".join(sys.argv), "feature_cache_seconds": round(cache.seconds, 1),
+                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write(results, args)
+
+
+def write(results: dict, args) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = "adapt_motiondigits" + ("_quick" if args.quick else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    c = results["config"]
+    n = len(c["seeds"])
+    lines = [f"# MotionDigits-DA adaptation benchmark{' (quick)' if args.quick else ''}", "",
+             f"{c['model']} ({c['weights']} ImageNet backbone, partial: last {c['unfreeze']} stages trained on cached "
+             f"frozen-stage features), T={c['num_frames']} stride {c['frame_stride']}, {c['size']}x{c['size']}, "
+             f"{c['epochs']} epochs; clips per class {c['per_class']}; {n} seed(s), mean ± std; "
+             f"{results['seconds'] / 60:.1f} min on {results['provenance']['environment'].get('cpu')} "
+             f"({results['provenance']['environment'].get('torch_threads')} threads). 6 classes: chance 16.7%.", ""]
+    da = results.get("domain_adaptation")
+    if da:
+        lines += ["## Unsupervised domain adaptation (target-test accuracy %)", "",
+                  "| method | target-test | source-test | gap closed | final disc. acc |", "|---|---:|---:|---:|---:|"]
+        for name, r in da.items():
+            gap = "—" if r["gap_closed"] is None or name.startswith(("source-only", "oracle")) else f"{100 * r['gap_closed']:.0f}%"
+            disc = fmt(r["disc_acc"]) if r["disc_acc"] else "—"
+            lines.append(f"| {name} | {fmt(r['target'])} | {fmt(r['source'])} | {gap} | {disc} |")
+        s = results["sanity"]
+        lines += ["", "Sanity on the source-only model (source-test, %): "
+                  f"clips {fmt(s['source'])}, single frame repeated {fmt(s['single_frame'])} (chance 16.7), "
+                  f"time-reversed {fmt(s['reversed'])} (below chance: reversal gives the partner class).", ""]
+    fl = results.get("few_labels")
+    if fl:
+        lines += ["## Few labeled target clips (target-test accuracy %)", "",
+                  "| labeled target clips / class | pretrained Lite0 (partial, cached) | scratch (full) | difference |",
+                  "|---:|---:|---:|---:|"]
+        for k in (5, 20):
+            p, s_ = fl[f"{k}/class pretrained"], fl[f"{k}/class scratch"]
+            lines.append(f"| {k} | {fmt(p)} | {fmt(s_)} | {100 * (np.mean(p) - np.mean(s_)):+.1f} pts |")
+        lines.append("")
+    fs = results.get("few_shot")
+    if fs:
+        lines += ["## Few-shot: 5-way tasks on the held-out target domain (query accuracy %, chance 20)", "",
+                  "| init | adaptation | 1-shot | 5-shot |", "|---|---|---:|---:|"]
+        combos = sorted({k.rsplit(" | ", 1)[0] for k in fs})
+        for combo in combos:
+            init, method = combo.split(" | ")
+            lines.append(f"| {init} | {method} | {fmt(fs[combo + ' | 1-shot'])} | {fmt(fs[combo + ' | 5-shot'])} |")
+        lines.append("")
+    lines.append(f"Reproduce: `{results['provenance']['command']}`")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
