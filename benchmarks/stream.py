@@ -109,15 +109,16 @@ def bare_window(backend, frames, t: int) -> float:
 
 
 def bare_incremental(encoder, head, frames, t: int, batch: int) -> float:
-    """Decisions/s of encoder (``batch`` frames per call) + head per decision, pre-decoded frames."""
+    """Decisions/s of encoder (``batch`` frames per call) + one head call per batch, pre-decoded frames."""
     x = np.ascontiguousarray(frames)
     emb = np.zeros((len(x), encoder.outputs[0].shape[-1]), np.float32)
     encoder.run({"frames": x[:batch]})
     t0 = time.perf_counter()
     for i in range(0, len(x), batch):
         emb[i:i + batch] = encoder.run({"frames": x[i:i + batch]})["embedding"]
-        for end in range(max(i, t - 1), min(i + batch, len(x))):
-            head.run({"embeddings": emb[None, end - t + 1:end + 1]})
+        ends = range(max(i, t - 1), min(i + batch, len(x)))
+        if len(ends):  # one head call over the batch's decisions, as the loop does
+            head.run({"embeddings": np.stack([emb[e - t + 1:e + 1] for e in ends])})
     return (len(x) - t + 1) / (time.perf_counter() - t0)
 
 

@@ -72,16 +72,20 @@ def run(
     if backend is None:
         backend = "torch" if model.is_file() and model.suffix in (".pt", ".pth") else "ort-cpu"
     options = {"threads": threads} if threads else {}
-    sinks = []
-    if jsonl is not None:
-        sinks.append(JsonlSink(jsonl))
-    if video_out is not None:
-        sinks.append(VideoSink(video_out, fps=video_fps))
     st = Stream(source, model, form=form, backend=backend, precision=precision, stride=stride, drop=drop,
                 smooth=smooth, smooth_alpha=smooth_alpha, smooth_window=smooth_window, onset=onset,
                 offset=offset, min_event_frames=min_event_frames, ignore_labels=tuple(ignore_label or ()),
                 realtime=realtime, reconnect=reconnect, max_gap=max_gap, max_frames=max_frames,
-                encode_batch=encode_batch or None, sinks=sinks, backend_options=options)
+                encode_batch=encode_batch or None, backend_options=options)
+    # Sinks after the stream opened: a bad source or bundle leaves no empty output files behind.
+    try:
+        if jsonl is not None:
+            st.sinks.append(JsonlSink(jsonl))
+        if video_out is not None:
+            st.sinks.append(VideoSink(video_out, fps=video_fps))
+    except BaseException:
+        st.close()
+        raise
     if live if live is not None else sys.stderr.isatty():
         st.sinks.append(LiveSummary(st, console=console))
 

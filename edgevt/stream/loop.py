@@ -186,6 +186,7 @@ class IncrementalForm:
         self._probe = np.zeros((1, h, w, 3), np.uint8)
         dim = _output(self.encoder, self.encoder.run({self.enc_in: self._probe}), "embedding").shape[-1]
         self.vectors = _VectorRing(self.t, dim)
+        self._head_batch = np.zeros((self.t, self.t, dim), np.float32)  # T-embedding windows, one per decision
 
     def warmup(self) -> None:
         self.encoder.run({self.enc_in: self._probe})
@@ -196,8 +197,15 @@ class IncrementalForm:
         for i, e in enumerate(emb):
             self.vectors.put(first + i, e)
 
-    def decide(self, end: int) -> np.ndarray:
-        return _output(self.head, self.head.run({self.head_in: self.vectors.last(end)[None]}), "logits")[0]
+    def decide(self, ends: list[int]) -> np.ndarray:
+        """Logits [len(ends), C]: the head once over the T-embedding windows ending at ``ends``."""
+        if len(ends) == 1:
+            x = self.vectors.last(ends[0])[None]  # a view, no copy
+        else:
+            for i, e in enumerate(ends):
+                self._head_batch[i] = self.vectors.last(e)
+            x = self._head_batch[:len(ends)]
+        return _output(self.head, self.head.run({self.head_in: x}), "logits")
 
 
 class StatefulForm:
@@ -228,8 +236,9 @@ class StatefulForm:
                 self.state[src] = out[dst]
             self.vectors.put(first + i, _output(self.model, out, "logits")[0])
 
-    def decide(self, end: int) -> np.ndarray:
-        return self.vectors.last(end).mean(axis=0)
+    def decide(self, ends: list[int]) -> np.ndarray:
+        """Logits [len(ends), C]: the mean of the last T per-frame logits for each end."""
+        return np.stack([self.vectors.last(e).mean(axis=0) for e in ends])
 
 
 FORM_CLASSES = {"window": WindowForm, "incremental": IncrementalForm, "stateful": StatefulForm}
@@ -330,10 +339,15 @@ class Stream:
         self.events = EventDetector(self.labels, onset, offset, min_event_frames, tuple(ignore_labels))
         capacity = ring_capacity or t + max(2 * t, 32)
         self.ring = FrameRing(capacity, (*self.spec.size, 3), t, block=drop == "none")
-        self.reader = FrameReader(self.info, self.ring, self.spec, realtime=realtime, reconnect=reconnect,
-                                  backoff=backoff, max_gap=max_gap, max_frames=max_frames)
-        self.sinks = list(sinks or [])
-        self.keep_image = keep_image or any(getattr(s, "needs_image", False) for s in self.sinks)
+        try:
+            self.reader = FrameReader(self.info, self.ring, self.spec, realtime=realtime, reconnect=reconnect,
+                                      backoff=backoff, max_gap=max_gap, max_frames=max_frames)
+        except BaseException:
+            for b in self.backends.values():
+                b.close()
+            raise
+        self.sinks = list(sinks or [])  # may be extended until iteration starts
+        self._keep_image = keep_image
         self.latency = LatencyHistogram()
         self._stage_sums = {"decode": 0.0, "preprocess": 0.0, "inference": 0.0, "post": 0.0}
         self.summary = StreamSummary(str(self.info), self.form_name, drop, stride,
@@ -349,6 +363,7 @@ class Stream:
             raise EdgevtError("a Stream can be iterated once; call stream() again")
         self._started = True
         try:
+            self.keep_image = self._keep_image or any(getattr(s, "needs_image", False) for s in self.sinks)
             self.form.warmup()
             start = {"type": "start", "source": str(self.info), "form": self.form_name, "drop": self.drop,
                      "stride": self.stride, "spec": self.spec.to_dict(), "backend": self.summary.backend,
@@ -412,6 +427,7 @@ class Stream:
                 while end > next_end and not ring.window_valid(end - t + 1, t):
                     end -= stride
                 if not ring.window_valid(end - t + 1, t):  # a hole from the reader skipping a held window
+                    self.summary.dropped += (end - next_end) // stride + 1
                     next_end = end + stride
                     continue
                 self.summary.dropped += (end - next_end) // stride
@@ -435,8 +451,8 @@ class Stream:
         a form more than ``encode_batch`` frames behind jumps to the newest ones: the skipped frames
         are never encoded (counted), and a decision covers the last T *processed* frames -- when it
         keeps up these are consecutive and the result is the same as drop none; when it cannot, the
-        model sees the stream at a lower frame rate. The encode time of a batch is attributed to
-        the first decision it produces (``stages["inference"]``)."""
+        model sees the stream at a lower frame rate. The decisions of a batch share one head call;
+        its encode + head time is split evenly among them (``stages["inference"]``)."""
         t, stride, ring, form = self.spec.num_frames, self.stride, self.ring, self.form
         latest = self.drop == "latest"
         nxt = 0  # ring index of the next frame to process
@@ -469,13 +485,14 @@ class Stream:
             if latest and len(points) > 1:
                 self.summary.dropped += len(points) - 1
                 points = points[-1:]
-            for i, p in enumerate(points):
+            if points:
                 t_head = time.perf_counter()
-                logits = form.decide(p - 1)
+                logits = form.decide([p - 1 for p in points])  # one head call for the whole batch
                 t_post = time.perf_counter()
-                inference = (t_enc if i == 0 else 0.0) + t_post - t_head
-                yield self._decide(logits, nxt + (p - 1 - done), int(first_frames[(p - t) % len(first_frames)]),
-                                   inference, t_inf - t_pre, t_post)
+                inference = (t_enc + t_post - t_head) / len(points)  # the batch's cost, shared by its decisions
+            for i, p in enumerate(points):
+                yield self._decide(logits[i], nxt + (p - 1 - done), int(first_frames[(p - t) % len(first_frames)]),
+                                   inference, (t_inf - t_pre) / len(points), t_post if i == 0 else time.perf_counter())
             done += k
             nxt += k
             if latest:

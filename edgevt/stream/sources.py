@@ -123,6 +123,9 @@ class FrameReader(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.ring.close()
+        if self.ident is None and self.cap is not None:  # never started: release the source here
+            self.cap.release()
+            self.cap = None
 
     def run(self) -> None:
         try:
