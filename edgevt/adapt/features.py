@@ -50,7 +50,7 @@ def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn
     The frozen stage count is None when the backbone cannot be cut into stages (3D models, other
     2D backbones): then ``partial`` trains everything but the stem and nothing is cacheable.
     """
-    head_modules = [m for m in (getattr(model, "tconv", None), model.fc) if m is not None]
+    head_modules = [m for m in (getattr(model, "tconv", None), getattr(model, "tnorm", None), model.fc) if m is not None]
     head_ids = {id(p) for m in head_modules for p in m.parameters()}
     head = [p for m in head_modules for p in m.parameters()]
     backbone = [p for p in model.parameters() if id(p) not in head_ids]

@@ -66,4 +66,5 @@ class FinetuneTask(Task):
 
 
 def head_params(model: nn.Module) -> list[nn.Parameter]:
-    return [p for m in (getattr(model, "tconv", None), model.fc) if m is not None for p in m.parameters()]
+    return [p for m in (getattr(model, "tconv", None), getattr(model, "tnorm", None), model.fc) if m is not None
+            for p in m.parameters()]

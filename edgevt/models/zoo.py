@@ -160,6 +160,9 @@ class TemporalClassifier(nn.Module):
             raise EdgevtError(f"unknown temporal head {temporal!r}: use avg or conv")
         self.temporal = temporal
         self.tconv = nn.Conv1d(encoder.dim, temporal_dim, 3, padding=1) if temporal == "conv" else None
+        # LayerNorm before the ReLU keeps about half the units active whatever the embedding scale
+        # (without it, large pretrained embeddings kill every unit within a few steps).
+        self.tnorm = nn.LayerNorm(temporal_dim) if temporal == "conv" else None
         self.dropout = nn.Dropout(dropout)
         self.feature_dim = temporal_dim if temporal == "conv" else encoder.dim
         self.fc = nn.Linear(self.feature_dim, num_classes)
@@ -171,7 +174,7 @@ class TemporalClassifier(nn.Module):
     def pool(self, embeddings: torch.Tensor) -> torch.Tensor:
         """[N, T, D] -> [N, feature_dim]: temporal average pooling (after the temporal conv)."""
         if self.tconv is not None:
-            embeddings = torch.relu(self.tconv(embeddings.transpose(1, 2))).transpose(1, 2)
+            embeddings = torch.relu(self.tnorm(self.tconv(embeddings.transpose(1, 2)).transpose(1, 2)))
         return embeddings.mean(dim=1)
 
     def temporal_head(self, embeddings: torch.Tensor) -> torch.Tensor:
