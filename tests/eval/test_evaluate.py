@@ -1,0 +1,90 @@
+"""edgevt.eval: same clips for every artifact, metrics, confusion PNG, manifest eval section, errors."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgevt.errors import EdgevtError
+from edgevt.eval import evaluate, evaluate_all, load_eval_clips
+from edgevt.eval.evaluate import accuracy_metrics
+from edgevt.export.bundle import Bundle
+
+
+def test_accuracy_metrics_by_hand():
+    logits = np.array([[3, 1, 0, 0, 0, 0, 0], [0, 2, 1, 0, 0, 0, 0], [1, 1, -1, 1, 1, 1, 9]], np.float32)
+    labels = np.array([0, 2, 2])
+    m = accuracy_metrics(logits, labels, list("abcdefg"))
+    assert m["top1"] == pytest.approx(100 / 3)
+    assert m["top5"] == pytest.approx(200 / 3)  # clip 3: class 2 has the lowest logit
+    assert m["confusion"][2][1] == 1 and m["confusion"][2][6] == 1 and m["confusion"][0][0] == 1
+    assert m["per_class"]["a"]["top1"] == 100.0 and m["per_class"]["c"]["top1"] == 0.0
+    assert m["per_class"]["d"] == {"clips": 0, "top1": None}
+
+
+def test_checkpoint_and_onnx_agree_on_the_same_clips(tmp_path, ev_ckpt, ev_bundle, motiondigits, tiny_spec):
+    clips = load_eval_clips(motiondigits / "target" / "test", tiny_spec)
+    r_ckpt = evaluate(ev_ckpt, clipset=clips, out_dir=tmp_path, batch_size=4)
+    r_onnx = evaluate(ev_bundle.path, clipset=clips, precision="fp32", out_dir=tmp_path, batch_size=4)
+    assert (r_ckpt.backend, r_onnx.backend) == ("torch", "ort-cpu")
+    assert r_ckpt.clips == r_onnx.clips == 12
+    assert r_ckpt.top1 == r_onnx.top1 and r_ckpt.confusion == r_onnx.confusion
+    assert sum(map(sum, r_onnx.confusion)) == 12 and r_onnx.top5 is not None
+    assert r_onnx.latency["runs"] >= 1 and r_onnx.latency["p50_ms"] > 0
+    assert (tmp_path / "confusion.ort-cpu.fp32.png").stat().st_size > 1000
+    # a plain ONNX file carries its ClipSpec in the metadata
+    r_file = evaluate(ev_bundle.artifact_path("model.fp32"), motiondigits / "target" / "test")
+    assert r_file.top1 == r_onnx.top1
+
+
+def test_evaluate_all_side_by_side_and_stored(ev_bundle, motiondigits, tmp_path):
+    b = Bundle.load(shutil.copytree(ev_bundle.path, tmp_path / "b"))
+    results = evaluate_all(b, motiondigits / "target" / "test", include_checkpoint=True)
+    assert [(r.backend, r.precision) for r in results] == [("torch", "fp32"), ("ort-cpu", "fp32"),
+                                                           ("ort-cpu", "fp16"), ("ort-cpu", "int8")]
+    assert results[1].agreement_with["fp32"] == 100.0
+    assert {r.clips for r in results} == {12}
+    stored = json.loads((b.path / "edgevt.json").read_text())["eval"]
+    assert set(stored) == {"torch.fp32", "ort-cpu.fp32", "ort-cpu.fp16", "ort-cpu.int8"}
+    assert stored["ort-cpu.int8"]["top1"] == results[3].top1
+    Bundle.load(b.path)  # manifest rewrite kept the hashes valid
+
+
+def test_bad_inputs(tmp_path, ev_bundle, motiondigits):
+    b = tmp_path / "b"
+    shutil.copytree(ev_bundle.path, b)
+    with open(b / "model.fp16.onnx", "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(EdgevtError, match="hash does not match"):
+        evaluate(b, motiondigits / "target" / "test", precision="fp16")
+    (b / "model.int8.onnx").unlink()
+    with pytest.raises(EdgevtError, match="missing its file"):
+        evaluate(b, motiondigits / "target" / "test", precision="int8")
+    with pytest.raises(EdgevtError, match="unknown precision"):
+        evaluate(ev_bundle.path, motiondigits / "target" / "test", precision="bf16")
+    unlabeled = tmp_path / "unlabeled"
+    unlabeled.mkdir()
+    shutil.copy(next((motiondigits / "target" / "test").rglob("*.mp4")), unlabeled / "a.mp4")
+    with pytest.raises(EdgevtError, match="no class subfolders"):
+        evaluate(ev_bundle.path, unlabeled)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"x")
+    with pytest.raises(EdgevtError, match="sidecar"):
+        evaluate(engine, motiondigits / "target" / "test")
+    with pytest.raises(EdgevtError, match="no such"):
+        evaluate(tmp_path / "nothing.pt", motiondigits / "target" / "test")
+
+
+def test_cli_eval_all(ev_bundle, motiondigits, tmp_path, capsys):
+    from edgevt.cli import main
+
+    b = shutil.copytree(ev_bundle.path, tmp_path / "b")
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(b), str(motiondigits / "target" / "test"), "--all", "--json"])
+    assert e.value.code in (0, None)
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["precision"] for r in rows] == ["fp32", "fp16", "int8"]
+    assert (b / "eval" / "eval.json").exists() and (b / "eval" / "confusion.ort-cpu.int8.png").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(b / "model.onnx"), str(motiondigits / "target" / "test"), "--all"])
+    assert e.value.code == 2

@@ -1,0 +1,174 @@
+"""export_bundle: the bundle, its checks, TensorRT Q/DQ rules, calibration cache, bad input, atomicity."""
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from edgevt.errors import EdgevtError
+from edgevt.export.bundle import Bundle
+from edgevt.export.exporter import ExportConfig, export_bundle, parse_tolerance, register_form
+from edgevt.export.onnx import ort_session
+
+
+def test_bundle_manifest_and_checks(ex_bundle, tiny_spec):
+    b = Bundle.load(ex_bundle.path)  # verifies every hash
+    assert set(b.artifacts) >= {"model.fp32", "model.fp16", "model.int8"}
+    assert {p.name for p in b.path.iterdir()} >= {"edgevt.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx"}
+    assert not b.path.with_name(b.path.name + ".partial").exists()
+    m = b.manifest
+    assert m["spec"]["labels"] == tiny_spec.labels and m["source"]["sha256"] and m["tools"]["onnxruntime"]
+    a = b.artifact("model.fp32")
+    assert a["inputs"][0] == {"name": "frames", "shape": ["batch", 4, 32, 32, 3], "dtype": "uint8"}
+    assert a["opset"] == 20
+    c = m["checks"]
+    assert c["parity.fp32"]["passed"] and c["parity.fp32"]["max_abs_diff"] < 1e-3
+    assert c["parity.fp32"]["data"].startswith("eval data")  # real clips, not random frames
+    assert c["parity.fp16"]["passed"] and c["parity.fp16"]["retargeted_casts"]
+    assert c["int8"]["calibration"]["clips"] == 18 and c["int8"]["flavour"] == "tensorrt"
+    assert any("fewer than 32" in w for w in m["warnings"])  # 18 clips: warned, not refused
+    acc = c["accuracy"]
+    assert acc["labeled"] and acc["clips"] == 12 and {"fp32", "fp16", "int8"} <= set(acc)
+    g = c["gate"]
+    assert g["passed"] and g["labeled"] and g["drop"] == pytest.approx(acc["fp32"]["top1"] - acc["int8"]["top1"])
+
+
+def test_fp16_graph_is_strongly_typed(ex_bundle):
+    m = onnx.load(str(ex_bundle.artifact_path("model.fp16")))
+    assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
+    assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    # strict type checking: no float32 tensor flows into an fp16 op (the TensorRT 11 pitfall)
+    onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
+    first_cast = next(n for n in m.graph.node if n.op_type == "Cast" and n.input[0] == "frames")
+    assert first_cast.attribute[0].i == TensorProto.FLOAT16
+    assert any(i.data_type == TensorProto.FLOAT16 for i in m.graph.initializer)
+
+
+def test_int8_graph_follows_tensorrt_rules(ex_bundle):
+    m = onnx.load(str(ex_bundle.artifact_path("model.int8")))
+    assert {o.domain: o.version for o in m.opset_import}.get("", 0) >= 19
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in m.graph.node if n.op_type == "Constant"}
+    vals = {**inits, **consts}
+    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
+    dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+    assert q and dq
+    for n in q + dq:
+        scale, zp = vals[n.input[1]], vals[n.input[2]]
+        assert scale.dtype == np.float16 and (scale > 0).all()  # FP16 scales for strongly typed builds
+        assert zp.dtype == np.int8 and (zp == 0).all()  # symmetric int8
+    producers = {o: n for n in m.graph.node for o in n.output}
+    outputs = {o.name for o in m.graph.output}
+    for o in outputs:  # no Q/DQ on the model output
+        p = producers[o]
+        while p.op_type == "Cast":
+            p = producers[p.input[0]]
+        assert p.op_type != "DequantizeLinear"
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        w = producers.get(conv.input[1])
+        if w is not None and w.op_type == "DequantizeLinear":
+            axis = {a.name: a.i for a in w.attribute}.get("axis", 1)
+            assert axis == 0 and vals[w.input[1]].ndim == 1  # per-channel on the output channels
+        if len(conv.input) > 2:  # bias stays float: no int32 bias DequantizeLinear
+            b = producers.get(conv.input[2])
+            assert b is None or b.op_type != "DequantizeLinear"
+    # the first conv (3 input channels) is kept in higher precision
+    kept = ex_bundle.manifest["checks"]["int8"]["kept_high_precision"]
+    assert kept and kept[0]["reason"].startswith("3-input-channel conv")
+    first = next(c for c in convs if c.name == kept[0]["node"])
+    assert first.input[1] in inits and first.input[1] not in producers  # plain float weight, no Q/DQ
+    # the delivered file is the one measured: its top-1 on the eval clips is in the manifest
+    assert ex_bundle.manifest["checks"]["accuracy"]["int8"]["top1"] is not None
+
+
+def test_calibration_cache_is_reused_and_forms_hook(tmp_path, ex_ckpt, motiondigits, ex_bundle):
+    cache = ex_bundle.path.parent / "cache"
+
+    def extra(ctx):  # what the streaming forms do: write into the staged bundle, then add_artifact
+        (ctx.bundle.path / "extra.txt").write_text(ctx.spec.to_json())
+        ctx.bundle.add_artifact("extra.fp32", "extra.txt", kind="text", role="extra", precision="fp32")
+
+    register_form("test-extra", extra)
+    cfg = ExportConfig(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train", calib_cache=cache,
+                       forms=["test-extra"])
+    b = export_bundle(ex_ckpt, tmp_path / "again", cfg)
+    cal = b.manifest["checks"]["int8"]["calibration"]
+    assert cal["cache_hit"] and cal["cache"] == ex_bundle.manifest["checks"]["int8"]["calibration"]["cache"]
+    assert b.artifact("model.int8")["sha256"] == ex_bundle.artifact("model.int8")["sha256"]
+    assert any("accuracy gate was not run" in w for w in b.manifest["warnings"])
+    assert "extra.fp32" in Bundle.load(b.path).artifacts
+    assert json.loads((b.path / "extra.txt").read_text())["num_frames"] == 4
+    with pytest.raises(EdgevtError, match="unknown export form"):
+        export_bundle(ex_ckpt, tmp_path / "c", ExportConfig(forms=["nope"]))
+
+
+def test_cache_key_depends_on_everything():
+    from edgevt.export.calibration import cache_key
+
+    base = cache_key("m", "d", "entropy", 10)
+    assert len({base, cache_key("m2", "d", "entropy", 10), cache_key("m", "d2", "entropy", 10),
+                cache_key("m", "d", "minmax", 10), cache_key("m", "d", "entropy", 11)}) == 5
+
+
+def test_cpu_flavour_on_resized_clips_from_a_list(tmp_path, ex_ckpt, motiondigits):
+    """Calibration clips at another resolution are resized by the spec; a list of paths works; the
+    cpu flavour has uint8 activations and loads with onnxruntime's full (integer kernel) fusions."""
+    from edgevt.data.video import write_video
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"big{i}.avi"
+        write_video(p, rng.integers(0, 256, (10, 48, 40, 3), dtype=np.uint8))
+        paths.append(p)
+    cfg = ExportConfig(precisions=("fp32", "int8"), calib=paths, flavour="cpu", calib_cache=tmp_path / "c",
+                       eval=motiondigits / "target" / "test", max_drop=100.0)
+    b = export_bundle(ex_ckpt, tmp_path / "cpu", cfg)
+    assert b.manifest["checks"]["int8"]["calibration"]["clips"] == 3
+    assert b.manifest["checks"]["int8"]["activation_type"] == "QUInt8"
+    s = ort_session(b.artifact_path("model.int8"), optimization="all")
+    assert s.edgevt_optimization == "all"
+
+
+def test_bad_inputs_have_clear_messages(tmp_path, ex_ckpt):
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    with pytest.raises(EdgevtError, match="not an edgevt checkpoint"):
+        export_bundle(bogus, tmp_path / "x")
+    import torch
+
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(EdgevtError, match="not an edgevt checkpoint"):
+        export_bundle(tmp_path / "foreign.pt", tmp_path / "x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "broken.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(EdgevtError, match="no readable calibration clips"):
+        export_bundle(ex_ckpt, tmp_path / "x", ExportConfig(precisions=("fp32", "int8"), calib=empty))
+    with pytest.raises(EdgevtError, match="needs calibration clips"):
+        export_bundle(ex_ckpt, tmp_path / "x", ExportConfig(precisions=("fp32", "int8")))
+    with pytest.raises(EdgevtError, match="calib-clips must be >= 1"):
+        export_bundle(ex_ckpt, tmp_path / "x", ExportConfig(precisions=("int8",), calib=empty, calib_clips=0))
+    with pytest.raises(EdgevtError, match="opset >= 19"):
+        export_bundle(ex_ckpt, tmp_path / "x", ExportConfig(precisions=("int8",), calib=empty, opset=17))
+    with pytest.raises(EdgevtError, match="unknown"):
+        export_bundle(ex_ckpt, tmp_path / "x", ExportConfig(precisions=("fp8",)))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+    with pytest.raises(EdgevtError, match="--tolerance"):
+        parse_tolerance("fp32=abc")
+    assert parse_tolerance("fp16=0.1")["fp16"] == 0.1
+
+
+def test_failed_export_keeps_old_bundle_and_leaves_nothing_half_written(tmp_path, ex_ckpt, ex_bundle):
+    out = tmp_path / "b"
+    shutil.copytree(ex_bundle.path, out)
+    before = (out / "edgevt.json").read_text()
+    # an impossible tolerance fails the parity check after model.onnx was written to the staging folder
+    with pytest.raises(EdgevtError, match="fp32 parity check failed"):
+        export_bundle(ex_ckpt, out, ExportConfig(tolerance={"fp32": -1.0, "fp16": 1.0}))
+    assert (out / "edgevt.json").read_text() == before
+    assert not out.with_name("b.partial").exists()
+    Bundle.load(out)
