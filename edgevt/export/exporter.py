@@ -199,14 +199,16 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
         if len(calib[0]) < MIN_SENSIBLE_CLIPS:
             warn(f"calibrating on only {len(calib[0])} clips (fewer than {MIN_SENSIBLE_CLIPS}); activation "
                  "ranges may be noisy -- give more target-domain clips")
+    elif config.calib is not None:  # no INT8, but real clips for the parity check
+        calib_for_parity = load_clips(config.calib, spec, config.parity_clips, labeled=False, what="calibration")
     if config.eval is not None:
         log(f"loading evaluation clips from {config.eval}")
         eval_set = _load_eval(config.eval, spec, config.eval_clips)
     if eval_set is not None:
         parity_clips = eval_set[0][:config.parity_clips]
         parity_source = f"eval data {config.eval}"
-    elif calib is not None:
-        parity_clips = calib[0][:config.parity_clips]
+    elif calib is not None or config.calib is not None:
+        parity_clips = (calib if calib is not None else calib_for_parity)[0][:config.parity_clips]
         parity_source = f"calibration data {config.calib}"
     else:
         parity_clips = example_input(spec, batch=min(config.parity_clips, 8)).numpy()
