@@ -108,7 +108,7 @@ def main() -> int:
     from edgevt.export.bundle import Bundle
 
     spec = Bundle.load(bundle).spec
-    clips, labels, _ = load_clips(root / "target_test.txt", spec, None, labeled=True, what="evaluation")
+    clips, _, _ = load_clips(root / "target_test.txt", spec, None, labeled=True, what="evaluation")
     print(f"{len(clips)} target clips, {args.arch} T={spec.num_frames} {spec.size[0]}x{spec.size[1]}", flush=True)
 
     # 2. engines ------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_sidecar_roundtrip_and_missing(tmp_path):
 
 
 def test_tensorrt_backend_unusable_without_tensorrt(tiny_bundle):
-    ok, reason = {n: (o, r) for n, o, r in available_backends()}["tensorrt"]
+    ok = {n: o for n, o, _ in available_backends()}["tensorrt"]
     if ok:
         pytest.skip("TensorRT usable here")
     with pytest.raises(EdgevtError, match="tensorrt|CUDA"):
