@@ -9,10 +9,10 @@ that let the streaming loop do each frame's work once:
   model's computation split in two, so the decisions are the same.
 
 - ``stateful`` (TSM): ``stateful.<p>`` maps one uint8 frame [1, H, W, 3] plus one buffer per
-  temporal-shift site to that frame's logits [1, C] plus the new buffers, as in the TSM online
-  demo. The loop feeds the buffers back and averages the last T per-frame logits (the classifier
-  is linear, so that equals classifying the averaged embedding). Where it differs from the
-  offline model *by design*:
+  temporal-shift site to that frame's embedding [1, D] plus the new buffers, as in the TSM online
+  demo; the same ``head.<p>`` as the incremental form classifies the last T embeddings (so any
+  temporal head works: average or temporal conv). The loop feeds the buffers back. Where it
+  differs from the offline model *by design*:
 
   * causal: the offline shift moves 1/8 of the channels from frame t+1 into frame t. A stream
     has no future frame, so those channels are zero (as they are for the last frame of an
@@ -21,7 +21,7 @@ that let the streaming loop do each frame's work once:
     offline, but the past is not cut at the window border: frame t sees frames before the
     window through the buffers, while the offline model zero-pads at the clip start.
 
-  ``causal_clip_logits`` computes the same causal model on a whole clip offline; the stateful
+  ``causal_clip_embeddings`` computes the same causal model on a whole clip offline; the stateful
   graph matches it exactly when started from zero buffers, which is how it is tested. How far
   the causal model's decisions are from the bidirectional offline model's is a property of the
   weights (a model fine-tuned with a uni-directional shift has no gap) and is measured by
@@ -117,7 +117,7 @@ class _OnlineShift(nn.Module):
 
 
 class StatefulFrameModel(nn.Module):
-    """One uint8 frame [1, H, W, 3] + shift buffers -> (per-frame logits [1, C], new buffers...).
+    """One uint8 frame [1, H, W, 3] + shift buffers -> (its embedding [1, D], new buffers...).
 
     Shares the weights of ``model`` (a TSM TemporalClassifier); ``buffer_shapes`` lists the
     shape of each buffer, in input order ``shift_in_<i>`` / output order ``shift_out_<i>``."""
@@ -156,36 +156,44 @@ class StatefulFrameModel(nn.Module):
     def forward(self, frames: torch.Tensor, *states: torch.Tensor):
         self.io.inputs, self.io.outputs = list(states), []
         emb = self.model.encode_frames(self.preprocess(frames))
-        logits = self.model.fc(emb)
         outs = self.io.outputs
         self.io.inputs, self.io.outputs = [], []
-        return (logits, *outs)
+        return (emb, *outs)
 
 
-def causal_clip_logits(model: nn.Module, spec: ClipSpec, frames: torch.Tensor) -> torch.Tensor:
-    """Per-frame logits [F, C] of the causal (stream) version of a TSM model over uint8 frames
-    [F, H, W, 3], computed offline frame by frame from zero buffers; reference for the stateful form."""
+def causal_clip_embeddings(model: nn.Module, spec: ClipSpec, frames: torch.Tensor) -> torch.Tensor:
+    """Per-frame embeddings [F, D] of the causal (stream) version of a TSM model over uint8 frames
+    [F, H, W, 3], computed frame by frame from zero buffers; reference for the stateful form."""
     sm = StatefulFrameModel(model, spec).eval()
     state = sm.initial_state()
     out = []
     with torch.no_grad():
         for f in frames:
-            logits, *state = sm(f[None], *state)
-            out.append(logits[0])
+            emb, *state = sm(f[None], *state)
+            out.append(emb[0])
     return torch.stack(out)
+
+
+def causal_stream_logits(model: nn.Module, spec: ClipSpec, frames: torch.Tensor) -> torch.Tensor:
+    """Logits [F - T + 1, C] of the stateful stream over frames [F, H, W, 3] (zero buffers at the
+    first frame): the temporal head over every window of T consecutive causal embeddings."""
+    emb = causal_clip_embeddings(model, spec, frames)
+    t = spec.num_frames
+    with torch.no_grad():
+        return model.eval().temporal_head(emb.unfold(0, t, 1).transpose(1, 2))
 
 
 def compare_stateful(model: nn.Module, spec: ClipSpec, clips: torch.Tensor) -> dict:
     """Stream form vs offline model on uint8 clips [N, T, H, W, 3]: how often the decisions agree.
 
-    The stream form starts each clip from zero buffers and averages its per-frame logits, so the
-    remaining difference is only the causal shift (see the module docstring)."""
+    The stream form starts each clip from zero buffers, so the remaining difference is only the
+    causal shift (see the module docstring)."""
     from edgevt.models.preprocess import FramesClassifier
 
     offline = FramesClassifier(model, spec).eval()
     with torch.no_grad():
         ref = offline(clips)
-    stream = torch.stack([causal_clip_logits(model, spec, c).mean(0) for c in clips])
+    stream = torch.cat([causal_stream_logits(model, spec, c) for c in clips])
     return {"clips": int(clips.shape[0]),
             "top1_agreement": float((ref.argmax(1) == stream.argmax(1)).float().mean()),
             "max_abs_logit_diff": float((ref - stream).abs().max())}
@@ -255,6 +263,12 @@ def _fp16(root: Path, role: str) -> None:
     convert_fp16(root / _file(role, "fp32"), root / _file(role, "fp16"))
 
 
+def _export_head(model: nn.Module, spec: ClipSpec, embeddings: torch.Tensor, root: Path, form: str) -> None:
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    _export(StreamHead(model).eval(), (embeddings,), root / _file("head", "fp32"), ["embeddings"], ["logits"],
+            {"embeddings": {0: batch}}, spec, {"form": form, "role": "head"})
+
+
 def export_incremental(model: nn.Module, spec: ClipSpec, bundle, *, precisions=("fp32",), seed: int = 0) -> dict:
     """Write ``encoder.<p>`` and ``head.<p>`` into a (staged) Bundle; returns their entries.
 
@@ -262,7 +276,7 @@ def export_incremental(model: nn.Module, spec: ClipSpec, bundle, *, precisions=(
     from edgevt.models.preprocess import FramesClassifier
 
     model = model.eval()
-    enc, head = StreamEncoder(model, spec).eval(), StreamHead(model).eval()
+    enc = StreamEncoder(model, spec).eval()
     g = torch.Generator().manual_seed(seed)
     h, w = spec.size
     t = spec.num_frames
@@ -274,8 +288,7 @@ def export_incremental(model: nn.Module, spec: ClipSpec, bundle, *, precisions=(
     root = Path(bundle.path)
     _export(enc, (clips[:, 0].contiguous(),), root / _file("encoder", "fp32"), ["frames"], ["embedding"],
             {"frames": {0: batch}}, spec, {"form": "incremental", "role": "encoder"})
-    _export(head, (emb.reshape(2, t, -1),), root / _file("head", "fp32"), ["embeddings"], ["logits"],
-            {"embeddings": {0: batch}}, spec, {"form": "incremental", "role": "head"})
+    _export_head(model, spec, emb.reshape(2, t, -1), root, "incremental")
     entries = {}
     for p in precisions:
         if p != "fp32":
@@ -296,39 +309,48 @@ def export_incremental(model: nn.Module, spec: ClipSpec, bundle, *, precisions=(
 
 
 def export_stateful(model: nn.Module, spec: ClipSpec, bundle, *, precisions=("fp32",), seed: int = 0) -> dict:
-    """Write ``stateful.<p>`` into a (staged) Bundle; returns the entries (each with its ``state`` map).
+    """Write ``stateful.<p>`` (with its ``state`` map) and ``head.<p>`` into a (staged) Bundle.
 
-    Checks on onnxruntime, frame by frame over a random clip, against ``causal_clip_logits``."""
+    Checks on onnxruntime, frame by frame over a random clip, against ``causal_stream_logits``."""
     model = model.eval()
     sm = StatefulFrameModel(model, spec).eval()
     g = torch.Generator().manual_seed(seed)
     h, w = spec.size
-    frames = torch.randint(0, 256, (spec.num_frames, h, w, 3), dtype=torch.uint8, generator=g)
+    t = spec.num_frames
+    frames = torch.randint(0, 256, (t + 2, h, w, 3), dtype=torch.uint8, generator=g)
     n = len(sm.buffer_shapes)
     in_names = ["frames"] + [f"shift_in_{i}" for i in range(n)]
-    out_names = ["logits"] + [f"shift_out_{i}" for i in range(n)]
+    out_names = ["embedding"] + [f"shift_out_{i}" for i in range(n)]
     state_map = dict(zip(in_names[1:], out_names[1:]))
     root = Path(bundle.path)
     state0 = sm.initial_state()
     _export(sm, (frames[:1], *state0), root / _file("stateful", "fp32"), in_names, out_names, None, spec,
             {"form": "stateful", "role": "stateful", "state": json.dumps(state_map)})
-    ref = causal_clip_logits(model, spec, frames).numpy()
+    emb = causal_clip_embeddings(model, spec, frames)
+    _export_head(model, spec, torch.stack([emb[:t], emb[1:t + 1]]), root, "stateful")
+    ref = causal_stream_logits(model, spec, frames).numpy()
     entries = {}
     for p in precisions:
         if p != "fp32":
             _fp16(root, "stateful")
+            _fp16(root, "head")
         state = [s.numpy() for s in state0]
         got = []
         for f in frames:
-            logits, *state = _ort_outputs(root / _file("stateful", p),
-                                          {"frames": f[None].numpy(), **dict(zip(in_names[1:], state))})
-            got.append(logits[0])
-        diff = float(np.abs(np.stack(got) - ref).max())
+            e, *state = _ort_outputs(root / _file("stateful", p),
+                                     {"frames": f[None].numpy(), **dict(zip(in_names[1:], state))})
+            got.append(e[0])
+        windows = np.lib.stride_tricks.sliding_window_view(np.stack(got), t, axis=0).transpose(0, 2, 1)
+        (logits,) = _ort_outputs(root / _file("head", p), {"embeddings": np.ascontiguousarray(windows)})
+        diff = float(np.abs(logits - ref).max())
         _check(diff, ref, p, "stateful export")
-        ins, outs = _io(root / _file("stateful", p))
-        entries[f"stateful.{p}"] = bundle.add_artifact(
-            f"stateful.{p}", _file("stateful", p), kind="onnx", form="stateful", role="stateful", precision=p,
-            inputs=ins, outputs=outs, state=state_map, parity={"max_abs_logit_diff_vs_causal_torch": diff})
+        for role in ("stateful", "head"):
+            ins, outs = _io(root / _file(role, p))
+            extra = {"state": state_map} if role == "stateful" else {}
+            entries[f"{role}.{p}"] = bundle.add_artifact(
+                f"{role}.{p}", _file(role, p), kind="onnx", form="stateful", role=role, precision=p,
+                inputs=ins, outputs=outs, parity={"max_abs_logit_diff_vs_causal_torch": diff},
+                embedding_dim=int(emb.shape[-1]), **extra)
     return entries
 
 

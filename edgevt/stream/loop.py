@@ -12,7 +12,7 @@ Forms (``form=``; default: the bundle's ClipSpec ``streaming``, else ``window``)
 - ``incremental``: each new frame goes once through the encoder; its embedding lands in a
   preallocated ring of embeddings; every ``stride`` frames the head runs on the last T.
 - ``stateful``: each new frame goes once through the per-frame TSM model with its shift buffers
-  fed back; every ``stride`` frames the last T per-frame logits are averaged.
+  fed back; every ``stride`` frames the head classifies the last T embeddings.
 
 Ring indices count the frames the reader kept (every ``frame_stride``-th source frame), so a
 window of T consecutive ring frames is exactly a dense clip of the ClipSpec.
@@ -41,7 +41,7 @@ from edgevt.stream.sources import FrameReader, GapEvent, parse_source
 
 FORMS = ("window", "incremental", "stateful")
 DROPS = ("latest", "none")
-ROLES = {"window": ("model",), "incremental": ("encoder", "head"), "stateful": ("stateful",)}
+ROLES = {"window": ("model",), "incremental": ("encoder", "head"), "stateful": ("stateful", "head")}
 
 
 # -- records ----------------------------------------------------------------------------------------
@@ -174,28 +174,15 @@ class WindowForm:
         return _output(self.model, self.model.run({self.input: window[None]}), "logits")[0]
 
 
-class IncrementalForm:
-    name = "incremental"
+class _HeadOverEmbeddings:
+    """Per-frame forms keep the last embeddings in a ring; the head classifies the last T."""
+
     per_frame = True
 
-    def __init__(self, backends: dict, spec: ClipSpec):
-        self.encoder, self.head = backends["encoder"], backends["head"]
-        self.enc_in, self.head_in = self.encoder.input_names[0], self.head.input_names[0]
-        h, w = spec.size
-        self.t = spec.num_frames
-        self._probe = np.zeros((1, h, w, 3), np.uint8)
-        dim = _output(self.encoder, self.encoder.run({self.enc_in: self._probe}), "embedding").shape[-1]
-        self.vectors = _VectorRing(self.t, dim)
-        self._head_batch = np.zeros((self.t, self.t, dim), np.float32)  # T-embedding windows, one per decision
-
-    def warmup(self) -> None:
-        self.encoder.run({self.enc_in: self._probe})
-        self.head.run({self.head_in: self.vectors.last(self.t - 1)[None]})
-
-    def encode(self, first: int, frames: np.ndarray) -> None:
-        emb = _output(self.encoder, self.encoder.run({self.enc_in: frames}), "embedding")
-        for i, e in enumerate(emb):
-            self.vectors.put(first + i, e)
+    def _init_head(self, head, dim: int, t: int) -> None:
+        self.head, self.head_in, self.t = head, head.input_names[0], t
+        self.vectors = _VectorRing(t, dim)
+        self._head_batch = np.zeros((t, t, dim), np.float32)  # T-embedding windows, one per decision
 
     def decide(self, ends: list[int]) -> np.ndarray:
         """Logits [len(ends), C]: the head once over the T-embedding windows ending at ``ends``."""
@@ -208,9 +195,29 @@ class IncrementalForm:
         return _output(self.head, self.head.run({self.head_in: x}), "logits")
 
 
-class StatefulForm:
+class IncrementalForm(_HeadOverEmbeddings):
+    name = "incremental"
+
+    def __init__(self, backends: dict, spec: ClipSpec):
+        self.encoder = backends["encoder"]
+        self.enc_in = self.encoder.input_names[0]
+        h, w = spec.size
+        self._probe = np.zeros((1, h, w, 3), np.uint8)
+        dim = _output(self.encoder, self.encoder.run({self.enc_in: self._probe}), "embedding").shape[-1]
+        self._init_head(backends["head"], dim, spec.num_frames)
+
+    def warmup(self) -> None:
+        self.encoder.run({self.enc_in: self._probe})
+        self.decide([self.t - 1])
+
+    def encode(self, first: int, frames: np.ndarray) -> None:
+        emb = _output(self.encoder, self.encoder.run({self.enc_in: frames}), "embedding")
+        for i, e in enumerate(emb):
+            self.vectors.put(first + i, e)
+
+
+class StatefulForm(_HeadOverEmbeddings):
     name = "stateful"
-    per_frame = True
 
     def __init__(self, backends: dict, spec: ClipSpec):
         self.model = backends["stateful"]
@@ -218,27 +225,24 @@ class StatefulForm:
             raise EdgevtError(f"{self.model.name}: the artifact declares no state buffers; "
                               "export the stateful form with edgevt.export.streaming")
         self.frames_in = next(n for n in self.model.input_names if n not in self.model.state)
-        self.t = spec.num_frames
-        self.state = {t.name: np.zeros([d if isinstance(d, int) else 1 for d in t.shape], t.dtype)
-                      for t in self.model.inputs if t.name in self.model.state}
-        self._zero_state = {k: v.copy() for k, v in self.state.items()}
+        self._zero_state = {t.name: np.zeros([d if isinstance(d, int) else 1 for d in t.shape], t.dtype)
+                            for t in self.model.inputs if t.name in self.model.state}
+        self.state = dict(self._zero_state)
         h, w = spec.size
         self._probe = np.zeros((1, h, w, 3), np.uint8)
-        self.vectors = _VectorRing(self.t, spec.num_classes)
+        out = self.model.run({self.frames_in: self._probe, **self._zero_state})
+        self._init_head(backends["head"], _output(self.model, out, "embedding").shape[-1], spec.num_frames)
 
     def warmup(self) -> None:
         self.model.run({self.frames_in: self._probe, **self._zero_state})
+        self.decide([self.t - 1])
 
     def encode(self, first: int, frames: np.ndarray) -> None:
         for i in range(len(frames)):  # one frame at a time: each needs the previous one's buffers
             out = self.model.run({self.frames_in: frames[i:i + 1], **self.state})
             for src, dst in self.model.state.items():
                 self.state[src] = out[dst]
-            self.vectors.put(first + i, _output(self.model, out, "logits")[0])
-
-    def decide(self, ends: list[int]) -> np.ndarray:
-        """Logits [len(ends), C]: the mean of the last T per-frame logits for each end."""
-        return np.stack([self.vectors.last(e).mean(axis=0) for e in ends])
+            self.vectors.put(first + i, _output(self.model, out, "embedding")[0])
 
 
 FORM_CLASSES = {"window": WindowForm, "incremental": IncrementalForm, "stateful": StatefulForm}
@@ -252,12 +256,14 @@ def _is_bundle(p: Path) -> bool:
 def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", precision: str = "fp32",
                spec: ClipSpec | None = None, **backend_options) -> tuple[dict, ClipSpec, str]:
     """-> ({role: Backend}, ClipSpec, form) from a bundle/checkpoint path, a Bundle, an open Backend
-    (window form, or stateful when it declares state) or a {role: Backend} dict (needs ``spec``)."""
+    (window form) or a {role: Backend} dict (``encoder``+``head`` or ``stateful``+``head``; needs ``spec``)."""
     from edgevt.backends import Backend, open_backend
     from edgevt.export.bundle import Bundle
 
     if isinstance(model, (Backend, dict)):
-        backends = {("stateful" if model.state else "model"): model} if isinstance(model, Backend) else dict(model)
+        if isinstance(model, Backend) and model.state:
+            raise EdgevtError("the stateful form needs two backends: pass {'stateful': ..., 'head': ...}")
+        backends = {"model": model} if isinstance(model, Backend) else dict(model)
         spec = spec or getattr(next(iter(backends.values())), "spec", None)
         if spec is None:
             raise EdgevtError("stream(): pass spec= (a ClipSpec) with an already opened backend")

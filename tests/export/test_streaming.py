@@ -6,7 +6,7 @@ import torch
 
 from edgevt.errors import EdgevtError
 from edgevt.export.bundle import Bundle
-from edgevt.export.streaming import (StatefulFrameModel, causal_clip_logits, compare_stateful,
+from edgevt.export.streaming import (StatefulFrameModel, causal_clip_embeddings, compare_stateful,
                                      export_stream_forms, stream_forms_for)
 from edgevt.models.preprocess import FramePreprocess, FramesClassifier
 from edgevt.models.zoo import create_model
@@ -58,7 +58,9 @@ def _causal_shift(x, num_frames, fold_div=8):
 def test_stateful_export_equals_causal_offline_model(tmp_path, tiny_spec, monkeypatch):
     model = _model("tsm_tinycnn", tiny_spec)
     b = Bundle.staging(tmp_path / "b", tiny_spec)
-    entry = export_stream_forms(model, b)["stateful.fp32"]
+    entries = export_stream_forms(model, b)
+    assert set(entries) == {"stateful.fp32", "head.fp32"}
+    entry = entries["stateful.fp32"]
     assert entry["state"] == {f"shift_in_{i}": f"shift_out_{i}" for i in range(len(entry["state"]))}
     assert len(entry["state"]) == 2  # one buffer per shifted residual block of TinyCNN
     sess = _session(b.artifact_path("stateful.fp32"))
@@ -70,7 +72,7 @@ def test_stateful_export_equals_causal_offline_model(tmp_path, tiny_spec, monkey
     for f in frames:
         out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"frames": f[None].numpy(), **state})))
         state = {k: out[v] for k, v in entry["state"].items()}
-        got.append(out["logits"][0])
+        got.append(out["embedding"][0])
     got = np.stack(got)
     # Independent reference: the offline model over all n frames as one clip, with a causal shift.
     import edgevt.models.temporal as temporal
@@ -80,8 +82,7 @@ def test_stateful_export_equals_causal_offline_model(tmp_path, tiny_spec, monkey
         if isinstance(m, temporal.TemporalShift):
             m.num_frames = n
     with torch.no_grad():
-        emb = model.encode_frames(FramePreprocess(tiny_spec)(frames))
-        ref = model.fc(emb).numpy()
+        ref = model.encode_frames(FramePreprocess(tiny_spec)(frames)).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
 
 
@@ -94,11 +95,10 @@ def test_stateful_differs_from_bidirectional_offline_only_by_design(tiny_spec):
     report = compare_stateful(model, tiny_spec, clips)
     assert report["clips"] == 4 and 0.0 <= report["top1_agreement"] <= 1.0
     assert report["max_abs_logit_diff"] > 1e-6
-    # The stream form over one clip from zero buffers is the causal model's mean of per-frame logits.
     sm = StatefulFrameModel(model, tiny_spec)
     assert len(sm.buffer_shapes) == 2
-    per_frame = causal_clip_logits(model, tiny_spec, clips[0])
-    assert per_frame.shape == (t, tiny_spec.num_classes)
+    per_frame = causal_clip_embeddings(model, tiny_spec, clips[0])
+    assert per_frame.shape == (t, model.encoder.dim)
     # the original model keeps its offline shift (the stream copy does not alter it)
     with torch.no_grad():
         a = FramesClassifier(model, tiny_spec)(clips[:1])
@@ -127,7 +127,7 @@ def test_fp16_variants_of_the_stream_forms(tmp_path, tiny_spec, arch):
     model = _model(arch, tiny_spec)
     b = Bundle.staging(tmp_path / "b", tiny_spec)
     entries = export_stream_forms(model, b, precisions=["fp32", "fp16"])
-    roles = ["encoder", "head"] if arch.startswith("tsn") else ["stateful"]
+    roles = ["encoder", "head"] if arch.startswith("tsn") else ["stateful", "head"]
     assert set(entries) == {f"{r}.{p}" for r in roles for p in ("fp32", "fp16")}
     for r in roles:
         e16 = entries[f"{r}.fp16"]

@@ -13,7 +13,7 @@ import edgevt
 from edgevt.backends import Backend, open_backend
 from edgevt.data.video import read_frames
 from edgevt.errors import EdgevtError
-from edgevt.export.streaming import causal_clip_logits
+from edgevt.export.streaming import causal_stream_logits
 from edgevt.stream.sinks import JsonlSink
 
 
@@ -52,10 +52,9 @@ def test_stateful_stream_matches_the_causal_model_on_the_same_frames(stream_asse
     got = _decisions(st)
     assert st.form_name == "stateful"  # the bundle's ClipSpec says how it streams
     frames = torch.from_numpy(read_frames(video, spec.size, spec.resize, spec.pixel_format)[::spec.frame_stride])
-    per_frame = causal_clip_logits(stream_assets["tsm_tinycnn.model"], spec, frames).numpy()
-    t = spec.num_frames
-    ref = [edgevt.stream.loop.softmax(per_frame[i - t + 1:i + 1].mean(0)) for i in range(t - 1, len(frames))]
-    np.testing.assert_allclose(np.stack([d[3] for d in got]), np.stack(ref), atol=1e-4)
+    ref = edgevt.stream.loop.softmax(causal_stream_logits(stream_assets["tsm_tinycnn.model"], spec, frames).numpy())
+    assert len(got) == len(ref) == len(frames) - spec.num_frames + 1
+    np.testing.assert_allclose(np.stack([d[3] for d in got]), ref, atol=1e-4)
 
 
 class SlowBackend(Backend):
