@@ -109,7 +109,8 @@ def _record_path(ctx: DemoContext, name: str) -> Path:
 
 
 def _step_key(ctx: DemoContext, step: Step) -> str:
-    upstream = {n: ctx.records.get(n, {}).get("key") for n in step.needs}
+    # An upstream step that ran again (new run id) invalidates this one, even with the same settings.
+    upstream = {n: [ctx.records.get(n, {}).get(k) for k in ("key", "run")] for n in step.needs}
     blob = json.dumps({"settings": step.settings(ctx), "upstream": upstream}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -136,7 +137,7 @@ def run_step(ctx: DemoContext, step: Step) -> dict:
         return rec
     t0 = time.perf_counter()
     outputs, summary = step.run(ctx)
-    rec = {"step": step.name, "key": key, "seconds": round(time.perf_counter() - t0, 1),
+    rec = {"step": step.name, "key": key, "run": f"{time.time_ns():x}", "seconds": round(time.perf_counter() - t0, 1),
            "outputs": [str(Path(o).relative_to(ctx.out)) for o in outputs], "summary": summary}
     p = _record_path(ctx, step.name)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -518,7 +519,8 @@ def steps() -> list[Step]:
         Step("adapt", "2/7 adapt: source-only vs DANN", step_adapt, _adapt_settings, needs=("data",)),
         Step("export", "3/7 export FP32/FP16/INT8 + parity", step_export, _export_settings, needs=("adapt",)),
         Step("eval", "4/7 evaluate every artifact on target-test", step_eval, lambda ctx: {}, needs=("export",)),
-        Step("bench", "5/7 bench every usable backend x precision", step_bench, _bench_settings, needs=("export",)),
+        Step("bench", "5/7 bench every usable backend x precision", step_bench, _bench_settings,
+             needs=("export", "eval")),
         Step("stream", "6/7 stream a target-domain video", step_stream, _stream_settings, needs=("export",)),
     ]
 
