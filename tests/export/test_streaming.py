@@ -138,3 +138,17 @@ def test_fp16_variants_of_the_stream_forms(tmp_path, tiny_spec, arch):
         assert [i["dtype"] for i in e16["inputs"]] == [i["dtype"] for i in entries[f"{r}.fp32"]["inputs"]]
     with pytest.raises(EdgevtError, match="not supported"):
         export_stream_forms(model, b, precisions=["int8"])
+
+
+@pytest.mark.parametrize("arch", ["tsn_tinycnn", "tsm_tinycnn"])
+def test_stream_forms_with_a_temporal_conv_head(tmp_path, tiny_spec, arch):
+    """An order-aware temporal head (conv over the T embeddings) streams too: the head artifact is
+    the model's own temporal head, checked on onnxruntime inside the export."""
+    torch.manual_seed(0)
+    model = create_model(arch, tiny_spec.num_classes, num_frames=tiny_spec.num_frames, temporal="conv",
+                         temporal_dim=16).eval()
+    b = Bundle.staging(tmp_path / "b", tiny_spec)
+    entries = export_stream_forms(model, b)
+    head = _session(b.artifact_path("head.fp32"))
+    assert head.get_inputs()[0].shape[1:] == [tiny_spec.num_frames, model.encoder.dim]
+    assert all(e["parity"] for e in entries.values())
