@@ -18,8 +18,8 @@ import numpy as np
 
 from edgevt.backends import register_backend
 from edgevt.backends.base import Backend, BackendEntry, TensorInfo, Timing, check_inputs, resolve_artifact
-from edgevt.backends.trt_build import (TRT_HINT, check_engine_compatible, gpu_identity, import_tensorrt,
-                                       read_sidecar)
+from edgevt.backends.trt_build import (TRT_HINT, check_engine_compatible, check_sidecar_matches, gpu_identity,
+                                       import_tensorrt, read_sidecar)
 from edgevt.errors import EdgevtError
 
 # TensorRT DataType names -> numpy (trt.nptype lacks uint8 on some 10.x releases).
@@ -56,8 +56,10 @@ class TensorRTBackend(Backend):
         self.gpu = gpu
         self._logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        data = self.path.read_bytes()
+        check_sidecar_matches(self.path, data, self.sidecar)
         with torch.cuda.device(self.device):
-            self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+            self.engine = self._runtime.deserialize_cuda_engine(data)
             if self.engine is None:
                 raise EdgevtError(f"{self.path}: TensorRT {trt.__version__} could not deserialize it -- rebuild it "
                                   f"with `edgevt build {self.path.parent} --precision {self.precision}`")

@@ -197,6 +197,15 @@ def check_engine_compatible(engine_path: str | Path, sidecar: EngineSidecar, trt
                           f"{gpu} (sm {compute_capability}) -- " + rebuild_hint(engine_path, sidecar))
 
 
+def check_sidecar_matches(engine_path: str | Path, data: bytes, sidecar: EngineSidecar) -> None:
+    """The sidecar describes this very engine (not one left over from an earlier build)."""
+    import hashlib
+
+    if sidecar.engine_sha256 and hashlib.sha256(data).hexdigest() != sidecar.engine_sha256:
+        raise EdgevtError(f"{engine_path}: the engine does not match its sidecar (altered or from another build) -- "
+                          + rebuild_hint(engine_path, sidecar))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Temporary file in the same folder, then rename: an interrupted write leaves no valid-looking file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)

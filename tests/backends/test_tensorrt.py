@@ -6,7 +6,8 @@ import json
 import pytest
 
 from edgevt.backends import available_backends, open_backend
-from edgevt.backends.trt_build import (BuildPath, EngineSidecar, check_engine_compatible, choose_build_path,
+from edgevt.backends.trt_build import (BuildPath, EngineSidecar, check_engine_compatible, check_sidecar_matches,
+                                       choose_build_path,
                                        dla_decision, engine_file, parse_version, profile_shapes, read_sidecar,
                                        sidecar_path, timing_cache_file)
 from edgevt.errors import EdgevtError
@@ -149,3 +150,13 @@ def test_build_and_run_engines(tiny_bundle, clips, torch_logits, tmp_path):
             out = be.run({"frames": clips})["logits"]
             np.testing.assert_allclose(out, ref, atol=tol, rtol=tol)
             assert be.last_timing.compute > 0
+
+
+def test_sidecar_must_describe_this_engine(tmp_path):
+    import hashlib
+
+    eng = tmp_path / "model.int8.engine"
+    sc = _sidecar(engine_sha256=hashlib.sha256(b"plan-a").hexdigest())
+    check_sidecar_matches(eng, b"plan-a", sc)
+    with pytest.raises(EdgevtError, match="does not match its sidecar.*edgevt build"):
+        check_sidecar_matches(eng, b"plan-b", sc)
