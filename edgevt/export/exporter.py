@@ -349,7 +349,7 @@ def _int8(bundle: Bundle, spec, config: ExportConfig, calib, eval_set, eval_logi
         eval_inputs = as_model_input(eval_set[0], spec, config.float_input)
         labels = eval_set[1]
 
-        def measure() -> dict:
+        def measure() -> tuple[dict, np.ndarray]:
             logits = run_onnx(ort_session(out_path, config.threads), eval_inputs)
             return gate_mod.measure(eval_logits["fp32"], logits, labels), logits
 

@@ -4,7 +4,7 @@ precision until the drop is within ``max_drop`` points.
 With labels the drop is FP32 top-1 minus INT8 top-1 (points); without labels it is the share of
 clips whose INT8 top-1 differs from FP32's (points of disagreement).
 
-Sensitivity is the per-layer error against FP32: both graphs expose every weighted op's output
+Sensitivity is the per-layer error against FP32: both graphs expose every quantized op's output
 and input activation; a layer's score is how much its output's relative error grows over its
 input's (so errors inherited from earlier layers are not blamed on it). The top-ranked layers are
 excluded from quantization (``nodes_to_exclude``) in growing groups (1, 2, 4, ...) and the graph is
@@ -64,17 +64,28 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return m
 
 
+def quantized_nodes(fp32: onnx.ModelProto, qdq: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Nodes of the FP32 graph that take a dequantized input in the Q/DQ graph (weighted ops and
+    the others the quantizer covered: Add, Concat, pooling...), in graph order."""
+    dq_out = {o for n in qdq.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantized = {n.name for n in qdq.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+                 and any(i in dq_out for i in n.input)}
+    return [n for n in fp32.graph.node if n.name in quantized]
+
+
 def layer_sensitivity(fp32_path: str | Path, qdq_path: str | Path, inputs: np.ndarray,
                       tmp_dir: str | Path) -> list[tuple[str, float]]:
-    """[(node name, score)] for every weighted node, most sensitive first.
+    """[(node name, score)] for every quantized node, most sensitive first.
 
     ``qdq_path`` must be the Q/DQ graph with FP32 tensors (before any FP16 conversion), so that
-    the original tensor names and types line up with ``fp32_path``.
+    the original tensor names and types line up with ``fp32_path``. Weighted ops come first at
+    equal score (they are where INT8 pays off, but also where it usually hurts).
     """
     fp32 = onnx.load(str(fp32_path))
     qdq = onnx.load(str(qdq_path))
     produced = {o for n in qdq.graph.node for o in n.output} | {i.name for i in qdq.graph.input}
-    nodes = weighted_nodes(fp32)
+    weighted = {n.name for n in weighted_nodes(fp32)}
+    nodes = quantized_nodes(fp32, qdq)
     pairs = [(n.name, n.input[0], n.output[0]) for n in nodes if n.input[0] in produced and n.output[0] in produced]
     names = sorted({t for _, i, o in pairs for t in (i, o)})
     tmp = Path(tmp_dir)
@@ -94,7 +105,7 @@ def layer_sensitivity(fp32_path: str | Path, qdq_path: str | Path, inputs: np.nd
         return float(np.linalg.norm(q - f) / max(np.linalg.norm(f), 1e-12))
 
     scores = [(name, rel_err(o) - rel_err(i)) for name, i, o in pairs]
-    return sorted(scores, key=lambda s: -s[1])
+    return sorted(scores, key=lambda s: (-s[1], s[0] not in weighted))
 
 
 def exclusion_schedule(ranked: list[str], already: list[str]) -> list[list[str]]:
