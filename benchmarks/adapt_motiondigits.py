@@ -59,8 +59,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 seed and a smaller data set (minutes)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds (default 3, quick 1)")
     ap.add_argument("--data", type=Path, default=Path("/tmp/edgevt_bench_motiondigits"))
-    ap.add_argument("--model", default="tsm_efficientnet_lite0")
-    ap.add_argument("--unfreeze", type=int, default=3)
+    ap.add_argument("--model", default="tsm_tinycnn", help="model of the DA and few-shot sections")
+    ap.add_argument("--weights", default="none")
+    ap.add_argument("--mode", default="full")
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--unfreeze", type=int, default=3, help="partial mode: stages trained")
+    ap.add_argument("--pretrained-model", default="tsm_efficientnet_lite0", help="few-label section: pretrained model")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: da,fewlabel,fewshot")
@@ -78,10 +82,13 @@ def main() -> None:
     d = {k: str(data / f"{k}.txt") for k in per_class}
     cache = FeatureCache()  # frozen Lite0 stages: each split is encoded once for all runs
     out_root = args.data / "runs"
-    common = dict(model=args.model, weights="pretrained", mean=(0.5,) * 3, std=(0.5,) * 3, size=64, num_frames=8,
-                  frame_stride=2, mode="partial", unfreeze=args.unfreeze, epochs=epochs, batch_size=32, lr=3e-3,
-                  progress=False)
+    common = dict(model=args.model, weights=args.weights, size=args.size, num_frames=8, frame_stride=2,
+                  mode=args.mode, unfreeze=args.unfreeze, epochs=epochs, batch_size=32, lr=3e-3, progress=False)
+    # the pretrained Lite0 on its cheap CPU path: ImageNet stages frozen and cached, top stages trained
+    lite = dict(model=args.pretrained_model, weights="pretrained", mean=(0.5,) * 3, std=(0.5,) * 3, size=64,
+                mode="partial", unfreeze=args.unfreeze)
     results: dict = {"config": {"quick": args.quick, "seeds": seeds, "per_class": per_class, "epochs": epochs,
+                                "pretrained_model": args.pretrained_model,
                                 **{k: v for k, v in common.items() if k != "progress"}}}
 
     def run(name, seed, **kw):
@@ -94,11 +101,14 @@ def main() -> None:
               f"target {100 * ev['target_test']['accuracy']:.1f}%  ({time.time() - t0:.0f} s)", flush=True)
         return r
 
-    def eval_sets(checkpoint):
+    def eval_sets(checkpoint, mode="linear"):
+        """The checkpoint's network and test sets; with mode linear/partial on cached features."""
         model, spec = model_from_checkpoint(checkpoint)
         labels = LabelMap(spec.labels)
         sets = {k: open_labeled(d[k], spec, labels, train=False, seed=0) for k in ("source_test", "target_test")}
-        _, _, frozen = trainable_split(model, "partial", args.unfreeze)
+        _, _, frozen = trainable_split(model, mode, args.unfreeze)
+        if mode == "full":
+            return ClipNet(model, spec), sets
         for k, ds in sets.items():
             videos, _ = cache.get(ds, model, spec, frozen, torch.device("cpu"))
             sets[k] = CachedClips(ds, videos)
@@ -126,7 +136,7 @@ def main() -> None:
                 if hist and "disc_acc" in hist[-1]:
                     da[name]["disc_acc"].append(hist[-1]["disc_acc"])
                 if name == "source-only":
-                    net, sets = eval_sets(r.checkpoint)
+                    net, sets = eval_sets(r.checkpoint, "full")
                     for key, fn in (("single_frame", single_frame), ("reversed", reverse_time), ("source", None)):
                         p, y = predict(net, sets["source_test"], torch.device("cpu"), clip_fn=fn)
                         sanity[key].append(float((p == y).float().mean()))
@@ -148,8 +158,8 @@ def main() -> None:
                 for seed in seeds:
                     kw = dict(strategy="finetune", source=d["target_train"], limit_per_class=k,
                               epochs=max(epochs, 20 if k == 5 else epochs))
-                    if init == "scratch":  # no frozen random features: train everything
-                        kw.update(weights="none", mode="full", lr=3e-3)
+                    if init == "pretrained":
+                        kw.update(lite)
                     r = run(f"fewlabel{k}_{init}", seed, **kw)
                     fl[key].append(r.report["eval"]["target_test"]["accuracy"])
         results["few_labels"] = fl
@@ -160,12 +170,16 @@ def main() -> None:
         fs: dict = {}
         episodes = 20 if args.quick else 50
         for seed in seeds:
-            base = run("fs_source_init", seed, strategy="finetune", source=d["source_train"])
-            meta = run("fs_meta_init", seed, strategy="fomaml", source=d["source_train"], ways=5, shots=5,
-                       queries=5, inner_steps=5, inner_lr=0.05, meta_batch=4, episodes_per_epoch=40,
-                       epochs=epochs, lr=1e-3)
+            base_ck = out_root / f"source-only_s{seed}" / "model.pt"  # the source-only model of section 1
+            if not base_ck.exists():
+                base_ck = Path(run("source", seed, strategy="finetune", source=d["source_train"]).checkpoint)
+            # meta-learn the temporal head on the frozen source-trained backbone (cached features)
+            meta = run("fs_meta_init", seed, strategy="fomaml", source=d["source_train"], init=str(base_ck),
+                       model=None, mode="linear", ways=5, shots=5, queries=5, inner_steps=5, inner_lr=0.05,
+                       meta_batch=4, episodes_per_epoch=40, epochs=max(3, epochs // 2), lr=1e-3)
+            base = type("R", (), {"checkpoint": str(base_ck)})
             for init_name, ck in (("meta-learned (FOMAML)", meta.checkpoint), ("source-trained", base.checkpoint)):
-                net, sets = eval_sets(ck)
+                net, sets = eval_sets(ck, "linear")  # adapt the head, backbone frozen, for both inits
                 for shots in (1, 5):
                     for method in ("finetune", "prototype"):
                         key = f"{init_name} | {method} | {shots}-shot"
@@ -191,8 +205,8 @@ def write(results: dict, args) -> None:
     c = results["config"]
     n = len(c["seeds"])
     lines = [f"# MotionDigits-DA adaptation benchmark{' (quick)' if args.quick else ''}", "",
-             f"{c['model']} ({c['weights']} ImageNet backbone, partial: last {c['unfreeze']} stages trained on cached "
-             f"frozen-stage features), T={c['num_frames']} stride {c['frame_stride']}, {c['size']}x{c['size']}, "
+             f"Domain adaptation and few-shot: {c['model']} (weights {c['weights']}, mode {c['mode']}), "
+             f"T={c['num_frames']} stride {c['frame_stride']}, {c['size']}x{c['size']}, "
              f"{c['epochs']} epochs; clips per class {c['per_class']}; {n} seed(s), mean ± std; "
              f"{results['seconds'] / 60:.1f} min on {results['provenance']['environment'].get('cpu')} "
              f"({results['provenance']['environment'].get('torch_threads')} threads). 6 classes: chance 16.7%.", ""]
@@ -211,7 +225,9 @@ def write(results: dict, args) -> None:
     fl = results.get("few_labels")
     if fl:
         lines += ["## Few labeled target clips (target-test accuracy %)", "",
-                  "| labeled target clips / class | pretrained Lite0 (partial, cached) | scratch (full) | difference |",
+                  f"| labeled target clips / class | pretrained {c['pretrained_model']} (ImageNet, 64x64, last "
+                  f"{c['unfreeze']} stages + head trained on cached features) | {c['model']} from scratch "
+                  f"({c['mode']}, {c['size']}x{c['size']}) | difference |",
                   "|---:|---:|---:|---:|"]
         for k in (5, 20):
             p, s_ = fl[f"{k}/class pretrained"], fl[f"{k}/class scratch"]
