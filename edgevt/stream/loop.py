@@ -430,14 +430,13 @@ class Stream:
             if latest:  # the newest complete decision point; the ones in between are dropped
                 newest = ring.newest
                 end = next_end + (newest - next_end) // stride * stride
-                while end > next_end and not ring.window_valid(end - t + 1, t):
+                while end > next_end and not ring.try_hold(end - t + 1, t):
                     end -= stride
-                if not ring.window_valid(end - t + 1, t):  # a hole from the reader skipping a held window
-                    self.summary.dropped += (end - next_end) // stride + 1
+                if end == next_end and not ring.try_hold(end - t + 1, t):  # a hole left by the reader
+                    self.summary.dropped += 1
                     next_end = end + stride
                     continue
                 self.summary.dropped += (end - next_end) // stride
-                ring.hold(end - t + 1, end)
             t_pre = time.perf_counter()
             window = ring.window(end - t + 1, t)
             t_inf = time.perf_counter()
@@ -473,12 +472,11 @@ class Stream:
                 self.summary.skipped_frames += start - nxt
                 nxt = start
             k = min(self.encode_batch, newest - nxt + 1)
-            if not ring.window_valid(nxt, k):  # latest: the reader left a hole here; take the newest frame
+            if not (ring.try_hold(nxt, k) if latest else ring.window_valid(nxt, k)):
+                # latest: the reader left a hole here (it skipped a held slot); take the newest frame
                 self.summary.skipped_frames += max(0, ring.newest - nxt)
                 nxt = ring.newest
                 continue
-            if latest:
-                ring.hold(nxt, nxt + k - 1)
             t_pre = time.perf_counter()
             frames = ring.window(nxt, k)
             for i in range(k):

@@ -119,6 +119,16 @@ class FrameRing:
     def slot(self, index: int) -> int:
         return index % self.capacity
 
+    def try_hold(self, start: int, length: int) -> bool:
+        """Check and protect a window in one step (no overwrite can slip in between): True if held."""
+        if start < 0:
+            return False
+        with self._cond:
+            if any(self.seq[i % self.capacity] != i for i in range(start, start + length)):
+                return False
+            self._held = (start, start + length - 1)
+            return True
+
     def hold(self, start: int, end: int) -> None:
         """Protect frames start..end (inclusive) from the reader while they are being inferred."""
         with self._cond:

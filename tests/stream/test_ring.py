@@ -67,3 +67,16 @@ def test_latest_ring_never_blocks_and_skips_the_held_window():
 def test_capacity_must_exceed_window():
     with pytest.raises(ValueError):
         FrameRing(4, (1,), 4)
+
+
+def test_try_hold_checks_and_holds_atomically():
+    ring = FrameRing(5, (1,), 3, block=False)
+    for i in range(4):
+        _fill(ring, i)
+    assert not ring.try_hold(3, 3)  # frames 4, 5 not written yet
+    assert ring.try_hold(1, 3)
+    for i in range(4, 8):
+        _fill(ring, i)  # comes round to the held slots and skips them
+    assert ring.window_valid(1, 3) and ring.skipped_slots == 3
+    ring.release()
+    assert not ring.try_hold(-1, 3)
