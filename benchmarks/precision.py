@@ -185,36 +185,66 @@ def bench_model(name: str, ckpt: Path, root: Path, work: Path, args) -> dict:
 def markdown(rows: list[dict], args) -> str:
     out = ["# Precision: parity, accuracy and onnxruntime CPU latency", "",
            f"MotionDigits-DA 64x64, T=8. Calibration: {args.calib_clips} target-train clips ({args.calib_method}); "
-           f"gate: target-val, max drop {args.max_drop} points; top-1 on target-test (held out from the gate). "
-           f"Latency: ort-cpu, batch 1, {args.threads} thread(s), p50 ms (shared 2-core machine).", "",
-           "| model | parity fp32 max abs | parity fp16 max abs | FP32 top-1 | FP16 top-1 | INT8-trt top-1 | "
-           "INT8-trt drop | INT8-cpu top-1 | INT8-cpu drop | kept high prec. (trt) | FP32 ms | FP16 ms | "
-           "INT8-trt ms (sim.) | INT8-cpu ms | export s | calib s |",
+           f"gate: target-val, max drop {args.max_drop} points; top-1 on target-test (held out from the gate, "
+           f"{rows[0].get('tensorrt', {}).get('test_clips', '?')} clips). "
+           f"Latency: ort-cpu, batch 1, {args.threads} thread(s), p50 ms per clip on a shared 2-core machine "
+           "(load average ~8-10 while measuring: treat latencies as rough).", "",
+           "| model | weights | parity fp32 max abs | parity fp16 max abs | FP32 top-1 | FP16 top-1 | INT8-trt top-1 "
+           "(drop) | INT8-cpu top-1 (drop) | INT8-trt / INT8-cpu agree w/ FP32 % | kept high prec. trt / cpu | "
+           "FP32 ms | FP16 ms | INT8-trt ms (sim.) | INT8-cpu ms | ONNX export s | calib s |",
            "|" + "---|" * 16]
+
+    def f(v, fmt="{:.2f}"):
+        return "" if v is None else fmt.format(v)
+
     for r in rows:
         t, c = r.get("tensorrt", {}), r.get("cpu", {})
+        how = r.get("how", {}).get("train", "")
         if "error" in t:
-            out.append(f"| {r['model']} | export failed: {t['error'][:120]} |" + " |" * 14)
+            out.append(f"| {r['model']} | {how} | export failed: {t['error'][:120]} |" + " |" * 13)
             continue
         lat = t["latency"]
-        cl = c.get("latency", {}).get("int8", {}) if "error" not in c else {}
-
-        def f(v, fmt="{:.2f}"):
-            return "" if v is None else fmt.format(v)
-
+        cok = "error" not in c and c
+        cl = c.get("latency", {}).get("int8", {}) if cok else {}
+        ctop = f"{c['top1']['int8']:.1f} ({c['int8_drop']:+.1f})" if cok else f"failed: {c.get('error', '')[:80]}"
         out.append(
-            f"| {r['model']} | {t['parity_fp32_max_abs']:.1e} | {t['parity_fp16_max_abs']:.1e} | "
-            f"{t['top1']['fp32']:.1f} | {t['top1']['fp16']:.1f} | {t['top1']['int8']:.1f} | {t['int8_drop']:+.1f} | "
-            f"{f(c.get('top1', {}).get('int8'), '{:.1f}') if 'error' not in c else 'failed'} | "
-            f"{f(c.get('int8_drop'), '{:+.1f}')} | {len(t['kept_high_precision'])} | "
-            f"{lat['fp32']['p50_ms']:.2f} | {lat['fp16']['p50_ms']:.2f} | {lat['int8']['p50_ms']:.2f} | "
-            f"{f(cl.get('p50_ms'))} | {t['onnx_export_s']:.1f} | {t['calibration_s']:.1f} |")
-    out += ["", "INT8-trt: TensorRT flavour (symmetric int8 Q/DQ, FP16 scales, first 3-channel conv kept FP16); "
-            "onnxruntime CPU runs it as simulated quantization, so its CPU latency says nothing about TensorRT. "
-            "INT8-cpu: uint8-activation Q/DQ graph for onnxruntime's x86 integer kernels. Drops are top-1 points "
-            "on target-test (FP32 minus INT8). 'kept high prec.' counts layers excluded from INT8 (first conv + "
-            "accuracy-gate exclusions)."]
+            f"| {r['model']} | {how} | {t['parity_fp32_max_abs']:.1e} | {t['parity_fp16_max_abs']:.1e} | "
+            f"{t['top1']['fp32']:.1f} | {t['top1']['fp16']:.1f} | {t['top1']['int8']:.1f} ({t['int8_drop']:+.1f}) | "
+            f"{ctop} | {f(t['agreement_fp32'].get('int8'), '{:.1f}')} / "
+            f"{f(c.get('agreement_fp32', {}).get('int8') if cok else None, '{:.1f}')} | "
+            f"{len(t['kept_high_precision'])} / {len(c['kept_high_precision']) if cok else ''} | "
+            f"{lat['fp32']['p50_ms']:.1f} | {lat['fp16']['p50_ms']:.1f} | {lat['int8']['p50_ms']:.1f} | "
+            f"{f(cl.get('p50_ms'), '{:.1f}')} | {t['onnx_export_s']:.1f} | {t['calibration_s']:.1f} |")
+    out += ["", "- INT8-trt: TensorRT flavour (symmetric int8 Q/DQ, FP16 scales, the 3-channel first conv kept "
+            "FP16); onnxruntime CPU runs it as simulated quantization, so its CPU latency says nothing about "
+            "TensorRT speed. INT8-cpu: uint8-activation Q/DQ graph for onnxruntime's x86 integer kernels.",
+            "- Drops are FP32 minus INT8 top-1 points on target-test; negative means INT8 scored higher (noise "
+            "of a small test set). 'kept high prec.' counts layers excluded from INT8 (first conv on trt + "
+            "accuracy-gate exclusions, decided on target-val).",
+            "- Models with random-init backbones sit near chance (16.7%): for them the agreement with FP32 is "
+            "the meaningful precision metric, not top-1.",
+            "- calib s: preprocessing + calibration + quantization of the first INT8 graph (the cpu flavour "
+            "reuses the cached ranges of the trt run)."]
     return "\n".join(out)
+
+
+def render(args) -> None:
+    from _common import RESULTS
+
+    data = json.loads((RESULTS / f"{args.name}.json").read_text())
+    for k, v in data["args"].items():
+        if k in ("calib_clips", "threads"):
+            setattr(args, k, int(v))
+        elif k in ("max_drop",):
+            setattr(args, k, float(v))
+        elif k == "calib_method":
+            setattr(args, k, v)
+    md = markdown(data["rows"], args)
+    prov = data["provenance"]
+    md += (f"\n\n_{prov['date']}; CPU: {prov['cpu']}; torch {prov['torch']} ({prov['torch_threads']} threads); "
+           f"onnxruntime {prov['onnxruntime']}_\n")
+    (RESULTS / f"{args.name}.md").write_text(md)
+    print(md)
 
 
 def export_zoo(args) -> None:
@@ -270,11 +300,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--work", type=Path, help="keep bundles here (default: a temp folder)")
     ap.add_argument("--name", default="precision", help="results file name under benchmarks/results/")
+    ap.add_argument("--render", action="store_true", help="rewrite results/<name>.md from its JSON")
     ap.add_argument("--zoo", action="store_true", help="only export every registry model (FP32) and check parity")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.zoo:
         return export_zoo(args)
+    if args.render:
+        return render(args)
     per_train, per_test = (8, 6) if args.quick else (40, 40)
     if args.quick:
         args.epochs, args.calib_clips = min(args.epochs, 3), min(args.calib_clips, 24)
