@@ -219,10 +219,11 @@ def train(task: Task, model: nn.Module, spec, cfg: AdaptConfig, param_groups: li
                 loss, logs = runner(batches[b], step / max(1, total))
             if loss is not None:
                 scaler.scale(loss).backward()
-            else:
+                scaler.step(opt)
+                scaler.update()
+            else:  # the task filled .grad itself, unscaled
                 sync_grads(trainable, info)
-            scaler.step(opt)
-            scaler.update()
+                opt.step()
             step += 1
             count += 1
             for k, v in logs.items():

@@ -88,3 +88,10 @@ def test_partial_mode_trains_only_the_top(tiny_cfg, tmp_path):
     top = "encoder.net.blocks.1.conv1.weight"
     assert not torch.equal(before.state_dict()[top], after[top])  # trained
     assert res.report["feature_cache"].startswith("on")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: AMP is only used on CUDA")
+def test_cuda_amp_run(tiny_cfg):
+    res = adapt(tiny_cfg(device="cuda", amp=True, epochs=1))
+    assert res.report["eval"]["target_test"]["clips"] == 12
+    assert math.isfinite(res.report["train"]["history"][0]["loss"])
