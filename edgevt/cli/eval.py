@@ -78,9 +78,8 @@ def print_results(results) -> None:
     console = Console()
     r0 = results[0]
     t = Table(title=f"{r0.artifact} on {r0.data} ({r0.clips} clips)")
-    for col in ("backend", "precision", "top-1 %", "top-5 %", "Δ top-1", "agree fp32 %", "p50 ms/batch",
-                "p90 ms/batch", "clips/s"):
-        t.add_column(col, justify="right")
+    for col in ("backend", "prec", "top-1", "top-5", "Δtop-1", "agree", "p50 ms", "p90 ms", "clips/s"):
+        t.add_column(col, justify="right", no_wrap=True)
     for row in results_table_rows(results):
         t.add_row(row["backend"], row["precision"], _f(row["top1"]), _f(row["top5"]), _f(row["delta_top1"], "{:+.2f}"),
                   _f(row["agreement_fp32"], "{:.1f}"), _f(row["p50_ms"]), _f(row["p90_ms"]),
@@ -98,8 +97,8 @@ def print_results(results) -> None:
         if r.confusion_png:
             console.print(f"confusion matrix: {r.confusion_png}")
     batch = r0.batch_size
-    console.print(f"[dim]latency: wall time around backend.run per batch of {batch}, first batch excluded, "
-                  "partial batches excluded[/]")
+    console.print(f"[dim]top-1/top-5 in %; agree: % of clips with the fp32 graph's top-1; latency: wall time "
+                  f"of backend.run per batch of {batch} (first and partial batches excluded)[/]")
 
 
 def register(app: typer.Typer) -> None:
