@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/bench_backends_demo"),
                     help="demo folder whose bundle is benchmarked (created when missing)")
     ap.add_argument("--size", default="quick", help="demo size that builds the bundle (tiny, quick, full)")
+    ap.add_argument("--bundle", type=Path, default=None,
+                    help="bench this existing bundle instead (its clips: --clips); skips the demo steps")
+    ap.add_argument("--clips", type=Path, default=None, help="videos for real input clips (with --bundle)")
     ap.add_argument("--backend", default="auto", help="backends (auto: every usable one)")
     ap.add_argument("--precision", default="auto", help="precisions (auto: every one in the bundle)")
     ap.add_argument("--batch", default="1,4")
@@ -42,15 +45,18 @@ def main(argv: list[str] | None = None) -> None:
     from edgevt.demo import run_demo
 
     console = Console()
-    demo = run_demo(args.work, args.size, console=console, until="export")
-    bundle = demo.out / "bundle"
-    clips = demo.out / "data" / "target_test.txt"
+    if args.bundle is None:
+        demo = run_demo(args.work, args.size, console=console, until="export")
+        bundle, clips = demo.out / "bundle", demo.out / "data" / "target_test.txt"
+        origin = f"demo --{args.size} bundle"
+    else:
+        bundle, clips, origin = args.bundle, args.clips, "given bundle"
     for threads in sorted({int(t) for t in args.threads.split(",")}):
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
             result = run_bench(bundle, args.backend, args.precision, args.batch, warmup_s=args.warmup_s,
                                duration_s=args.duration_s, threads=threads, clips=clips, progress=progress)
-        result.config["benchmark"] = f"benchmarks/backends.py --size {args.size} (demo bundle {bundle})"
+        result.config["benchmark"] = f"benchmarks/backends.py ({origin} {bundle}, threads {threads})"
         console.print(rich_table(result))
         files = write_reports(result, args.out, f"bench_backends_t{threads}")
         console.print(f"wrote {', '.join(str(f) for f in files.values())}")

@@ -227,6 +227,9 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
         except EdgevtError as e:  # the backend says it cannot run this here (precision, device...)
             row.status, row.reason = "skipped", str(e)
             be = None
+        except Exception as e:  # e.g. a checkpoint this edgevt can no longer load: keep the other rows
+            row.status, row.reason = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+            be = None
         if be is not None:
             try:
                 with be:

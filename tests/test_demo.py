@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from edgevt.demo import SIZES, run_demo, split_target_train
+
+
+def test_target_split_is_disjoint_per_class_and_deterministic(motiondigits, tmp_path):
+    import shutil
+
+    data = tmp_path / "d"
+    shutil.copytree(motiondigits, data)
+    a, v = split_target_train(data, val_share=0.34, seed=0)
+    adapt, val = a.read_text().split("\n"), v.read_text().split("\n")
+    adapt, val = [x for x in adapt if x], [x for x in val if x]
+    train = [x for x in (data / "target_train.txt").read_text().splitlines() if x]
+    assert sorted(adapt + val) == sorted(train) and not set(adapt) & set(val)
+    assert {x.rsplit(maxsplit=1)[1] for x in val} == {x.rsplit(maxsplit=1)[1] for x in train}  # every class
+    assert split_target_train(data, val_share=0.34, seed=0) and v.read_text().split("\n")[:-1] == val
+
+
+def test_unknown_size_and_step(tmp_path):
+    from edgevt.errors import EdgevtError
+
+    with pytest.raises(EdgevtError, match="unknown demo size"):
+        run_demo(tmp_path, "huge")
+    with pytest.raises(EdgevtError, match="unknown demo step"):
+        run_demo(tmp_path, "tiny", until="nope")
+
+
+def test_cli_rejects_two_sizes():
+    from edgevt.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--quick", "--full"])
+    assert e.value.code == 2
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_reuse(tmp_path):
+    """The whole demo at the tiny size (a random tiny model: the plumbing, not the accuracy)."""
+    out = tmp_path / "demo"
+    first = run_demo(out, SIZES["tiny"], threads=1)
+    report = first.report.read_text()
+    for section in ("## 1. Data", "## 2. Adaptation", "## 3. Export", "## 4. Evaluation", "## 5. Latency",
+                    "## 6. Streaming"):
+        assert section in report
+    assert set(first.records) == {"data", "adapt", "export", "eval", "bench", "stream"}
+    bundle = json.loads((out / "bundle" / "edgevt.json").read_text())
+    assert {"model.fp32", "model.fp16", "model.int8"} <= set(bundle["artifacts"])
+    assert {"torch.fp32", "ort-cpu.int8"} <= set(bundle["eval"])  # every artifact evaluated on target-test
+    bench = json.loads((out / "bench" / "bench.json").read_text())
+    assert bench["rows"][0]["baseline"] and bench["rows"][0]["status"] == "ok"
+    lines = (out / "stream" / "decisions.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["type"] == "start" and json.loads(lines[-1])["type"] == "summary"
+    assert (out / "stream" / "annotated.mp4").stat().st_size > 0
+    chosen = first.records["adapt"]["summary"]["best"]
+    assert f"Exported: **{chosen}**" in report
+
+    # Rerun: everything is reused except the step whose output went missing.
+    (out / "stream" / "annotated.mp4").unlink()
+    second = run_demo(out, SIZES["tiny"], threads=1)
+    reused = {n for n, r in second.records.items() if r.get("reused")}
+    assert reused == {"data", "adapt", "export", "eval", "bench"}
+    assert (out / "stream" / "annotated.mp4").exists()
