@@ -154,7 +154,8 @@ def bench_model(name: str, ckpt: Path, root: Path, work: Path, args) -> dict:
                            threads=args.threads)
         t0 = time.perf_counter()
         try:
-            b = export_bundle(ckpt, work / f"{name}.{flavour}", cfg, log=lambda m: print(f"  [{name}/{flavour}] {m}"))
+            b = export_bundle(ckpt, work / f"{name}.{flavour}", cfg,
+                              log=lambda m, fl=flavour: print(f"  [{name}/{fl}] {m}"))
         except Exception as e:  # a failed gate is a result too
             row[flavour] = {"error": str(e)}
             print(f"  [{name}/{flavour}] FAILED: {e}")
@@ -181,14 +182,17 @@ def bench_model(name: str, ckpt: Path, root: Path, work: Path, args) -> dict:
             "kept_high_precision": checks["int8"]["kept_high_precision"],
             "latency": lat, "test_clips": results[0].clips,
         }
-        print(f"  [{name}/{flavour}] top-1 {top1}  latency {json.dumps({p: round(v['p50_ms'], 2) for p, v in lat.items()})}")
+        p50 = {p: round(v["p50_ms"], 2) for p, v in lat.items()}
+        print(f"  [{name}/{flavour}] top-1 {top1}  latency p50 {p50}")
     return row
 
 
 def markdown(rows: list[dict], args) -> str:
+    gate_metric = "top-1 drop" if getattr(args, "gate", "top1") == "top1" else "disagreement with FP32"
     out = ["# Precision: parity, accuracy and onnxruntime CPU latency", "",
-           f"MotionDigits-DA 64x64, T=8. Calibration: {args.calib_clips} target-train clips ({args.calib_method}); "
-           f"gate: target-val, max {'top-1 drop' if getattr(args, 'gate', 'top1') == 'top1' else 'disagreement with FP32'} {args.max_drop} points; top-1 on target-test (held out from the gate, "
+           f"MotionDigits-DA 64x64, T=8. Calibration: {args.calib_clips} target-train clips "
+           f"({args.calib_method}); gate: target-val, max {gate_metric} {args.max_drop} points; "
+           "top-1 on target-test (held out from the gate, "
            f"{rows[0].get('tensorrt', {}).get('test_clips', '?')} clips). "
            f"Latency: ort-cpu, batch 1, {args.threads} thread(s), p50 ms per clip on a shared 2-core machine "
            "(load average ~8-10 while measuring: treat latencies as rough).", "",
@@ -268,7 +272,8 @@ def export_zoo(args) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 res = export_onnx(model, spec, Path(tmp) / "m.onnx")
                 x = example_input(spec, batch=2, seed=1).numpy()
-                par = compare_logits(run_torch(deploy_module(model, spec), x), run_onnx(ort_session(Path(tmp) / "m.onnx"), x))
+                ref = run_torch(deploy_module(model, spec), x)
+                par = compare_logits(ref, run_onnx(ort_session(Path(tmp) / "m.onnx"), x))
             row.update(ok=True, exporter=res.exporter, export_s=res.seconds, size_mb=res.size_bytes / 1e6,
                        max_abs_diff=par["max_abs_diff"], fallback=res.fallback_reason)
         except Exception as e:

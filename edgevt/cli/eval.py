@@ -30,7 +30,6 @@ def eval_cmd(
 
     from edgevt.errors import EdgevtError
     from edgevt.eval.evaluate import artifact_kind, evaluate, evaluate_all
-    from edgevt.eval.report import results_table_rows
 
     if batch_size < 1:
         raise EdgevtError(f"--batch-size must be >= 1, got {batch_size}")

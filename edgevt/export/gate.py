@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgevt.export.onnx import ort_session, run_onnx
+from edgevt.export.onnx import ort_session
 from edgevt.export.precision import weighted_nodes
 
 

@@ -1,6 +1,5 @@
 """The INT8 accuracy gate: measurement, per-layer sensitivity, exclusion until within the gate."""
 import numpy as np
-import pytest
 
 from edgevt.export import gate
 from edgevt.export.exporter import ExportConfig, export_bundle
