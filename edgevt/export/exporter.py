@@ -194,7 +194,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
     # Data first: a bad --calib/--eval fails before minutes of export work.
     calib = eval_set = None
     if "int8" in config.precisions:
-        log(f"loading calibration clips from {config.calib}")
+        log(f"loading calibration clips from {describe_source(config.calib)}")
         calib = load_clips(config.calib, spec, config.calib_clips, labeled=False, what="calibration")
         if len(calib[0]) < MIN_SENSIBLE_CLIPS:
             warn(f"calibrating on only {len(calib[0])} clips (fewer than {MIN_SENSIBLE_CLIPS}); activation "
@@ -202,14 +202,14 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
     elif config.calib is not None:  # no INT8, but real clips for the parity check
         calib_for_parity = load_clips(config.calib, spec, config.parity_clips, labeled=False, what="calibration")
     if config.eval is not None:
-        log(f"loading evaluation clips from {config.eval}")
+        log(f"loading evaluation clips from {describe_source(config.eval)}")
         eval_set = _load_eval(config.eval, spec, config.eval_clips)
     if eval_set is not None:
         parity_clips = eval_set[0][:config.parity_clips]
-        parity_source = f"eval data {config.eval}"
+        parity_source = f"eval data {describe_source(config.eval)}"
     elif calib is not None or config.calib is not None:
         parity_clips = (calib if calib is not None else calib_for_parity)[0][:config.parity_clips]
-        parity_source = f"calibration data {config.calib}"
+        parity_source = f"calibration data {describe_source(config.calib)}"
     else:
         parity_clips = example_input(spec, batch=min(config.parity_clips, 8)).numpy()
         parity_source = "random uint8 frames (no --eval/--calib data given)"
@@ -233,6 +233,13 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
         raise
 
 
+def describe_source(source) -> str:
+    """A short description of a data source for logs and the manifest (lists are not spelled out)."""
+    if isinstance(source, (list, tuple)):
+        return f"{len(source)} listed files"
+    return str(source)
+
+
 def _load_eval(source, spec: ClipSpec, max_clips: int | None):
     """Labeled clips when the source has labels, otherwise unlabeled (agreement-only gate)."""
     try:
@@ -247,10 +254,8 @@ def _config_record(config: ExportConfig) -> dict:
     d = asdict(config)
     d["forms"] = [f if isinstance(f, str) else getattr(f, "__name__", str(f)) for f in config.forms]
     for k in ("calib", "eval"):
-        if isinstance(d[k], (list, tuple)):
-            d[k] = f"{len(d[k])} files"
-        elif d[k] is not None:
-            d[k] = str(d[k])
+        if d[k] is not None:
+            d[k] = describe_source(getattr(config, k))
     d["calib_cache"] = str(d["calib_cache"]) if d["calib_cache"] else None
     d["precisions"] = list(config.precisions)
     return d
@@ -302,7 +307,7 @@ def _export_into(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
     if eval_set is not None:
         labels = eval_set[1]
         labeled = bool(len(labels)) and bool((labels >= 0).all())
-        acc = {"clips": int(len(labels)), "labeled": labeled, "data": str(config.eval)}
+        acc = {"clips": int(len(labels)), "labeled": labeled, "data": describe_source(config.eval)}
         for p, logits in eval_logits.items():
             acc[p] = {"top1": gate_mod.top1(logits, labels) if labeled else None,
                       "agreement_with_fp32": float((logits.argmax(1) == eval_logits["fp32"].argmax(1)).mean() * 100)}
@@ -379,8 +384,7 @@ def _int8(bundle: Bundle, spec, config: ExportConfig, calib, eval_set, eval_logi
     else:
         warn("no --eval data: the INT8 accuracy gate was not run; pass labeled target clips with --eval")
     summary.update(kept_high_precision=kept, calibration={
-        "clips": len(clips), "method": config.calib_method, "data": str(config.calib) if not
-        isinstance(config.calib, list) else f"{len(config.calib)} files", "cache": str(cache),
+        "clips": len(clips), "method": config.calib_method, "data": describe_source(config.calib), "cache": str(cache),
         "cache_hit": cache_hit, "seconds": round(calib_seconds, 3)})
     checks["int8"] = summary
     if result is not None:
