@@ -343,10 +343,11 @@ def main() -> None:
         row = bench_model(name, ckpt, root, work, args)
         row["how"] = models[name]
         rows.append(row)
-    md = markdown(rows, args)
-    print(md)
-    path = write_results(args.name, md, {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows})
-    print(f"wrote {path}")
+        # written after every model so that a long run leaves its finished rows behind
+        path = write_results(args.name, markdown(rows, args),
+                             {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows})
+        print(f"wrote {path}")
+    print(markdown(rows, args))
 
 
 if __name__ == "__main__":
