@@ -2,10 +2,11 @@
 and precision, with PyTorch eager (the source checkpoint) as the baseline row.
 
     python benchmarks/backends.py                      # quick demo bundle, threads 1 and all cores
+    python benchmarks/backends.py --model tsn_efficientnet_lite0   # an edge-sized network
     python benchmarks/backends.py --threads 2 --duration-s 20 --batch 1,8
 
 The bundle comes from the demo's first steps (data -> adapt -> export, reused when already in
---work). Results go to benchmarks/results/bench_backends_t<threads>.{md,json,png}: the markdown
+--work). Results go to benchmarks/results/bench_backends_<arch>_t<threads>.{md,json,png}: the markdown
 table, a JSON with provenance (versions, CPU/GPU, thread settings, TensorRT when used) and the
 latency plot. Not a timed test: numbers depend on the machine and how busy it is (rows flagged
 noisy say so).
@@ -21,9 +22,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", type=Path, default=Path("runs/bench_backends_demo"),
-                    help="demo folder whose bundle is benchmarked (created when missing)")
+    ap.add_argument("--work", type=Path, default=Path("runs/bench_backends"),
+                    help="demo folders (one per model) whose bundle is benchmarked (created when missing)")
     ap.add_argument("--size", default="quick", help="demo size that builds the bundle (tiny, quick, full)")
+    ap.add_argument("--model", default=None, help="model the demo adapts and exports (default: the size's); "
+                                                  "e.g. tsn_efficientnet_lite0 for an edge-sized network")
     ap.add_argument("--bundle", type=Path, default=None,
                     help="bench this existing bundle instead (its clips: --clips); skips the demo steps")
     ap.add_argument("--clips", type=Path, default=None, help="videos for real input clips (with --bundle)")
@@ -42,13 +45,21 @@ def main(argv: list[str] | None = None) -> None:
 
     from edgevt.bench.report import rich_table, write_reports
     from edgevt.bench.suite import run_bench
-    from edgevt.demo import run_demo
+    from dataclasses import replace
+
+    from edgevt.demo import SIZES, run_demo
+    from edgevt.export.bundle import Bundle
+    from edgevt.models.zoo import model_info
 
     console = Console()
     if args.bundle is None:
-        demo = run_demo(args.work, args.size, console=console, until="export")
+        size = SIZES[args.size]
+        if args.model:
+            lite = model_info(args.model).backbone == "efficientnet_lite0"
+            size = replace(size, model=args.model, weights="pretrained" if lite else "none")
+        demo = run_demo(args.work / size.model, size, console=console, until="export")
         bundle, clips = demo.out / "bundle", demo.out / "data" / "target_test.txt"
-        origin = f"demo --{args.size} bundle"
+        origin = f"demo --{args.size} --model {size.model} bundle"
     else:
         bundle, clips, origin = args.bundle, args.clips, "given bundle"
     for threads in sorted({int(t) for t in args.threads.split(",")}):
@@ -58,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
                                duration_s=args.duration_s, threads=threads, clips=clips, progress=progress)
         result.config["benchmark"] = f"benchmarks/backends.py ({origin} {bundle}, threads {threads})"
         console.print(rich_table(result))
-        files = write_reports(result, args.out, f"bench_backends_t{threads}")
+        arch = (Bundle.load(bundle, verify=False).manifest.get("source") or {}).get("arch") or "model"
+        files = write_reports(result, args.out, f"bench_backends_{arch}_t{threads}")
         console.print(f"wrote {', '.join(str(f) for f in files.values())}")
 
 

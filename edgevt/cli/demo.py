@@ -15,20 +15,36 @@ def demo(
     full: bool = typer.Option(False, "--full", help="Larger data set, longer training and timing."),
     tiny: bool = typer.Option(False, "--tiny", help="Smallest plumbing check with a tiny random model "
                                                    "(for tests; its accuracy means nothing).", hidden=True),
+    model: str = typer.Option(None, "--model", help="Registry model to adapt (default: the size's; "
+                                                     "`edgevt models` lists them)."),
+    epochs: int = typer.Option(None, "--epochs", help="Training epochs per strategy (default: the size's)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch and onnxruntime (default: all)."),
     force: bool = typer.Option(False, "--force", help="Recompute every step instead of reusing earlier outputs."),
 ) -> None:
     """The whole path on the built-in MotionDigits-DA benchmark: generate source + target data, adapt a
-    pretrained EfficientNet-Lite0 temporal model (source-only vs DANN), export the better one with FP16
+    temporal-shift (TSM) video classifier (source-only vs DANN; --model picks another, e.g. the
+    pretrained tsn_efficientnet_lite0), export the better one with FP16
     and INT8 calibrated on target clips (parity checked), evaluate every artifact on target-test, bench
     every usable backend and precision, stream a target-domain video, and write report.md.
     Rerunning reuses every step whose outputs are still valid."""
-    from edgevt.demo import run_demo
+    from dataclasses import replace
+
+    from edgevt.demo import SIZES, run_demo
 
     chosen = [name for name, flag in (("quick", quick), ("full", full), ("tiny", tiny)) if flag]
     if len(chosen) > 1:
         raise EdgevtError(f"choose one size, not {' and '.join('--' + c for c in chosen)}")
-    size = chosen[0] if chosen else "quick"
+    size = SIZES[chosen[0] if chosen else "quick"]
+    if model is not None:
+        from edgevt.models.zoo import model_info
+
+        info = model_info(model)  # a clear error for an unknown name
+        lite = info.backbone == "efficientnet_lite0"
+        size = replace(size, model=model, weights="pretrained" if lite else "none")
+    if epochs is not None:
+        if epochs < 1:
+            raise EdgevtError(f"--epochs must be >= 1, got {epochs}")
+        size = replace(size, epochs=epochs)
     console = Console()
     result = run_demo(out, size, threads=threads, force=force, console=console)
     console.rule("edgevt demo: done")
