@@ -388,6 +388,12 @@ def _int8(bundle: Bundle, spec, config: ExportConfig, calib, eval_set, eval_logi
         "cache_hit": cache_hit, "seconds": round(calib_seconds, 3)})
     checks["int8"] = summary
     if result is not None:
+        if result.passed and summary["qdq_nodes"]["QuantizeLinear"] == 0:
+            # every quantized layer had to be kept in higher precision: that is not an INT8 graph
+            result.passed = False
+            raise EdgevtError(f"INT8 accuracy gate: the drop is within --max-drop {config.max_drop} only with no "
+                              "layer left in INT8; this model does not quantize well here -- export fp16 "
+                              "instead, or calibrate on more/other target clips")
         checks["gate"] = result.to_dict()
         if not result.passed:
             raise EdgevtError(f"INT8 accuracy gate failed: drop {result.drop:.2f} points > --max-drop "
