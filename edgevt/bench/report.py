@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgevt.bench.suite import BenchResult, BenchRow
+from edgevt.bench.suite import BenchResult, BenchRow, machine_busy
 
 
 def _atomic_write(path: Path, data: bytes | str) -> None:
@@ -84,6 +84,13 @@ def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:
     lines.append(f"- method: {cfg.get('warmup_s')} s warm-up, then {how} per configuration; "
                  f"{cfg.get('timing')}; inputs: {cfg.get('inputs')}")
     lines.append("- speed-up: PyTorch eager (torch backend, FP32, source checkpoint) p50 / row p50 at the same batch")
+    la = result.provenance.get("load_average")
+    if la:
+        lines.append(f"- load average (1/5/15 min) before {la.get('before')}, after {la.get('after')} "
+                     f"on {la.get('cpus')} CPUs")
+    busy = machine_busy(result.provenance)
+    if busy:
+        lines += ["", f"**Warning: {busy}.**"]
     lines.append("")
     lines.append("| " + " | ".join(COLUMNS) + " |")
     lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")

@@ -215,6 +215,7 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
     real = None
     if clips is not None:
         real = sample_clips(clips, spec, max(batches), seed)
+    load_before = _loadavg()
     cases, rows = plan_cases(bundle, backends, precisions, batches, baseline)
     task = progress.add_task("bench", total=len(cases)) if progress is not None else None
     for case in cases:
@@ -245,13 +246,33 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
     rows.sort(key=lambda r: (not r.baseline, r.status != "ok", r.backend, r.precision, r.batch))
     provenance = {"environment": environment(), "threads": thread_info, "argv": sys.argv,
                   "host": platform.node(), "bundle_sha256": {k: a["sha256"] for k, a in bundle.artifacts.items()},
-                  "tensorrt": _tensorrt_info(rows)}
+                  "tensorrt": _tensorrt_info(rows),
+                  # Other processes on the machine: a load above the CPU count means the cores were shared.
+                  "load_average": {"before": load_before, "after": _loadavg(), "cpus": os.cpu_count()}}
     config = {"backends": backends, "precisions": precisions, "batches": batches, "warmup_s": warmup_s,
               "duration_s": duration_s if runs is None else None, "runs": runs, "threads": threads,
               "inputs": f"real clips from {clips}" if clips is not None else "random uint8 (1..255)",
               "timing": "end to end around Backend.run: host numpy in -> host numpy out",
               "spec": spec.to_dict()}
     return BenchResult(rows, config, provenance, str(bundle.path), dict(bundle.manifest.get("eval") or {}))
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def machine_busy(provenance: dict) -> str | None:
+    """A one-line warning when the 1-minute load average exceeded the CPU count during the run."""
+    la = provenance.get("load_average") or {}
+    cpus = la.get("cpus") or 1
+    worst = max((v[0] for v in (la.get("before"), la.get("after")) if v), default=None)
+    if worst is not None and worst > cpus:
+        return (f"machine busy: load average {worst:.1f} on {cpus} CPUs (other processes competed for the cores; "
+                "multi-threaded rows suffer most); rerun on a quiet machine before quoting")
+    return None
 
 
 def _speedups(rows: list[BenchRow]) -> None:

@@ -60,6 +60,11 @@ def bench(
                                duration_s=None if runs else duration_s, runs=runs, threads=threads,
                                clips=clips, baseline=baseline, progress=progress)
         console.print(rich_table(result))
+        from edgevt.bench.suite import machine_busy
+
+        busy = machine_busy(result.provenance)
+        if busy:
+            console.print(f"[yellow]{busy}[/]")
         noisy = [r.label for r in result.ok_rows() if r.stats.noisy]
         if noisy:
             console.print(f"[yellow]noisy:[/] {', '.join(noisy)} (busy machine: high spread); rerun before quoting")

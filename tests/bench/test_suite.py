@@ -77,3 +77,12 @@ def test_markdown_flags_noise(result):
         assert "Noisy measurements" in to_markdown(result)
     finally:
         r.stats.noisy, r.stats.noise = old
+
+
+def test_busy_machine_is_said():
+    from edgevt.bench.suite import machine_busy
+
+    assert machine_busy({"load_average": {"before": [9.5, 8, 7], "after": [3, 3, 3], "cpus": 2}}).startswith(
+        "machine busy: load average 9.5 on 2 CPUs")
+    assert machine_busy({"load_average": {"before": [0.5, 1, 1], "after": [1.0, 1, 1], "cpus": 2}}) is None
+    assert machine_busy({}) is None
