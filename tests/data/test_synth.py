@@ -81,3 +81,18 @@ def test_stream_video_with_ground_truth(tmp_path):
     assert all(s["label"] in MOTIONS for s in segments)
     assert read_frames(tmp_path / "s.mp4").shape[0] == 120
     assert json.loads((tmp_path / "s.segments.json").read_text()) == segments
+
+
+def test_target_glyphs_stand_out_on_every_background():
+    """Regression: an |background - glyph| blend made glyphs vanish on mid-grey photos."""
+    from edgevt.data.synth import compose_target, load_background
+
+    glyph = load_glyphs()[3]
+    for name in TRAIN_BACKGROUNDS + TEST_BACKGROUNDS:
+        photo = load_background(name)
+        for seed in range(5):
+            rng = np.random.default_rng(seed)
+            masks = glyph_masks(glyph, "move_right", 64, 2, rng)
+            frame = compose_target(masks, photo, rng)[0].astype(np.float32)
+            ink, bg = frame[masks[0] > 0.8].mean(0), frame[masks[0] < 0.05].mean(0)
+            assert np.abs(ink - bg).max() > 60, (name, seed, ink, bg)
