@@ -221,6 +221,10 @@ def write(results: dict, args, t_start: float, cache) -> None:
                              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "adapt_motiondigits" + ("_quick" if args.quick else "")
+    if args.seeds and args.seeds != (1 if args.quick else 3):
+        stem += f"_{args.seeds}seeds"
+    if args.skip:
+        stem += "_no_" + args.skip.replace(",", "_")
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
     c = results["config"]
     n = len(c["seeds"])
