@@ -180,6 +180,7 @@ def bench_model(name: str, ckpt: Path, root: Path, work: Path, args) -> dict:
             "top1": top1, "agreement_fp32": agree, "int8_drop": top1["fp32"] - top1["int8"],
             "gate": {k: gate.get(k) for k in ("passed", "drop", "fp32", "int8", "steps")},
             "kept_high_precision": checks["int8"]["kept_high_precision"],
+            "int8_qdq_nodes": checks["int8"]["qdq_nodes"],
             "latency": lat, "test_clips": results[0].clips,
         }
         p50 = {p: round(v["p50_ms"], 2) for p, v in lat.items()}
