@@ -89,7 +89,8 @@ def main() -> None:
                 mode="partial", unfreeze=args.unfreeze)
     results: dict = {"config": {"quick": args.quick, "seeds": seeds, "per_class": per_class, "epochs": epochs,
                                 "pretrained_model": args.pretrained_model,
-                                **{k: v for k, v in common.items() if k != "progress"}}}
+                                **{k: v for k, v in common.items() if k != "progress"}},
+                     "runs": {"count": 0, "reused": 0, "run_seconds": 0.0}}
 
     def run(name, seed, **kw):
         cfg = AdaptConfig(**{**common, "source_test": d["source_test"], "target_test": d["target_test"],
@@ -99,8 +100,11 @@ def main() -> None:
         if done.exists() and torch.load(Path(cfg.out) / "model.pt", weights_only=True).get("config") == cfg.to_dict():
             # the same run (identical config and data) finished before: reuse its results
             r = type("R", (), {"checkpoint": str(Path(cfg.out) / "model.pt"), "report": json.loads(done.read_text())})
+            results["runs"]["reused"] += 1
         else:
             r = adapt(cfg, feature_cache=cache)
+        results["runs"]["count"] += 1
+        results["runs"]["run_seconds"] += r.report.get("seconds_total", 0.0)
         ev = r.report["eval"]
         print(f"  {name:<14} seed {seed}: source {100 * ev['source_test']['accuracy']:.1f}%  "
               f"target {100 * ev['target_test']['accuracy']:.1f}%  ({time.time() - t0:.0f} s)", flush=True)
@@ -232,6 +236,8 @@ def write(results: dict, args, t_start: float, cache) -> None:
              f"Domain adaptation and few-shot: {c['model']} (weights {c['weights']}, mode {c['mode']}), "
              f"T={c['num_frames']} stride {c['frame_stride']}, {c['size']}x{c['size']}, "
              f"{c['epochs']} epochs; clips per class {c['per_class']}; {n} seed(s), mean ± std; "
+             f"{results['runs']['count']} adapt runs taking {results['runs']['run_seconds'] / 60:.1f} min in all "
+             f"({results['runs']['reused']} reused from an identical earlier invocation); this invocation "
              f"{results['seconds'] / 60:.1f} min on {results['provenance']['environment'].get('cpu')} "
              f"({results['provenance']['environment'].get('torch_threads')} threads). 6 classes: chance 16.7%.", ""]
     da = results.get("domain_adaptation")
