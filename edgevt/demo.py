@@ -279,7 +279,7 @@ def _adapt_settings(ctx: DemoContext) -> dict:
 # -- 5. bench ---------------------------------------------------------------------------------------
 def step_bench(ctx: DemoContext):
     from edgevt.bench.report import write_reports
-    from edgevt.bench.suite import run_bench
+    from edgevt.bench.suite import machine_busy, run_bench
 
     s = ctx.size
     result = run_bench(ctx.bundle, "auto", "auto", s.bench_batches, warmup_s=s.bench_warmup_s,
@@ -291,7 +291,8 @@ def step_bench(ctx: DemoContext):
              "p99_ms": r.stats.p99_ms if r.stats else None, "throughput": r.stats.throughput if r.stats else None,
              "speedup": r.speedup, "noisy": r.stats.noisy if r.stats else None, "baseline": r.baseline}
             for r in result.rows]
-    return list(files.values()), {"rows": rows, "files": {k: str(v.relative_to(ctx.out)) for k, v in files.items()}}
+    return list(files.values()), {"rows": rows, "files": {k: str(v.relative_to(ctx.out)) for k, v in files.items()},
+                                  "busy": machine_busy(result.provenance)}
 
 
 def _bench_settings(ctx: DemoContext) -> dict:
@@ -492,6 +493,8 @@ def write_report(ctx: DemoContext) -> Path:
     b = ctx.summary("bench")
     if b:
         L += ["## 5. Latency (per batch, end to end around the backend)", ""]
+        if b.get("busy"):
+            L += [f"**Warning: {b['busy']}.**", ""]
         L += _table(["backend", "precision", "batch", "p50 ms", "p99 ms", "clips/s", "vs PyTorch eager", "note"],
                     [[r["backend"] + (" (baseline)" if r["baseline"] else ""), r["precision"], r["batch"],
                       _ms(r["p50_ms"]), _ms(r["p99_ms"]), "-" if r["throughput"] is None else f"{r['throughput']:.1f}",
