@@ -49,7 +49,7 @@ class LatencyStats:
 
     @classmethod
     def from_samples(cls, samples_s, batch: int, timings: list | None = None,
-                     noisy_cv: float = NOISY_CV, noisy_tail: float = NOISY_TAIL) -> "LatencyStats":
+                     noisy_cv: float = NOISY_CV, noisy_tail: float = NOISY_TAIL) -> LatencyStats:
         s = np.asarray(samples_s, dtype=np.float64)
         if s.size == 0:
             raise ValueError("no timed runs")
