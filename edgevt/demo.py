@@ -309,7 +309,7 @@ def step_export(ctx: DemoContext):
     ckpt = ctx.out / ctx.summary("adapt")["best_checkpoint"]
     forms = _stream_forms(ckpt)
     cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=str(ctx.data / "target_adapt.txt"),
-                       calib_clips=s.calib_clips, eval=str(ctx.data / "target_test.txt"), flavour="tensorrt",
+                       calib_clips=s.calib_clips, eval=str(ctx.data / "target_val.txt"), flavour="tensorrt",
                        threads=ctx.threads, forms=forms)
     task = ctx.progress.add_task("export + calibrate", total=None) if ctx.progress is not None else None
 
@@ -438,7 +438,7 @@ def write_report(ctx: DemoContext) -> Path:
     if d:
         L += ["## 1. Data: MotionDigits-DA", "",
               f"{len(d['classes'])} motion classes ({', '.join(d['classes'])}); a digit's motion is the label, so "
-              "one frame says nothing. Source = clean glyphs on black; target = glyphs blended over real photos "
+              "one frame says nothing. Source = clean glyphs on black; target = glyphs over hazy real photos "
               "with colour cast and noise (disjoint photos for target train/test).", ""]
         L += _table(["split", "clips"], [[k, v] for k, v in d["splits"].items()])
         L += [f"Stream video: `{ctx.stream_video.relative_to(ctx.out)}` ({d['stream_frames']} frames, "
@@ -472,7 +472,7 @@ def write_report(ctx: DemoContext) -> Path:
                     rows)
         g = e.get("gate")
         if g:
-            L += [f"INT8 accuracy gate ({g.get('clips')} target-test clips): FP32 {_pct(g.get('fp32'))}, INT8 "
+            L += [f"INT8 accuracy gate ({g.get('clips')} labeled target-val clips): FP32 {_pct(g.get('fp32'))}, INT8 "
                   f"{_pct(g.get('int8'))}, drop {g.get('drop', 0):.2f} points (limit {g.get('max_drop')}), "
                   f"{'passed' if g.get('passed') else 'FAILED'}; {len(g.get('kept_high_precision') or [])} layers kept "
                   "in higher precision.", ""]
