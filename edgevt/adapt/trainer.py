@@ -9,6 +9,8 @@ stopping on a validation split.
 """
 from __future__ import annotations
 
+import abc
+
 import json
 import math
 import os
@@ -101,16 +103,18 @@ def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
 
 
 # -- the task protocol ---------------------------------------------------------------------------
-class Task(nn.Module):
+class Task(nn.Module, metaclass=abc.ABCMeta):
     """A strategy. Subclasses define ``epoch_batches``, ``forward`` and optionally ``validate``."""
 
     manual_grads = False  # True: forward() fills .grad itself and returns loss=None
 
+    @abc.abstractmethod
     def epoch_batches(self, epoch: int) -> list:
-        raise NotImplementedError
+        """The batches of one epoch, in order (resume restarts mid-list)."""
 
+    @abc.abstractmethod
     def forward(self, batch, progress: float) -> tuple[torch.Tensor | None, dict]:
-        raise NotImplementedError
+        """Loss and logged metrics for one batch; ``progress`` runs from 0 to 1 over the run."""
 
     def train_mode(self) -> None:
         self.train()
