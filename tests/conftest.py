@@ -25,3 +25,19 @@ def tiny_spec(motiondigits):
 
     labels = (motiondigits / "labels.txt").read_text().split()
     return ClipSpec(num_frames=4, frame_stride=2, size=(32, 32), labels=labels)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_checkpoint(tmp_path_factory, tiny_spec):
+    """Factory: an untrained tiny edgevt checkpoint for ``tiny_spec`` (arch, seed) -> path."""
+    from edgevt.models.checkpoint import save_checkpoint
+    from edgevt.models.zoo import create_model
+
+    def make(arch: str = "tsn_tinycnn", seed: int = 0):
+        torch.manual_seed(seed)
+        model = create_model(arch, tiny_spec.num_classes, num_frames=tiny_spec.num_frames).eval()
+        path = tmp_path_factory.mktemp("ckpt") / f"{arch}_{seed}.pt"
+        save_checkpoint(path, model, tiny_spec, arch=arch)
+        return path
+
+    return make

@@ -6,15 +6,8 @@ import torch
 
 
 @pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory, tiny_spec):
-    from edgevt.models.checkpoint import save_checkpoint
-    from edgevt.models.zoo import create_model
-
-    torch.manual_seed(0)
-    model = create_model("tsn_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, model, tiny_spec, arch="tsn_tinycnn")
-    return path
+def tiny_ckpt(make_tiny_checkpoint):
+    return make_tiny_checkpoint("tsn_tinycnn", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +28,8 @@ def tiny_onnx(tmp_path_factory, tiny_ckpt):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_ckpt, tiny_onnx, tiny_spec):
-    from onnxconverter_common import float16
     import onnx
+    from onnxconverter_common import float16
 
     from edgevt.export.bundle import Bundle
 
