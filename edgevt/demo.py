@@ -396,7 +396,9 @@ def step_stream(ctx: DemoContext):
     if r.ground_truth and r.ground_truth.get("accuracy") is not None:
         g = r.ground_truth
         metrics["decisions matching ground truth"] = f"{g['accuracy']:.1f}% ({g['correct']}/{g['decisions']})"
-    rel = lambda q: str(q.relative_to(ctx.out))
+    def rel(q: Path) -> str:
+        return str(q.relative_to(ctx.out))
+
     return [jsonl, video, files["json"]], {"metrics": metrics, "jsonl": rel(jsonl), "video": rel(video),
                                            "bench": rel(files["md"])}
 

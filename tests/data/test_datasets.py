@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgevt.data.datasets import ClipDataset, LabelMap, load_dataset, resolve_source
+from edgevt.data.datasets import LabelMap, load_dataset, resolve_source
 from edgevt.data.transforms import ClipAugment
 from edgevt.errors import EdgevtError
 
