@@ -104,7 +104,8 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
     train_set = val_set = target_set = None
     extra = []
     if cfg.strategy != "fewshot":
-        full = open_labeled(cfg.source, spec, labels, train=True, seed=cfg.seed, transform=augment)
+        full = open_labeled(cfg.source, spec, labels, train=True, seed=cfg.seed, transform=augment,
+                            skip_bad=cfg.skip_bad)
         idx = list(range(len(full)))
         if cfg.limit_per_class:
             idx, _ = per_class_subset(full, cfg.limit_per_class, cfg.seed, f"--source {cfg.source}")
@@ -116,26 +117,37 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
         else:
             train_set = full
         for d in cfg.extra_domains:
-            extra.append(open_labeled(d, spec, labels, train=True, seed=cfg.seed, what="extra-domain"))
+            extra.append(open_labeled(d, spec, labels, train=True, seed=cfg.seed, what="extra-domain",
+                                      skip_bad=cfg.skip_bad))
     if cfg.strategy in ALIGNMENTS:
         target_found = None
         with contextlib.suppress(EdgevtError):
             target_found = labels_of(cfg.target)
         if target_found is not None and len(target_found):
             check_same_labels(labels, target_found, "--source", f"--target {cfg.target}")
-        target_set = open_unlabeled(cfg.target, spec, cfg.seed)
+        target_set = open_unlabeled(cfg.target, spec, cfg.seed, skip_bad=cfg.skip_bad)
     fewshot_support = fewshot_rest = None
     if cfg.strategy == "fewshot":
-        target_set = open_labeled(cfg.target, spec, labels, train=False, seed=cfg.seed, what="target")
+        target_set = open_labeled(cfg.target, spec, labels, train=False, seed=cfg.seed, what="target",
+                                  skip_bad=cfg.skip_bad)
         sup, rest = per_class_subset(target_set, cfg.shots, cfg.seed, f"--target {cfg.target} (--shots {cfg.shots})")
         fewshot_support, fewshot_rest = subset(target_set, sup), subset(target_set, rest)
     evals = {}
     if cfg.source_test:
-        evals["source_test"] = open_labeled(cfg.source_test, spec, labels, train=False, seed=cfg.seed, what="source-test")
+        evals["source_test"] = open_labeled(cfg.source_test, spec, labels, train=False, seed=cfg.seed,
+                                            what="source-test", skip_bad=cfg.skip_bad)
     if cfg.target_test:
-        evals["target_test"] = open_labeled(cfg.target_test, spec, labels, train=False, seed=cfg.seed, what="target-test")
+        evals["target_test"] = open_labeled(cfg.target_test, spec, labels, train=False, seed=cfg.seed,
+                                            what="target-test", skip_bad=cfg.skip_bad)
     elif fewshot_rest is not None and len(fewshot_rest):
         evals["target_rest"] = fewshot_rest
+
+    skipped = [(path, why) for ds in [train_set, val_set, target_set, *extra, *evals.values()] if ds is not None
+               for path, why in getattr(ds, "skipped", [])]
+    if skipped:
+        say(f"[yellow]--skip-bad: skipped {len(skipped)} unreadable video(s):[/]")
+        for path, why in dict(skipped).items():
+            say(f"  {why}", markup=False)
 
     # -- frozen-feature cache ------------------------------------------------------------------
     use_cache, why_not = can_cache(model, frozen, augment is not None, spec.sampling)

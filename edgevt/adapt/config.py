@@ -27,6 +27,7 @@ class AdaptConfig:
     source_test: str | None = None
     target_test: str | None = None
     extra_domains: list[str] = field(default_factory=list)  # more labeled domains for meta-training
+    skip_bad: bool = False  # skip unreadable videos (and list them) instead of stopping
     # model and clip
     model: str | None = None  # registry name; None: from --init, else tsn_tinycnn
     weights: str = "none"  # none | pretrained | torchvision weight name | path

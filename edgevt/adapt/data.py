@@ -26,20 +26,21 @@ def check_same_labels(a: LabelMap, b: LabelMap, a_name: str, b_name: str) -> Non
 
 
 def open_labeled(source: str, spec, labels: LabelMap, train: bool, seed: int, transform=None,
-                 what: str = "source") -> ClipDataset:
+                 what: str = "source", skip_bad: bool = False) -> ClipDataset:
     if labels is not None:
         found = labels_of(source)
         if found is not None:
             check_same_labels(labels, found, "--source", f"--{what} {source}")
-    return load_dataset(source, spec, labels=labels, train=train, seed=seed, transform=transform, cache=True)
+    return load_dataset(source, spec, labels=labels, train=train, seed=seed, transform=transform, cache=True,
+                        skip_bad=skip_bad)
 
 
-def open_unlabeled(source: str, spec, seed: int, what: str = "target") -> ClipDataset:
+def open_unlabeled(source: str, spec, seed: int, what: str = "target", skip_bad: bool = False) -> ClipDataset:
     p = Path(source)
     if p.is_dir() and not any(p.rglob("*.*")):
         raise EdgevtError(f"--{what} {p} is empty; domain adaptation needs unlabeled target videos there")
     try:
-        return load_dataset(source, spec, labeled=False, train=True, seed=seed, cache=True)
+        return load_dataset(source, spec, labeled=False, train=True, seed=seed, cache=True, skip_bad=skip_bad)
     except EdgevtError as e:
         if "contains no video files" in str(e) or "no readable clips" in str(e):
             raise EdgevtError(f"--{what} {source} has no videos; domain adaptation needs unlabeled target "

@@ -32,6 +32,8 @@ def adapt(
     cache_features: str = typer.Option("auto", help="Train on cached frozen-stage features when exact: auto, on, off."),
     augment: bool = typer.Option(False, help="Crop/colour augmentation (disables the feature cache)."),
     limit_per_class: Optional[int] = typer.Option(None, help="Use only this many labeled training clips per class."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable, truncated or empty videos (and list "
+                                                             "them) instead of stopping at the first one."),
     val_split: float = typer.Option(0.0, help="Share of labeled clips held out for validation / early stopping."),
     epochs: int = typer.Option(10, help="Passes over the training clips (meta: episodes-per-epoch / meta-batch steps)."),
     batch_size: int = typer.Option(32, help="Clips per step (per process under torchrun)."),
@@ -82,7 +84,7 @@ def adapt(
         target_test=target_test, extra_domains=list(extra_domain), model=model, weights=weights, init=init,
         temporal=temporal, num_frames=frames, frame_stride=stride, size=size, mean=triple(mean, "mean"),
         std=triple(std, "std"), mode=mode, unfreeze=unfreeze, freeze_bn=freeze_bn, cache_features=cache_features,
-        augment=augment, limit_per_class=limit_per_class, val_split=val_split, epochs=epochs, batch_size=batch_size,
+        augment=augment, limit_per_class=limit_per_class, skip_bad=skip_bad, val_split=val_split, epochs=epochs, batch_size=batch_size,
         lr=lr, backbone_lr_mult=backbone_lr_mult, weight_decay=weight_decay, schedule=schedule, warmup=warmup,
         label_smoothing=label_smoothing, patience=patience, amp=amp, adv_weight=adv_weight,
         importance_weighting=importance_weighting, ways=ways, shots=shots, queries=queries, inner_steps=inner_steps,

@@ -45,3 +45,14 @@ def test_cli_prints_one_line_error(motiondigits, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "missing" in proc.stderr
+
+
+def test_bad_video_stops_the_run_unless_skip_bad(tiny_cfg, motiondigits, tmp_path, capsys):
+    source = tmp_path / "source"
+    shutil.copytree(motiondigits / "source" / "train", source)
+    (source / "move_up" / "broken.mp4").write_bytes(b"\x00" * 64)
+    with pytest.raises(EdgevtError, match="broken.mp4.*--skip-bad"):
+        adapt(tiny_cfg(source=str(source)))
+    result = adapt(tiny_cfg(source=str(source), skip_bad=True))
+    assert result.checkpoint
+    assert "skipped 1 unreadable" in capsys.readouterr().err
