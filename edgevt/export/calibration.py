@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,10 @@ def load_clips(source: str | Path | list, spec: ClipSpec, max_clips: int | None 
             raise EdgevtError(f"{source}: no readable {what} clips ({msg}); point it at a folder or list "
                               "of target-domain videos") from None
         raise
+    if ds.skipped:
+        # Calibration and evaluation carry on without them, but never silently.
+        names = ", ".join(Path(p).name for p, _ in ds.skipped[:5]) + (" ..." if len(ds.skipped) > 5 else "")
+        warnings.warn(f"{what}: skipped {len(ds.skipped)} unreadable video(s) in {source}: {names}", stacklevel=2)
     n = len(ds)
     idx = np.arange(n) if not max_clips or max_clips >= n else np.unique(np.linspace(0, n - 1, max_clips).round()
                                                                           .astype(int))

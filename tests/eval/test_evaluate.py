@@ -88,3 +88,16 @@ def test_cli_eval_all(ev_bundle, motiondigits, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["eval", str(b / "model.onnx"), str(motiondigits / "target" / "test"), "--all"])
     assert e.value.code == 2
+
+
+def test_unreadable_eval_videos_are_skipped_with_a_warning(motiondigits, tiny_spec, tmp_path):
+    import shutil
+
+    from edgevt.eval.evaluate import load_eval_clips
+
+    data = tmp_path / "test"
+    shutil.copytree(motiondigits / "target" / "test", data)
+    (data / "move_up" / "broken.mp4").write_bytes(b"\x00" * 64)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable video.*broken.mp4"):
+        clips = load_eval_clips(data, tiny_spec)
+    assert len(clips.labels) == 12
