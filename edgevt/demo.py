@@ -20,7 +20,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from edgevt.errors import EdgevtError
-from edgevt.export.bundle import atomic_write_text
+from edgevt.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
+
+from edgevt.fileio import atomic_write_text
 
 
 def summarise(preds: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
@@ -31,15 +32,9 @@ def single_frame(x: torch.Tensor) -> torch.Tensor:
     return x[:, t // 2:t // 2 + 1].expand_as(x).contiguous()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_report(out: Path, report: dict) -> None:
-    _atomic_write(out / "report.json", json.dumps(report, indent=1))
-    _atomic_write(out / "report.md", markdown(report))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+    atomic_write_text(out / "report.md", markdown(report))
 
 
 def markdown(report: dict) -> str:

@@ -25,6 +25,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from edgevt.adapt.config import AdaptConfig
 from edgevt.errors import EdgevtError
+from edgevt.fileio import atomic_write_text
 from edgevt.models.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -252,9 +253,7 @@ def train(task: Task, model: nn.Module, spec, cfg: AdaptConfig, param_groups: li
             elif epoch - best["epoch"] >= cfg.patience:
                 stopped_early = True
         if info.main:
-            tmp = out / ".metrics.json.tmp"
-            tmp.write_text(json.dumps(history, indent=1))
-            os.replace(tmp, out / "metrics.json")
+            atomic_write_text(out / "metrics.json", json.dumps(history, indent=1))
         if stopped_early:
             break
         save_state(epoch, 0)

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgevt.errors import EdgevtError
+from edgevt.fileio import atomic_write_bytes
 
 TRT_HINT = "pip install 'edgevt[tensorrt]'"
 ROLES = ("model", "encoder", "head", "stateful")
@@ -204,20 +203,6 @@ def check_sidecar_matches(engine_path: str | Path, data: bytes, sidecar: EngineS
     if sidecar.engine_sha256 and hashlib.sha256(data).hexdigest() != sidecar.engine_sha256:
         raise EdgevtError(f"{engine_path}: the engine does not match its sidecar (altered or from another build) -- "
                           + rebuild_hint(engine_path, sidecar))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, then rename: an interrupted write leaves no valid-looking file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- the machine ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevt.bench.report import _atomic_write
+from edgevt.fileio import atomic_write_bytes
 
 
 def _figure(*args, **kwargs):
@@ -24,7 +24,7 @@ def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
 
 

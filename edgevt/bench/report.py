@@ -6,23 +6,10 @@ that looks complete.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from edgevt.bench.suite import BenchResult, BenchRow, machine_busy
-
-
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from edgevt.fileio import atomic_write_bytes
 
 
 def _fmt(x: float | None, nd: int = 2) -> str:
@@ -109,7 +96,7 @@ def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:
 
 def write_json(result: BenchResult, path: str | Path) -> Path:
     path = Path(path)
-    _atomic_write(path, json.dumps(result.to_dict(), indent=1))
+    atomic_write_bytes(path, json.dumps(result.to_dict(), indent=1))
     return path
 
 
@@ -133,6 +120,6 @@ def write_reports(result: BenchResult, out: str | Path, name: str = "bench") -> 
     md = to_markdown(result, plot.name if plot is not None else None)
     if "accuracy_png" in files:
         md += f"\n![accuracy vs latency]({files['accuracy_png'].name})\n"
-    _atomic_write(out / f"{name}.md", md)
+    atomic_write_bytes(out / f"{name}.md", md)
     files["md"] = out / f"{name}.md"
     return files

@@ -140,10 +140,10 @@ def stream_table(r: StreamBench):
 
 
 def write_stream_reports(r: StreamBench, out: str | Path, name: str = "bench_stream") -> dict[str, Path]:
-    from edgevt.bench.report import _atomic_write
+    from edgevt.fileio import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / f"{name}.json", json.dumps(r.to_dict(), indent=1, default=str))
-    _atomic_write(out / f"{name}.md", stream_markdown(r))
+    atomic_write_bytes(out / f"{name}.json", json.dumps(r.to_dict(), indent=1, default=str))
+    atomic_write_bytes(out / f"{name}.md", stream_markdown(r))
     return {"json": out / f"{name}.json", "md": out / f"{name}.md"}

@@ -54,7 +54,7 @@ def eval_cmd(
             results = [evaluate(artifact, data, precision=precision, backend=backend, batch_size=batch_size,
                                 max_clips=max_clips, out_dir=out, threads=threads, progress=progress)]
     if out is not None:
-        from edgevt.export.bundle import atomic_write_text
+        from edgevt.fileio import atomic_write_text
 
         Path(out).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(out) / "eval.json", json.dumps([r.to_dict() for r in results], indent=2))

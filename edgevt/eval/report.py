@@ -1,11 +1,11 @@
 """Evaluation reports: confusion matrix PNG and the side-by-side precision table."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from edgevt.fileio import atomic_path
 
 
 def save_confusion_png(confusion: np.ndarray, labels: list[str], title: str, path: str | Path) -> None:
@@ -34,14 +34,11 @@ def save_confusion_png(confusion: np.ndarray, labels: list[str], title: str, pat
                             color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
 
 
 def results_table_rows(results) -> list[dict]:

@@ -19,29 +19,17 @@ is replaced through a temporary file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from edgevt.errors import EdgevtError
+from edgevt.fileio import atomic_write_text
 from edgevt.models.checkpoint import file_sha256
 from edgevt.spec import ClipSpec
 
 MANIFEST = "edgevt.json"
 FORMAT = "edgevt-bundle"
 FORMAT_VERSION = 1
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Bundle:

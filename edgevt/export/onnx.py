@@ -12,9 +12,7 @@ check afterwards guards either. ``exporter="dynamo"`` or ``"legacy"`` forces one
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -26,6 +24,7 @@ import torch
 from torch import nn
 
 from edgevt.errors import EdgevtError
+from edgevt.fileio import atomic_path
 from edgevt.spec import ClipSpec
 
 INPUT_NAME = "frames"
@@ -157,14 +156,8 @@ def check_and_save(model: onnx.ModelProto, path: Path) -> None:
 def save_onnx_atomic(model: onnx.ModelProto, path: Path) -> None:
     if model.ByteSize() > 2_000_000_000:
         raise EdgevtError(f"{path}: the model is over 2 GB; single-file ONNX cannot hold it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp, save_as_external_data=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp), save_as_external_data=False)
 
 
 def export_onnx(model: nn.Module, spec: ClipSpec, path: str | Path, *, float_input: bool = False,

@@ -6,14 +6,13 @@ architecture name, constructor arguments, the ClipSpec (with labels) and what pr
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from edgevt.errors import EdgevtError
+from edgevt.fileio import atomic_path
 from edgevt.spec import ClipSpec
 
 FORMAT = "edgevt-checkpoint"
@@ -21,17 +20,9 @@ FORMAT_VERSION = 1
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    """torch.save through a temporary file and a rename: never a half-written checkpoint."""
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, spec: ClipSpec, *, arch: str | None = None,
