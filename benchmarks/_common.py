@@ -9,7 +9,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def provenance() -> dict:
-    from edgevt.cli.info import environment
+    from edgevt.env import environment
 
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **environment()}
 

@@ -217,7 +217,7 @@ def main() -> None:
 
 def write(results: dict, args, t_start: float, cache) -> None:
     """Write what is done so far (called after each section)."""
-    from edgevt.cli.info import environment
+    from edgevt.env import environment
 
     results["seconds"] = round(time.time() - t_start, 1)
     results["provenance"] = {"environment": json.loads(json.dumps(environment(), default=str)),

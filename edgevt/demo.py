@@ -424,7 +424,7 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def write_report(ctx: DemoContext) -> Path:
     """report.md from the step records: every number in it comes from this demo folder's runs."""
-    from edgevt.cli.info import environment
+    from edgevt.env import environment
 
     env = environment()
     s = ctx.size

@@ -228,7 +228,7 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
     final = out / "model.pt"
     report: dict = {}
     if info.main:
-        from edgevt.cli.info import environment
+        from edgevt.env import environment
 
         data = {k: _fingerprint(v.base if isinstance(v, CachedClips) else v)
                 for k, v in {"source": train_set, "validation": val_set, "target": target_set,

@@ -246,9 +246,9 @@ class OrtBackend(Backend):
              "providers": self.providers, "graph_optimization": self.graph_optimization,
              "onnxruntime": ort.__version__}
         if self.name == "ort-cpu":
-            from edgevt.cli.info import _cpu_name
+            from edgevt.env import cpu_name
 
-            d.update(device="cpu", cpu=_cpu_name(), threads=self.threads or "default")
+            d.update(device="cpu", cpu=cpu_name(), threads=self.threads or "default")
         else:
             d["device"] = f"cuda:{self.device_id}"
         if self.name == "ort-trt":

@@ -173,9 +173,9 @@ class TorchBackend(Backend):
         if self.device.type == "cuda":
             d.update(device=str(self.device), gpu=torch.cuda.get_device_name(self.device), cuda=torch.version.cuda)
         else:
-            from edgevt.cli.info import _cpu_name
+            from edgevt.env import cpu_name
 
-            d.update(device="cpu", cpu=_cpu_name(), threads=self.threads)
+            d.update(device="cpu", cpu=cpu_name(), threads=self.threads)
         return d
 
 

@@ -65,7 +65,7 @@ def bench_stream(bundle: str | Path, video: str | Path, *, backend: str | None =
     """Stream ``video`` through the bundle's model; see the module docstring."""
     import edgevt.stream as es
     from edgevt.bench.suite import apply_threads
-    from edgevt.cli.info import environment
+    from edgevt.env import environment
 
     video = Path(video)
     if not video.is_file():

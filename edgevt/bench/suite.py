@@ -200,7 +200,7 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
               threads: int | None = None, clips: str | Path | None = None, baseline: bool = True,
               seed: int = 0, progress=None) -> BenchResult:
     """Time each configuration; see the module docstring. ``progress`` is a rich Progress or None."""
-    from edgevt.cli.info import environment
+    from edgevt.env import environment
     from edgevt.export.bundle import Bundle
 
     bundle = Bundle.load(bundle_path)

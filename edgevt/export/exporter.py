@@ -145,7 +145,7 @@ def parse_tolerance(text: str | None) -> dict:
 
 
 def _versions() -> dict:
-    from edgevt.cli.info import environment
+    from edgevt.env import environment
 
     env = environment()
     import onnxconverter_common
