@@ -42,12 +42,34 @@ def row_cells(r: BenchRow) -> list[str]:
             str(s.runs), f"NOISY ({s.noise})" if s.noisy else f"ok (CV {s.cv:.0%})"]
 
 
-def rich_table(result: BenchResult):
+# What an 80-column terminal can show; the markdown and JSON always carry every column.
+COMPACT_COLUMNS = ["backend", "precision", "batch", "p50 ms", "p95 ms", "p99 ms", "clips/s", "vs PyTorch eager",
+                   "noise"]
+_COMPACT_HEADERS = {"precision": "prec", "vs PyTorch eager": "vs eager"}
+# Cells that must never be cut to '…'; the last column (noise / status reason) wraps instead.
+_KEY = set(COMPACT_COLUMNS) - {"noise"}
+_WRAP_LAST_AT = 24
+
+
+def _justify(c: str) -> str:
+    return "right" if c.endswith(("ms", "/s")) or c in ("batch", "runs") else "left"
+
+
+def natural_width(renderable) -> int:
+    """Columns a rich renderable takes when nothing squeezes it."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, renderable).maximum
+
+
+def _full_table(result: BenchResult, last_max: int | None = None):
     from rich.table import Table
 
     t = Table(title=f"edgevt bench: {result.bundle}")
     for c in COLUMNS:
-        t.add_column(c, justify="right" if c.endswith(("ms", "/s")) or c in ("batch", "runs") else "left")
+        t.add_column(c, justify=_justify(c), max_width=last_max if c == COLUMNS[-1] else None)
     for r in result.rows:
         cells = row_cells(r)
         style = "bold" if r.baseline else ("dim" if r.status != "ok" else None)
@@ -55,6 +77,49 @@ def rich_table(result: BenchResult):
             cells[-1] = f"[yellow]{cells[-1]}[/]"
         t.add_row(*cells, style=style)
     return t
+
+
+def _compact_table(result: BenchResult):
+    """Key columns in a light box: fits 80 columns. Short cells here; the details go under the table."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=f"edgevt bench: {result.bundle}", box=box.SIMPLE_HEAD, collapse_padding=True,
+              show_edge=False, pad_edge=False,
+              caption="vs eager: PyTorch eager p50 / row p50; all columns: --wide or bench.md",
+              caption_justify="left")
+    for c in COMPACT_COLUMNS:
+        t.add_column(_COMPACT_HEADERS.get(c, c), justify=_justify(c), no_wrap=c in _KEY,
+                     overflow="fold" if c not in _KEY else "ellipsis")
+    pick = [COLUMNS.index(c) for c in COMPACT_COLUMNS]
+    notes = []
+    for r in result.rows:
+        full = row_cells(r)
+        cells = [full[i] for i in pick]
+        style = "bold" if r.baseline else ("dim" if r.status != "ok" else None)
+        if r.baseline:
+            cells[COMPACT_COLUMNS.index("vs PyTorch eager")] = "baseline"
+        if r.stats is None:
+            # A status reason is a sentence; a narrow column would cut it into word shards.
+            cells[-1] = r.status
+            notes.append(f"{r.label} {r.status}: {r.reason}")
+        elif r.stats.noisy:
+            cells[-1] = f"[yellow]{cells[-1]}[/]"
+        t.add_row(*cells, style=style)
+    if not notes:
+        return t
+    return Group(t, *(Text(n, style="dim") for n in notes))
+
+
+def rich_table(result: BenchResult, width: int | None = None, wide: bool = False):
+    """The bench table for a terminal ``width`` columns wide: every column when it fits (or ``wide``),
+    otherwise the key columns (COMPACT_COLUMNS). ``width=None``: every column."""
+    # The last cell (noise, or a skip reason) may wrap; every other column must fit whole.
+    if wide or width is None or natural_width(_full_table(result, last_max=_WRAP_LAST_AT)) <= width:
+        return _full_table(result)
+    return _compact_table(result)
 
 
 def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:

@@ -31,11 +31,13 @@ def bench(
                                   help="Time PyTorch eager on the source checkpoint as the baseline row."),
     stream: Path = typer.Option(None, "--stream", help="Time the streaming loop end to end on this video "
                                                        "instead, with its stage breakdown."),
+    wide: bool = typer.Option(False, "--wide", help="Print every column even where the terminal is too narrow "
+                                                    "(default: the key columns there; the reports have all)."),
 ) -> None:
     """Time every backend x precision x batch of a bundle: warm-up by time, then timed runs; reports
     p50/p90/p95/p99, mean, min, max, clips/s, copies vs compute where the backend separates them, and
     the speed-up against PyTorch eager. Writes a JSON with provenance, markdown and a PNG plot."""
-    from edgevt.bench.report import rich_table, write_reports
+    from edgevt.bench.report import natural_width, rich_table, write_reports
 
     console = Console()
     if not bundle.exists():
@@ -59,7 +61,9 @@ def bench(
             result = run_bench(bundle, backend, precision, batch, warmup_s=warmup_s,
                                duration_s=None if runs else duration_s, runs=runs, threads=threads,
                                clips=clips, baseline=baseline, progress=progress)
-        console.print(rich_table(result))
+        table = rich_table(result, width=console.width, wide=wide)
+        # --wide: unsqueezed, so a pager (less -S) or a log gets whole cells rather than '…'.
+        (Console(width=natural_width(table)) if wide else console).print(table)
         from edgevt.bench.suite import machine_busy
 
         busy = machine_busy(result.provenance)
