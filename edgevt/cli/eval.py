@@ -22,6 +22,9 @@ def eval_cmd(
                                                         "(default: eval/ inside a bundle, else none)."),
     threads: int = typer.Option(None, help="CPU threads for the backend."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    skip_bad: bool = typer.Option(True, "--skip-bad/--no-skip-bad",
+                                  help="Skip unreadable, truncated or empty videos with a warning that lists "
+                                       "them (default), or stop at the first one with --no-skip-bad."),
 ) -> None:
     """Top-1/top-5, per-class accuracy, confusion matrix PNG and a latency summary of ARTIFACT on
     DATA; every row is computed on the same clips sampled with the artifact's ClipSpec."""
@@ -49,10 +52,11 @@ def eval_cmd(
         if all_precisions:
             results = evaluate_all(artifact, data, backend=backend, batch_size=batch_size, max_clips=max_clips,
                                    out_dir=out, threads=threads, include_checkpoint=with_checkpoint,
-                                   progress=progress)
+                                   progress=progress, skip_bad=skip_bad)
         else:
             results = [evaluate(artifact, data, precision=precision, backend=backend, batch_size=batch_size,
-                                max_clips=max_clips, out_dir=out, threads=threads, progress=progress)]
+                                max_clips=max_clips, out_dir=out, threads=threads, progress=progress,
+                                skip_bad=skip_bad)]
     if out is not None:
         from edgevt.fileio import atomic_write_text
 

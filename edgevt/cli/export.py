@@ -38,6 +38,9 @@ def export(
     forms: str = typer.Option("", help="Extra artifact forms, comma-separated: stream (whatever the model "
                                        "supports), incremental, stateful."),
     threads: int = typer.Option(None, help="onnxruntime threads for the checks (default: all cores)."),
+    skip_bad: bool = typer.Option(True, "--skip-bad/--no-skip-bad",
+                                  help="Skip unreadable --calib/--eval videos with a warning that lists them "
+                                       "(default), or stop at the first one with --no-skip-bad."),
 ) -> None:
     """Export CHECKPOINT to a bundle: model.onnx (+ model.fp16.onnx, model.int8.onnx) and edgevt.json
     with the ClipSpec, I/O, hashes and every check (parity, INT8 calibration, accuracy gate)."""
@@ -51,7 +54,8 @@ def export(
     cfg = ExportConfig(precisions=tuple(precisions), calib=calib, calib_clips=calib_clips,
                        calib_method=calib_method, calib_cache=calib_cache, flavour=flavour, eval=eval_data,
                        eval_clips=eval_clips, max_drop=max_drop, float_input=float_input, opset=opset,
-                       exporter=exporter, tolerance=parse_tolerance(tolerance), forms=_split(forms), threads=threads)
+                       exporter=exporter, tolerance=parse_tolerance(tolerance), forms=_split(forms), threads=threads,
+                       skip_bad=skip_bad)
     console = Console(stderr=True)
     with console.status("exporting") as status:
         def log(msg: str) -> None:

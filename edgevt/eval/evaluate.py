@@ -56,10 +56,11 @@ class ClipSet:
     spec: ClipSpec
 
 
-def load_eval_clips(data, spec: ClipSpec, max_clips: int | None = None) -> ClipSet:
+def load_eval_clips(data, spec: ClipSpec, max_clips: int | None = None, skip_bad: bool = True) -> ClipSet:
+    """skip_bad: skip unreadable videos with a warning (default); False: the first one is an error."""
     from edgevt.export.calibration import load_clips
 
-    clips, labels, paths = load_clips(data, spec, max_clips, labeled=True, what="evaluation")
+    clips, labels, paths = load_clips(data, spec, max_clips, labeled=True, what="evaluation", skip_bad=skip_bad)
     if (labels < 0).any():
         raise EdgevtError(f"{data}: evaluation needs labeled clips (class folders or a 'path label' list)")
     return ClipSet(clips, labels, paths, str(data), spec)
@@ -191,17 +192,18 @@ def predict(backend, clips: np.ndarray, spec: ClipSpec, batch_size: int = 8, pro
 def evaluate(artifact, data=None, *, precision: str | None = None, backend: str | None = None,
              batch_size: int = 8, max_clips: int | None = None, clipset: ClipSet | None = None,
              out_dir: str | Path | None = None, threads: int | None = None, progress=None,
-             return_logits: bool = False):
+             return_logits: bool = False, skip_bad: bool = True):
     """Evaluate one artifact on labeled clips (``data`` or an already loaded ``clipset``).
 
     out_dir: where to write the confusion matrix PNG (none written when None).
+    skip_bad: skip unreadable videos in ``data`` with a warning; False makes the first one an error.
     """
     kind = artifact_kind(artifact)
     spec = artifact_spec(artifact, kind)
     if clipset is None:
         if data is None:
             raise EdgevtError("evaluate needs data (a labeled folder or list) or a loaded clipset")
-        clipset = load_eval_clips(data, spec, max_clips)
+        clipset = load_eval_clips(data, spec, max_clips, skip_bad=skip_bad)
     _check_same_spec(clipset.spec, spec, artifact)
     name, be = open_artifact(artifact, kind, backend, precision, threads)
     try:
@@ -239,7 +241,8 @@ def _check_same_spec(a: ClipSpec, b: ClipSpec, artifact) -> None:
 
 def evaluate_all(bundle, data=None, *, backend: str | None = None, batch_size: int = 8,
                  max_clips: int | None = None, out_dir: str | Path | None = None, threads: int | None = None,
-                 save: bool = True, include_checkpoint: bool = False, progress=None) -> list[EvalResult]:
+                 save: bool = True, include_checkpoint: bool = False, progress=None,
+                 skip_bad: bool = True) -> list[EvalResult]:
     """Every model.<precision> of a bundle on the same clips; stored in the manifest's ``eval``."""
     from edgevt.export.bundle import Bundle
 
@@ -247,7 +250,7 @@ def evaluate_all(bundle, data=None, *, backend: str | None = None, batch_size: i
     precisions = [k.split(".", 1)[1] for k in b.artifacts if k.startswith("model.")]
     if not precisions:
         raise EdgevtError(f"{b.path}: bundle has no model.<precision> artifacts")
-    clipset = load_eval_clips(data, b.spec, max_clips)
+    clipset = load_eval_clips(data, b.spec, max_clips, skip_bad=skip_bad)
     results, logits = [], {}
     rows = []
     if include_checkpoint:

@@ -23,20 +23,22 @@ MIN_SENSIBLE_CLIPS = 32
 
 
 def load_clips(source: str | Path | list, spec: ClipSpec, max_clips: int | None = None, *,
-               labeled: bool = False, what: str = "calibration") -> tuple[np.ndarray, np.ndarray, list[str]]:
+               labeled: bool = False, what: str = "calibration",
+               skip_bad: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(uint8 clips [N,T,H,W,3], labels [N] (-1 unlabeled), paths) from a data source.
 
     ``max_clips`` picks clips evenly spread over the source (deterministic), so a class-sorted
-    folder still gives every class. Unreadable videos are skipped; none readable is an error.
+    folder still gives every class. Unreadable videos are skipped with a warning (none readable is an
+    error); ``skip_bad=False`` makes the first one an error naming the file, as ``adapt`` does by default.
     """
     from edgevt.data.datasets import ClipDataset, ClipRecord, LabelMap, load_dataset
 
     labels = LabelMap(spec.labels) if labeled and spec.labels else None
     try:
         if isinstance(source, (list, tuple)):
-            ds = ClipDataset([ClipRecord(str(p)) for p in source], spec, train=False, skip_bad=True)
+            ds = ClipDataset([ClipRecord(str(p)) for p in source], spec, train=False, skip_bad=skip_bad)
         else:
-            ds = load_dataset(source, spec, labels=labels, labeled=labeled, train=False, skip_bad=True)
+            ds = load_dataset(source, spec, labels=labels, labeled=labeled, train=False, skip_bad=skip_bad)
     except EdgevtError as e:
         msg = str(e)
         if "no readable clips" in msg or "contains no video files" in msg or "no class subfolders" in msg:

@@ -64,6 +64,7 @@ class ExportConfig:
     keep_first_conv: bool = True  # tensorrt flavour: keep 3-input-channel convs out of INT8
     forms: list = field(default_factory=list)  # names from register_form, or callables(ctx)
     threads: int | None = None  # onnxruntime intra-op threads for the checks
+    skip_bad: bool = True  # skip unreadable calib/eval videos with a warning; False: the first one is an error
 
     def validate(self) -> None:
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -195,15 +196,17 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
     calib = eval_set = None
     if "int8" in config.precisions:
         log(f"loading calibration clips from {describe_source(config.calib)}")
-        calib = load_clips(config.calib, spec, config.calib_clips, labeled=False, what="calibration")
+        calib = load_clips(config.calib, spec, config.calib_clips, labeled=False, what="calibration",
+                           skip_bad=config.skip_bad)
         if len(calib[0]) < MIN_SENSIBLE_CLIPS:
             warn(f"calibrating on only {len(calib[0])} clips (fewer than {MIN_SENSIBLE_CLIPS}); activation "
                  "ranges may be noisy -- give more target-domain clips")
     elif config.calib is not None:  # no INT8, but real clips for the parity check
-        calib_for_parity = load_clips(config.calib, spec, config.parity_clips, labeled=False, what="calibration")
+        calib_for_parity = load_clips(config.calib, spec, config.parity_clips, labeled=False, what="calibration",
+                                      skip_bad=config.skip_bad)
     if config.eval is not None:
         log(f"loading evaluation clips from {describe_source(config.eval)}")
-        eval_set = _load_eval(config.eval, spec, config.eval_clips)
+        eval_set = _load_eval(config.eval, spec, config.eval_clips, config.skip_bad)
     if eval_set is not None:
         parity_clips = eval_set[0][:config.parity_clips]
         parity_source = f"eval data {describe_source(config.eval)}"
@@ -240,14 +243,14 @@ def describe_source(source) -> str:
     return str(source)
 
 
-def _load_eval(source, spec: ClipSpec, max_clips: int | None):
+def _load_eval(source, spec: ClipSpec, max_clips: int | None, skip_bad: bool = True):
     """Labeled clips when the source has labels, otherwise unlabeled (agreement-only gate)."""
     try:
-        return load_clips(source, spec, max_clips, labeled=True, what="evaluation")
+        return load_clips(source, spec, max_clips, labeled=True, what="evaluation", skip_bad=skip_bad)
     except EdgevtError as e:
         if "no class subfolders" not in str(e) and "no readable evaluation clips" not in str(e):
             raise
-    return load_clips(source, spec, max_clips, labeled=False, what="evaluation")
+    return load_clips(source, spec, max_clips, labeled=False, what="evaluation", skip_bad=skip_bad)
 
 
 def _config_record(config: ExportConfig) -> dict:

@@ -101,3 +101,35 @@ def test_unreadable_eval_videos_are_skipped_with_a_warning(motiondigits, tiny_sp
     with pytest.warns(UserWarning, match="skipped 1 unreadable video.*broken.mp4"):
         clips = load_eval_clips(data, tiny_spec)
     assert len(clips.labels) == 12
+
+
+@pytest.fixture
+def list_with_corrupt_video(motiondigits, tmp_path):
+    """A 'path label' list of the target-test clips plus x.mp4, which is garbage bytes."""
+    bad = tmp_path / "x.mp4"
+    bad.write_bytes(b"garbage, not a video" * 8)
+    lines = [f"{p} {p.parent.name}" for p in sorted((motiondigits / "target" / "test").rglob("*.mp4"))]
+    lines.insert(3, f"{bad} {lines[0].split()[1]}")
+    lst = tmp_path / "test.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    return lst
+
+
+def test_no_skip_bad_makes_an_unreadable_eval_video_an_error(list_with_corrupt_video, tiny_spec, ev_ckpt):
+    with pytest.warns(UserWarning, match="skipped 1 unreadable video.*x.mp4"):
+        assert len(load_eval_clips(list_with_corrupt_video, tiny_spec).labels) == 12
+    with pytest.raises(EdgevtError, match=r"x\.mp4: .*pass --skip-bad") as e:
+        load_eval_clips(list_with_corrupt_video, tiny_spec, skip_bad=False)
+    assert "\n" not in str(e.value)
+    with pytest.raises(EdgevtError, match=r"x\.mp4"):
+        evaluate(ev_ckpt, list_with_corrupt_video, skip_bad=False)
+
+
+def test_cli_eval_no_skip_bad(list_with_corrupt_video, ev_ckpt, capsys):
+    from edgevt.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(ev_ckpt), str(list_with_corrupt_video), "--no-skip-bad"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "x.mp4" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -172,3 +172,25 @@ def test_failed_export_keeps_old_bundle_and_leaves_nothing_half_written(tmp_path
     assert (out / "edgevt.json").read_text() == before
     assert not out.with_name("b.partial").exists()
     Bundle.load(out)
+
+
+def test_unreadable_calibration_video_skipped_or_an_error_with_skip_bad_off(tmp_path, ex_ckpt, tiny_spec,
+                                                                            motiondigits):
+    from edgevt.export.calibration import load_clips
+
+    bad = tmp_path / "x.mp4"
+    bad.write_bytes(b"garbage, not a video" * 8)
+    good = sorted((motiondigits / "target" / "train").rglob("*.mp4"))[:3]
+    with pytest.warns(UserWarning, match="calibration: skipped 1 unreadable video.*x.mp4"):
+        clips, _, paths = load_clips([*good, bad], tiny_spec)
+    assert len(clips) == 3 and str(bad) not in paths
+    with pytest.raises(EdgevtError, match=r"x\.mp4: .*pass --skip-bad"):
+        load_clips([*good, bad], tiny_spec, skip_bad=False)
+    # the exporter checks its data first: nothing is written
+    cfg = ExportConfig(precisions=("fp32", "int8"), calib=[*good, bad], calib_cache=tmp_path / "c", skip_bad=False)
+    with pytest.raises(EdgevtError, match=r"x\.mp4"):
+        export_bundle(ex_ckpt, tmp_path / "b", cfg)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+    cfg = ExportConfig(calib=good, eval=[*good, bad], skip_bad=False)
+    with pytest.raises(EdgevtError, match=r"x\.mp4"):
+        export_bundle(ex_ckpt, tmp_path / "b", cfg)
