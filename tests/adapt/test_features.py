@@ -32,7 +32,8 @@ def test_cached_features_equal_pixel_path(motiondigits, tiny_spec, arch):
 
 def test_cache_refused_where_not_exact():
     tsm = create_model("tsm_tinycnn", 6, 4)
-    assert not can_cache(tsm, 1, augment=False, sampling="segment")[0]
+    assert not can_cache(tsm, 2, augment=False, sampling="segment")[0]  # block 1 shifts: windows
+    assert can_cache(tsm, 1, augment=False, sampling="segment")[0]  # the stem alone has no shift: frames
     tsn = create_model("tsn_tinycnn", 6, 4)
     assert "augmentation" in can_cache(tsn, 1, augment=True)[1]
     assert not can_cache(tsn, 0, augment=False)[0]
@@ -44,3 +45,47 @@ def test_linear_mode_freezes_backbone():
     assert backbone == [] and frozen == 3
     assert all(not p.requires_grad for p in model.encoder.parameters())
     assert all(p.requires_grad for p in head)
+
+
+def test_new_stages_on_a_pretrained_prefix_train_in_linear_mode():
+    """Lite0-S4: linear mode freezes the pretrained stem/stages 1-2 only; the new blocks train at the
+    full learning rate (head group) and their BatchNorm stays in train mode under freeze_bn."""
+    from edgevt.adapt.features import frame_stages, set_train_mode
+
+    model = create_model("tsm_efficientnet_lite0_s4", 6, 4, weights="pretrained", temporal="conv", temporal_dim=16)
+    stages = frame_stages(model)
+    backbone, head, frozen = trainable_split(model, "linear", 0)
+    assert backbone == [] and frozen == len(stages) - 3 == 3
+    assert all(not p.requires_grad for s in stages[:frozen] for p in s.parameters())
+    new_ids = {id(p) for s in stages[frozen:] for p in s.parameters()}
+    assert new_ids <= {id(p) for p in head}
+    set_train_mode(model, frozen, freeze_bn=True)
+    bns = lambda mods: [m for s in mods for m in s.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # noqa: E731
+    assert all(not m.training for m in bns(stages[:frozen])) and all(m.training for m in bns(stages[frozen:]))
+    # partial: the new stages plus the top `unfreeze` pretrained ones
+    model = create_model("tsm_efficientnet_lite0_s4", 6, 4, weights="pretrained")
+    backbone, head, frozen = trainable_split(model, "partial", 1)
+    assert frozen == 2 and {id(p) for p in backbone} == {id(p) for p in frame_stages(model)[2].parameters()}
+
+
+def test_per_frame_cache_when_the_shifts_are_above_the_frozen_prefix(motiondigits, tiny_spec):
+    """TSM on Lite0-S4 shifts only in the new blocks, so its frozen prefix is cached per frame (not
+    per clip window) and the cached path still equals the pixel path."""
+    from edgevt.adapt.features import prefix_has_shift
+
+    torch.manual_seed(0)
+    spec = tiny_spec.replace(mean=[0.5] * 3, std=[0.5] * 3)
+    model = create_model("tsm_efficientnet_lite0_s4", 6, 4, weights="pretrained", temporal="conv", temporal_dim=16)
+    _, _, frozen = trainable_split(model, "linear", 0)
+    assert not prefix_has_shift(model, frozen) and prefix_has_shift(model, frozen + 3)
+    assert can_cache(model, frozen, augment=False, sampling="segment")[0]
+    ds = open_labeled(str(motiondigits / "source_train.txt"), spec, LabelMap(spec.labels), train=True, seed=3)
+    videos, _ = FeatureCache().get(ds, model, spec, frozen, torch.device("cpu"))
+    assert "frames" in videos[0]
+    cached = CachedClips(ds, videos)
+    model.eval()
+    pixel_net, cache_net = ClipNet(model, spec), ClipNet(model, spec, cached_stages=frozen)
+    for i in (0, 7):
+        (x, _), (f, _) = ds[i], cached[i]
+        with torch.no_grad():
+            torch.testing.assert_close(pixel_net(x[None]), cache_net(f[None].float()), rtol=1e-4, atol=1e-4)

@@ -72,3 +72,23 @@ def test_torchvision_download_offline_says_what_to_do():
         assert "--weights none" in str(e) and "could not download" in str(e)
     else:
         assert model.fc.out_features == 3
+
+
+def test_lite0_s4_keeps_imagenet_weights_and_shifts_only_new_blocks():
+    """The S4 cut reuses the bundled ImageNet Lite0 stem and stages 1-2 unchanged (same outputs as the
+    full network's first layers) and TSM shifts sit only in its two new residual blocks."""
+    from edgevt.models.efficientnet_lite import efficientnet_lite0
+    from edgevt.models.temporal import TemporalShift
+
+    full = efficientnet_lite0(pretrained=True).eval()
+    model = create_model("tsm_efficientnet_lite0_s4", 6, num_frames=4, weights="pretrained").eval()
+    net = model.encoder.net
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = full._blocks[:3](full.act(full._bn0(full._conv_stem(x))))
+        torch.testing.assert_close(net.stage2(net.stage1(net.stem(x))), ref)
+    shifts = [n for n, m in model.named_modules() if isinstance(m, TemporalShift)]
+    assert len(shifts) == 2 and all(n.startswith("encoder.net.blocks.") for n in shifts)
+    assert model_info("tsm_efficientnet_lite0_s4").mean == (0.5, 0.5, 0.5)
+    with pytest.raises(EdgevtError, match="efficientnet_lite0_s4"):
+        create_model("tsm_efficientnet_lite0_s4", 6, weights="ResNet18_Weights.IMAGENET1K_V1")
