@@ -22,6 +22,8 @@ gate) or re-running an export reuses them.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -138,6 +140,26 @@ def preprocess_for_quantization(src: str | Path, dst: str | Path) -> None:
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
+class _PerChannelFallbackFilter:
+    """Drops onnxruntime's 'Axis 1 is out-of-range for weight ...' warning: per-channel quantization
+    asks for axis 1 on rank-1 weights (LayerNorm scales), finds none and correctly falls back to
+    per-tensor; the warning repeats on every gate iteration and reads like an error."""
+
+    def filter(self, record) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_per_channel_fallback():
+    root = logging.getLogger()
+    f = _PerChannelFallbackFilter()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
+
+
 def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str = "entropy",
                   flavour: str = "tensorrt", nodes_to_exclude: list[str] | None = None,
                   cache_path: str | Path | None = None, qdq_fp32_copy: str | Path | None = None) -> dict:
@@ -160,7 +182,8 @@ def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str 
     with tempfile.TemporaryDirectory(prefix="edgevt-q.") as tmp:
         qdq = Path(tmp) / "qdq.onnx"
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_per_channel_fallback():
+                # (the calibrators print progress to stdout)
                 quantize_static(str(prepared), str(qdq), reader, calibrate_method=_calibration_method(method),
                                 nodes_to_exclude=list(nodes_to_exclude or []),
                                 calibration_cache_path=str(cache_path) if cache_path else None, **settings)

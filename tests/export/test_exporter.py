@@ -194,3 +194,19 @@ def test_unreadable_calibration_video_skipped_or_an_error_with_skip_bad_off(tmp_
     cfg = ExportConfig(calib=good, eval=[*good, bad], skip_bad=False)
     with pytest.raises(EdgevtError, match=r"x\.mp4"):
         export_bundle(ex_ckpt, tmp_path / "b", cfg)
+
+
+def test_per_channel_fallback_warning_is_dropped_but_others_pass(caplog):
+    """onnxruntime's quantizer logs 'Axis 1 is out-of-range for weight ...' on the root logger for every
+    LayerNorm scale (a correct per-tensor fallback); the export hid nothing else and restores logging."""
+    import logging
+
+    from edgevt.export.precision import _quiet_per_channel_fallback
+
+    with caplog.at_level(logging.WARNING):
+        with _quiet_per_channel_fallback():
+            logging.warning("Axis 1 is out-of-range for weight 'model.tnorm.weight' with rank 1")
+            logging.warning("something else")
+        logging.warning("Axis 1 is out-of-range for weight 'w' with rank 1")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["something else", "Axis 1 is out-of-range for weight 'w' with rank 1"]
