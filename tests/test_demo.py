@@ -38,7 +38,8 @@ def test_cli_rejects_two_sizes():
 
 @pytest.mark.slow
 def test_demo_end_to_end_and_reuse(tmp_path):
-    """The whole demo at the tiny size (a random tiny model: the plumbing, not the accuracy)."""
+    """The whole demo at the tiny size: the default model (pretrained Lite0-S4, TSM) on a few tiny clips
+    (the plumbing, not the accuracy)."""
     out = tmp_path / "demo"
     first = run_demo(out, SIZES["tiny"], threads=1)
     report = first.report.read_text()
@@ -57,6 +58,8 @@ def test_demo_end_to_end_and_reuse(tmp_path):
     lines = (out / "stream" / "decisions.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["type"] == "start" and json.loads(lines[-1])["type"] == "summary"
     assert (out / "stream" / "annotated.mp4").stat().st_size > 0
+    assert first.records["adapt"]["summary"]["runs"]["source_only"]["feature_cache"].startswith("on")
+    assert {"stateful.fp32", "head.fp32"} <= set(bundle["artifacts"])  # TSM streams in the stateful form
     chosen = first.records["adapt"]["summary"]["best"]
     assert f"Exported: **{chosen}**" in report
 
