@@ -36,6 +36,30 @@ def test_cli_rejects_two_sizes():
     assert e.value.code == 2
 
 
+@pytest.mark.parametrize("args, model, weights, epochs", [
+    ([], "tsm_efficientnet_lite0_s4", "pretrained", (40, 20)),
+    (["--model", "tsm_tinycnn", "--epochs", "6"], "tsm_tinycnn", "none", (6, 3)),
+    (["--model", "tsn_efficientnet_lite0"], "tsn_efficientnet_lite0", "pretrained", (40, 20)),
+])
+def test_cli_picks_model_weights_and_epochs(monkeypatch, tmp_path, args, model, weights, epochs):
+    """Lite0 models get the offline ImageNet weights, others start from scratch (their weights would need
+    a download); --epochs sets source-only and DANN gets half."""
+    import edgevt.demo
+    from edgevt.cli import main
+
+    seen = {}
+
+    def fake_run_demo(out, size, **kw):
+        seen["size"] = size
+        raise SystemExit(0)
+
+    monkeypatch.setattr(edgevt.demo, "run_demo", fake_run_demo)
+    with pytest.raises(SystemExit):
+        main(["demo", "-o", str(tmp_path), *args])
+    s = seen["size"]
+    assert (s.model, s.weights, (s.epochs, s.dann_epochs)) == (model, weights, epochs)
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_and_reuse(tmp_path):
     """The whole demo at the tiny size: the default model (pretrained Lite0-S4, TSM) on a few tiny clips

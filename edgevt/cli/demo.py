@@ -13,17 +13,20 @@ def demo(
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for everything the demo writes."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes: a few minutes on 2 CPU cores (default)."),
     full: bool = typer.Option(False, "--full", help="Larger data set, longer training and timing."),
-    tiny: bool = typer.Option(False, "--tiny", help="Smallest plumbing check with a tiny random model "
-                                                   "(for tests; its accuracy means nothing).", hidden=True),
+    tiny: bool = typer.Option(False, "--tiny", help="Smallest plumbing check: the default model on a few tiny "
+                                                   "clips (for tests; its accuracy means nothing).", hidden=True),
     model: str = typer.Option(None, "--model", help="Registry model to adapt (default: the size's; "
                                                      "`edgevt models` lists them)."),
-    epochs: int = typer.Option(None, "--epochs", help="Training epochs per strategy (default: the size's)."),
+    epochs: int = typer.Option(None, "--epochs", help="Source-only training epochs; DANN, which starts from the "
+                                                       "source-only model, trains half as many (default: the "
+                                                       "size's, 40 and 20)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch and onnxruntime (default: all)."),
     force: bool = typer.Option(False, "--force", help="Recompute every step instead of reusing earlier outputs."),
 ) -> None:
     """The whole path on the built-in MotionDigits-DA benchmark: generate source + target data, adapt a
-    temporal-shift (TSM) video classifier (source-only vs DANN; --model picks another, e.g. the
-    pretrained tsn_efficientnet_lite0), export the better one with FP16
+    pretrained EfficientNet-Lite0-based temporal-shift model (tsm_efficientnet_lite0_s4: ImageNet stem
+    and stages 1-2 frozen, new TSM blocks trained; source-only vs DANN; --model picks another registry
+    model, pretrained where its weights ship offline), export the better one with FP16
     and INT8 calibrated on target clips (parity checked), evaluate every artifact on target-test, bench
     every usable backend and precision, stream a target-domain video, and write report.md.
     Rerunning reuses every step whose outputs are still valid."""
@@ -39,12 +42,12 @@ def demo(
         from edgevt.models.zoo import model_info
 
         info = model_info(model)  # a clear error for an unknown name
-        lite = info.backbone == "efficientnet_lite0"
+        lite = info.backbone.startswith("efficientnet_lite0")  # the only weights that ship offline
         size = replace(size, model=model, weights="pretrained" if lite else "none")
     if epochs is not None:
         if epochs < 1:
             raise EdgevtError(f"--epochs must be >= 1, got {epochs}")
-        size = replace(size, epochs=epochs)
+        size = replace(size, epochs=epochs, dann_epochs=max(1, epochs // 2))
     console = Console()
     result = run_demo(out, size, threads=threads, force=force, console=console)
     console.rule("edgevt demo: done")
