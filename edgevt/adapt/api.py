@@ -61,12 +61,19 @@ def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch
     info = model_info(arch)
     mean = tuple(cfg.mean) if cfg.mean else info.mean
     std = tuple(cfg.std) if cfg.std else info.std
+    # The default stream form is one that computes this model: a bidirectional TSM's stateful form
+    # is causal, so it differs from the trained model (exported too, but chosen only explicitly).
+    causal = info.family == "tsm" and cfg.shift_direction == "causal"
+    streaming = "incremental" if info.family == "tsn" else "stateful" if causal else "window"
     spec = ClipSpec(num_frames=cfg.num_frames, frame_stride=cfg.frame_stride, size=(cfg.size, cfg.size),
-                    mean=mean, std=std, sampling=cfg.sampling, labels=list(labels.names),
-                    streaming="incremental" if info.family == "tsn" else "stateful" if info.family == "tsm" else "window")
+                    mean=mean, std=std, sampling=cfg.sampling, labels=list(labels.names), streaming=streaming)
     kwargs = {"num_frames": cfg.num_frames}
     if info.family != "3d":
         kwargs.update(temporal=cfg.temporal, temporal_dim=cfg.temporal_dim)
+    if info.family == "tsm":
+        kwargs.update(shift_direction=cfg.shift_direction)
+    elif cfg.shift_direction != "bidirectional":
+        raise EdgevtError(f"--shift-direction {cfg.shift_direction} only applies to TSM (tsm_*) models, not {arch}")
     model = create_model(arch, len(labels), weights=cfg.weights, **kwargs)
     return model, spec, kwargs
 

@@ -34,6 +34,7 @@ class AdaptConfig:
     init: str | None = None  # an edgevt checkpoint to start from (same architecture)
     temporal: str = "conv"  # TSN/TSM temporal head: avg | conv
     temporal_dim: int = 256
+    shift_direction: str = "bidirectional"  # TSM: bidirectional | causal (streams with no offline/online gap)
     num_frames: int = 8
     frame_stride: int = 2
     size: int = 64
@@ -88,6 +89,8 @@ class AdaptConfig:
         check(self.mode in MODES, f"unknown --mode {self.mode!r}; use linear, partial or full")
         check(self.schedule in SCHEDULES, f"unknown --schedule {self.schedule!r}; use {', '.join(SCHEDULES)}")
         check(self.freeze_bn in ("auto", "always", "never"), "--freeze-bn must be auto, always or never")
+        check(self.shift_direction in ("bidirectional", "causal"),
+              f"--shift-direction must be bidirectional or causal, got {self.shift_direction!r}")
         check(self.cache_features in ("auto", "on", "off"), "--cache-features must be auto, on or off")
         check(self.fewshot_method in ("finetune", "prototype"), "--fewshot-method must be finetune or prototype")
         check(self.epochs >= 1 and self.batch_size >= 1, "--epochs and --batch-size must be >= 1")

@@ -21,6 +21,8 @@ def adapt(
     weights: str = typer.Option("none", help="none | pretrained | torchvision weight name | path."),
     init: Optional[str] = typer.Option(None, help="Start from this edgevt checkpoint (same architecture and labels)."),
     temporal: str = typer.Option("conv", help="TSN/TSM temporal head: avg (order-blind) or conv (order-aware)."),
+    shift_direction: str = typer.Option("bidirectional", help="TSM: bidirectional (offline TSM) or causal (no "
+                                        "channels from future frames; `edgevt run` streams it with no offline/online gap)."),
     frames: int = typer.Option(8, help="Frames per clip (T)."),
     stride: int = typer.Option(2, help="Take every k-th source frame."),
     size: int = typer.Option(64, help="Frame height and width."),
@@ -82,7 +84,7 @@ def adapt(
     cfg = AdaptConfig(
         source=source, out=str(out), strategy=strategy, target=target, source_test=source_test,
         target_test=target_test, extra_domains=list(extra_domain), model=model, weights=weights, init=init,
-        temporal=temporal, num_frames=frames, frame_stride=stride, size=size, mean=triple(mean, "mean"),
+        temporal=temporal, shift_direction=shift_direction, num_frames=frames, frame_stride=stride, size=size, mean=triple(mean, "mean"),
         std=triple(std, "std"), mode=mode, unfreeze=unfreeze, freeze_bn=freeze_bn, cache_features=cache_features,
         augment=augment, limit_per_class=limit_per_class, skip_bad=skip_bad, val_split=val_split, epochs=epochs, batch_size=batch_size,
         lr=lr, backbone_lr_mult=backbone_lr_mult, weight_decay=weight_decay, schedule=schedule, warmup=warmup,

@@ -193,18 +193,28 @@ class TemporalClassifier(nn.Module):
     temporal: ``avg`` (TSN average consensus) or ``conv`` (a temporal 1D convolution of width
     ``temporal_dim`` before the average: order-aware, so motions and their reversals differ even
     when the frame encoder is frozen).
+    shift_direction (TSM): ``bidirectional`` (offline TSM) or ``causal`` (no channels from future
+    frames: the stateful stream form then computes the same model as the offline one).
     """
 
     def __init__(self, encoder: FrameEncoder, num_classes: int, num_frames: int, shift: bool,
-                 dropout: float = 0.3, temporal: str = "avg", temporal_dim: int = 256):
+                 dropout: float = 0.3, temporal: str = "avg", temporal_dim: int = 256,
+                 shift_direction: str = "bidirectional"):
         super().__init__()
+        from edgevt.models.temporal import SHIFT_DIRECTIONS
+
+        if shift_direction not in SHIFT_DIRECTIONS:
+            raise EdgevtError(f"unknown shift direction {shift_direction!r}: use {' or '.join(SHIFT_DIRECTIONS)}")
+        if shift_direction != "bidirectional" and not shift:
+            raise EdgevtError("--shift-direction only applies to TSM (tsm_*) models")
+        self.shift_direction = shift_direction
         self.encoder = encoder
         self.num_frames = num_frames
         self.shift = shift
         if shift:
             # Backbones with new layers on a pretrained prefix say where shifts go (only the new part).
             scope = encoder.net.shift_scope() if hasattr(encoder.net, "shift_scope") else encoder
-            insert_temporal_shift(scope, num_frames)
+            insert_temporal_shift(scope, num_frames, causal=shift_direction == "causal")
         if temporal not in ("avg", "conv"):
             raise EdgevtError(f"unknown temporal head {temporal!r}: use avg or conv")
         self.temporal = temporal
@@ -315,7 +325,7 @@ def create_model(name: str, num_classes: int, num_frames: int = 8, weights: str 
     EfficientNet-Lite0 ImageNet weights work offline; torchvision ones are downloaded), a
     torchvision weight name (``ResNet18_Weights.IMAGENET1K_V1``), or a path to an edgevt
     checkpoint or a state dict (loaded with ``weights_only=True``).
-    head_kwargs: ``temporal`` / ``temporal_dim`` of 2D models (see TemporalClassifier).
+    head_kwargs: ``temporal`` / ``temporal_dim`` / ``shift_direction`` of 2D models (see TemporalClassifier).
     """
     info = model_info(name)
     if num_classes < 1:

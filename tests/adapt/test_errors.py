@@ -56,3 +56,30 @@ def test_bad_video_stops_the_run_unless_skip_bad(tiny_cfg, motiondigits, tmp_pat
     result = adapt(tiny_cfg(source=str(source), skip_bad=True))
     assert result.checkpoint
     assert "skipped 1 unreadable" in capsys.readouterr().err
+
+
+def test_shift_direction_is_checked_and_only_for_tsm(tmp_path, motiondigits):
+    from edgevt.adapt import AdaptConfig, adapt
+    from edgevt.errors import EdgevtError
+
+    with pytest.raises(EdgevtError, match="--shift-direction must be"):
+        AdaptConfig(source=str(motiondigits / "source_train.txt"), shift_direction="forward").validate()
+    with pytest.raises(EdgevtError, match="only applies to TSM"):
+        adapt(AdaptConfig(source=str(motiondigits / "source_train.txt"), model="tsn_tinycnn", out=str(tmp_path),
+                          shift_direction="causal", epochs=1, progress=False))
+
+
+@pytest.mark.parametrize("model, direction, form", [("tsm_tinycnn", "bidirectional", "window"),
+                                                     ("tsm_tinycnn", "causal", "stateful"),
+                                                     ("tsn_tinycnn", "bidirectional", "incremental")])
+def test_default_stream_form_computes_the_trained_model(motiondigits, model, direction, form):
+    """A bidirectional TSM streams by default in the window form (its stateful form is causal, a
+    different model); a causal one in the stateful form; TSN incrementally."""
+    from edgevt.adapt import AdaptConfig
+    from edgevt.adapt.api import _build
+    from edgevt.data.datasets import LabelMap
+
+    cfg = AdaptConfig(source=str(motiondigits / "source_train.txt"), model=model, shift_direction=direction)
+    model_, spec, kwargs = _build(cfg, LabelMap(["a", "b"]), None)
+    assert spec.streaming == form
+    assert kwargs.get("shift_direction", "bidirectional") == direction

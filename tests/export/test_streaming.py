@@ -10,6 +10,7 @@ from edgevt.export.streaming import (StatefulFrameModel, causal_clip_embeddings,
                                      export_stream_forms, stream_forms_for)
 from edgevt.models.preprocess import FramePreprocess, FramesClassifier
 from edgevt.models.zoo import create_model
+from edgevt.models.temporal import temporal_shift
 
 
 def _model(arch, spec):
@@ -44,7 +45,7 @@ def test_incremental_export_matches_window_model(tmp_path, tiny_spec):
     assert set(Bundle.load(tmp_path / "b").artifacts) == {"encoder.fp32", "head.fp32"}
 
 
-def _causal_shift(x, num_frames, fold_div=8):
+def _causal_shift(x, num_frames, fold_div=8, causal=True):
     """Reference causal shift written independently of the stateful module: no channels from the
     future, the past channels from the previous frame (zeros before the first)."""
     nt, c, h, w = x.shape
@@ -84,6 +85,21 @@ def test_stateful_export_equals_causal_offline_model(tmp_path, tiny_spec, monkey
     with torch.no_grad():
         ref = model.encode_frames(FramePreprocess(tiny_spec)(frames)).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_model_trained_with_causal_shift_streams_with_no_gap(tiny_spec):
+    """shift_direction='causal' makes the offline model the stream's model: the stateful form from
+    zero buffers gives the offline logits on every clip (the bidirectional one does not, below)."""
+    torch.manual_seed(0)
+    model = create_model("tsm_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames,
+                         shift_direction="causal").eval()
+    t, (h, w) = tiny_spec.num_frames, tiny_spec.size
+    clips = torch.randint(0, 256, (4, t, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    report = compare_stateful(model, tiny_spec, clips)
+    assert report["top1_agreement"] == 1.0 and report["max_abs_logit_diff"] < 1e-4
+    # and the causal offline shift equals the independent reference
+    x = torch.randn(2 * t, 16, 3, 3)
+    torch.testing.assert_close(temporal_shift(x, t, causal=True), _causal_shift(x, t))
 
 
 def test_stateful_differs_from_bidirectional_offline_only_by_design(tiny_spec):
