@@ -9,6 +9,8 @@ seed 0) with target-train split into target-adapt / target-val by ``edgevt.demo.
 Variants (``--variants``, comma list):
   s4_pretrained     tsm_efficientnet_lite0_s4, ImageNet weights, mode linear (the demo default:
                     stem + stages 1-2 frozen and cached, the two new TSM blocks and head trained)
+  s4_pretrained_full  the same with ImageNet weights as the start, mode full (the prefix fine-tuned too,
+                    at the backbone learning rate; nothing cached)
   s4_scratch        the same architecture, random init, mode full (everything trained)
   lite0_pretrained  tsm_efficientnet_lite0 (the whole Lite0), ImageNet weights, mode linear
   tinycnn_scratch   tsm_tinycnn, random init, mode full (the demo's previous model)
@@ -47,6 +49,7 @@ from edgevt.eval.evaluate import evaluate  # noqa: E402
 
 VARIANTS = {
     "s4_pretrained": dict(model="tsm_efficientnet_lite0_s4", weights="pretrained", adapt_mode="linear"),
+    "s4_pretrained_full": dict(model="tsm_efficientnet_lite0_s4", weights="pretrained", adapt_mode="full"),
     "s4_scratch": dict(model="tsm_efficientnet_lite0_s4", weights="none", adapt_mode="full"),
     "lite0_pretrained": dict(model="tsm_efficientnet_lite0", weights="pretrained", adapt_mode="linear"),
     "tinycnn_scratch": dict(model="tsm_tinycnn", weights="none", adapt_mode="full"),

@@ -40,6 +40,7 @@ def test_cli_rejects_two_sizes():
     ([], "tsm_efficientnet_lite0_s4", "pretrained", (40, 20)),
     (["--model", "tsm_tinycnn", "--epochs", "6"], "tsm_tinycnn", "none", (6, 3)),
     (["--model", "tsn_efficientnet_lite0"], "tsn_efficientnet_lite0", "pretrained", (40, 20)),
+    (["--weights", "none"], "tsm_efficientnet_lite0_s4", "none", (40, 20)),
 ])
 def test_cli_picks_model_weights_and_epochs(monkeypatch, tmp_path, args, model, weights, epochs):
     """Lite0 models get the offline ImageNet weights, others start from scratch (their weights would need
@@ -58,6 +59,14 @@ def test_cli_picks_model_weights_and_epochs(monkeypatch, tmp_path, args, model, 
         main(["demo", "-o", str(tmp_path), *args])
     s = seen["size"]
     assert (s.model, s.weights, (s.epochs, s.dann_epochs)) == (model, weights, epochs)
+
+
+def test_cli_weights_pretrained_only_where_they_ship(capsys):
+    from edgevt.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--model", "tsm_tinycnn", "--weights", "pretrained"])
+    assert e.value.code == 2 and "no weights that ship offline" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -17,6 +17,9 @@ def demo(
                                                    "clips (for tests; its accuracy means nothing).", hidden=True),
     model: str = typer.Option(None, "--model", help="Registry model to adapt (default: the size's; "
                                                      "`edgevt models` lists them)."),
+    weights: str = typer.Option(None, "--weights", help="pretrained (ImageNet, Lite0 models only: they ship "
+                                                         "offline) or none (random init, trains every layer); "
+                                                         "default: pretrained for Lite0 models."),
     epochs: int = typer.Option(None, "--epochs", help="Source-only training epochs; DANN, which starts from the "
                                                        "source-only model, trains half as many (default: the "
                                                        "size's, 40 and 20)."),
@@ -44,6 +47,15 @@ def demo(
         info = model_info(model)  # a clear error for an unknown name
         lite = info.backbone.startswith("efficientnet_lite0")  # the only weights that ship offline
         size = replace(size, model=model, weights="pretrained" if lite else "none")
+    if weights is not None:
+        from edgevt.models.zoo import model_info
+
+        if weights not in ("pretrained", "none"):
+            raise EdgevtError(f"--weights {weights!r}: use pretrained or none")
+        if weights == "pretrained" and not model_info(size.model).backbone.startswith("efficientnet_lite0"):
+            raise EdgevtError(f"--weights pretrained: {size.model} has no weights that ship offline; "
+                              "use an efficientnet_lite0 model or --weights none")
+        size = replace(size, weights=weights)
     if epochs is not None:
         if epochs < 1:
             raise EdgevtError(f"--epochs must be >= 1, got {epochs}")
