@@ -179,6 +179,11 @@ def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str 
     settings = quantizer_settings(flavour, model)
     if reader is not None and hasattr(reader, "rewind"):
         reader.rewind()
+    if reader is not None and hasattr(reader, "set_range"):
+        from edgevt.export.calibration import calibration_chunk
+
+        # Collect (and merge into histograms) a few clips at a time instead of holding all outputs.
+        settings["extra_options"] = {**settings["extra_options"], "CalibStridedMinMax": calibration_chunk(len(reader))}
     with tempfile.TemporaryDirectory(prefix="edgevt-q.") as tmp:
         qdq = Path(tmp) / "qdq.onnx"
         try:
