@@ -529,6 +529,13 @@ def write_report(ctx: DemoContext) -> Path:
               "The file is read as fast as the loop goes (drop none), so the capture -> decision latency includes "
               "the time a frame waits in the ring behind earlier ones; a live camera with `--drop latest` sees "
               "about decode + inference + post.", ""]
+        if str(st.get("metrics", {}).get("form", "")).startswith("window") and \
+                "stateful.fp32" in ctx.summary("export").get("artifacts", []):
+            L += ["The bundle also holds the stateful (TSM online) form, one frame per call. It is causal (no "
+                  "channels shift in from future frames), so for this bidirectionally trained model it is a "
+                  "different model and the loop streams the window form by default; `edgevt run --form stateful` "
+                  "uses it, and `edgevt adapt --shift-direction causal` trains a model whose stateful form is "
+                  "exact (`benchmarks/stream_forms.py` compares the forms).", ""]
 
     path = ctx.out / "report.md"
     atomic_write_text(path, "\n".join(L) + "\n")

@@ -394,6 +394,10 @@ def export_stream_forms(model_or_checkpoint, bundle, forms: list[str] | None = N
                               f"it supports: {', '.join(['window', *supported])}")
         fn = export_incremental if form == "incremental" else export_stateful
         entries.update(fn(model, spec, bundle, precisions=tuple(precisions)))
-        # The form is chosen at export: the bundle's ClipSpec says how the loop should stream it.
+        # The form is chosen at export: the bundle's ClipSpec says how the loop should stream it,
+        # by default in a form that computes the exported model. A bidirectional TSM's stateful form
+        # is causal, a different model: it is written, but only `--form stateful` picks it.
+        if form == "stateful" and not all(site.causal for _, site in _shift_sites(model)):
+            continue
         bundle.manifest["spec"]["streaming"] = form
     return entries

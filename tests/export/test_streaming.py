@@ -102,6 +102,17 @@ def test_model_trained_with_causal_shift_streams_with_no_gap(tiny_spec):
     torch.testing.assert_close(temporal_shift(x, t, causal=True), _causal_shift(x, t))
 
 
+@pytest.mark.parametrize("direction, default", [("bidirectional", "window"), ("causal", "stateful")])
+def test_bundle_streams_by_default_in_a_form_that_computes_the_model(tmp_path, tiny_spec, direction, default):
+    """Both TSM bundles get the stateful artifacts; only the causal model makes it the default."""
+    torch.manual_seed(0)
+    model = create_model("tsm_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames,
+                         shift_direction=direction).eval()
+    b = Bundle.staging(tmp_path / "b", tiny_spec.replace(streaming="window"))
+    entries = export_stream_forms(model, b)
+    assert "stateful.fp32" in entries and b.manifest["spec"]["streaming"] == default
+
+
 def test_stateful_differs_from_bidirectional_offline_only_by_design(tiny_spec):
     """Compared with the offline (bidirectional) model the stream form loses the future shift: the
     logits differ (so the check is meaningful) and compare_stateful reports how much."""

@@ -16,9 +16,11 @@ def stream_assets(tmp_path_factory, tiny_spec):
     out = {"root": root, "spec": tiny_spec}
     for arch in ("tsn_tinycnn", "tsm_tinycnn"):
         torch.manual_seed(0)
-        model = create_model(arch, tiny_spec.num_classes, num_frames=tiny_spec.num_frames).eval()
+        # TSM trained with the causal shift: its bundle streams by default in the stateful form.
+        kw = {"shift_direction": "causal"} if arch.startswith("tsm") else {}
+        model = create_model(arch, tiny_spec.num_classes, num_frames=tiny_spec.num_frames, **kw).eval()
         ckpt = root / f"{arch}.pt"
-        save_checkpoint(ckpt, model, tiny_spec, arch=arch)
+        save_checkpoint(ckpt, model, tiny_spec, arch=arch, model_kwargs=kw)
         b = Bundle.staging(root / arch, tiny_spec, {"checkpoint": str(ckpt), "arch": arch})
         # The window form (model.fp32), exported minimally here; the exporter's own API is tested elsewhere.
         x = torch.randint(0, 256, (2, tiny_spec.num_frames, *tiny_spec.size, 3), dtype=torch.uint8)
