@@ -3,7 +3,9 @@
 It takes the same inputs as the exported ONNX model (uint8 ``frames`` [batch, T, H, W, 3] ->
 ``logits``), because the model is wrapped with ``FramesClassifier`` (preprocessing in the module,
 defined once). ``role="encoder"`` / ``role="head"`` give the incremental streaming form of 2D
-models (``frames`` [batch, H, W, 3] -> ``embedding``; ``embeddings`` [batch, T, D] -> ``logits``).
+models (``frames`` [batch, H, W, 3] -> ``embedding``; ``embeddings`` [batch, T, D] -> ``logits``),
+and ``role="stateful"`` the TSM online form (one frame + ``shift_in_<i>`` buffers -> ``embedding``
++ ``shift_out_<i>``, the same I/O as the exported ``stateful`` graph).
 
 Opens: a checkpoint path, a loaded checkpoint dict, a bundle (its ``source.checkpoint``), or an
 ``nn.Module`` with ``spec=`` (what eval uses on a model still in memory). On CUDA, device buffers
@@ -57,7 +59,9 @@ def _load_model(artifact, spec):
     if isinstance(artifact, dict):
         model, spec = model_from_checkpoint(artifact)
         return model, spec, {"checkpoint": None, "arch": artifact.get("arch")}
-    p = Path(artifact)
+    from edgevt.export.bundle import Bundle
+
+    p = artifact.path if isinstance(artifact, Bundle) else Path(artifact)  # the stream loop passes Bundles
     if p.is_dir() or p.name == "edgevt.json":
         from edgevt.export.bundle import Bundle
 
@@ -106,10 +110,10 @@ class TorchBackend(Backend):
             self.inputs = [TensorInfo("frames", ("batch", t, h, w, 3), "uint8")]
             self.outputs = [TensorInfo("logits", ("batch", c), "float32")]
         elif role in ("encoder", "head"):
-            if not hasattr(model, "encode_frames") or getattr(model, "shift", False):
-                raise EdgevtError(f"torch backend: role {role!r} needs a TSN-style 2D model "
-                                  f"(per-frame encoder without temporal shift), not {getattr(model, 'arch', '?')}")
-            d = model.feature_dim
+            if not hasattr(model, "encode_frames") or (role == "encoder" and getattr(model, "shift", False)):
+                raise EdgevtError(f"torch backend: role {role!r} needs a 2D model with a per-frame encoder "
+                                  f"(TSN for the encoder role), not {getattr(model, 'arch', '?')}")
+            d = model.encoder.dim  # per-frame embeddings (the temporal head may be wider: conv)
             if role == "encoder":
                 module = _EncoderModule(FramePreprocess(self.spec), model)
                 self.inputs = [TensorInfo("frames", ("batch", h, w, 3), "uint8")]
@@ -118,9 +122,20 @@ class TorchBackend(Backend):
                 module = _HeadModule(model)
                 self.inputs = [TensorInfo("embeddings", ("batch", t, d), "float32")]
                 self.outputs = [TensorInfo("logits", ("batch", c), "float32")]
+        elif role == "stateful":
+            from edgevt.export.streaming import StatefulFrameModel
+
+            module = StatefulFrameModel(model, self.spec)  # a clear error for models without shifts
+            shapes = module.buffer_shapes
+            self.inputs = [TensorInfo("frames", (1, h, w, 3), "uint8")] + [
+                TensorInfo(f"shift_in_{i}", tuple(sh), "float32") for i, sh in enumerate(shapes)]
+            self.outputs = [TensorInfo("embedding", (1, model.encoder.dim), "float32")] + [
+                TensorInfo(f"shift_out_{i}", tuple(sh), "float32") for i, sh in enumerate(shapes)]
         else:
-            raise EdgevtError(f"torch backend: role {role!r} is not supported (model, encoder, head)")
-        self.state = {}
+            raise EdgevtError(f"torch backend: role {role!r} is not supported (model, encoder, head, stateful)")
+        # the stateful role's buffers: each shift_in_<i> is fed the previous call's shift_out_<i>
+        self.state = {f"shift_in_{i}": f"shift_out_{i}" for i in range(len(self.inputs) - 1)} \
+            if role == "stateful" else {}
         self.module = module.eval().to(self.device)
         # fp16 through autocast: uint8 -> float preprocessing stays exact, convs/matmuls run in half.
         self._autocast = self.precision == "fp16"
@@ -135,9 +150,10 @@ class TorchBackend(Backend):
             t0 = time.perf_counter()
             with torch.inference_mode():
                 args = [torch.from_numpy(feeds[t.name]) for t in self.inputs]
-                out = self.module(*args).float().numpy()
+                outs = self._as_tuple(self.module(*args))
+                result = {o.name: v.float().numpy() for o, v in zip(self.outputs, outs)}
             self.last_timing = Timing(compute=time.perf_counter() - t0)
-            return {self.outputs[0].name: out}
+            return result
         key = tuple((n, a.shape) for n, a in feeds.items())
         if key not in self._buffers:
             self._buffers[key] = {n: (torch.empty(a.shape, dtype=torch.from_numpy(a[:0]).dtype, pin_memory=True),
@@ -154,14 +170,18 @@ class TorchBackend(Backend):
             ev[1].record()
             args = [bufs[t.name][1] for t in self.inputs]
             with torch.autocast("cuda", dtype=torch.float16, enabled=self._autocast):
-                out = self.module(*args).float()
+                outs = [v.float() for v in self._as_tuple(self.module(*args))]
             ev[2].record()
-            host = out.to("cpu", non_blocking=False)
+            host = [v.to("cpu", non_blocking=False) for v in outs]
             ev[3].record()
         self._stream.synchronize()
         ms = [ev[i].elapsed_time(ev[i + 1]) / 1e3 for i in range(3)]
         self.last_timing = Timing(h2d=ms[0], compute=ms[1], d2h=ms[2])
-        return {self.outputs[0].name: host.numpy()}
+        return {o.name: v.numpy() for o, v in zip(self.outputs, host)}
+
+    @staticmethod
+    def _as_tuple(out) -> tuple:
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
     def close(self) -> None:
         self._buffers.clear()

@@ -41,6 +41,51 @@ def test_encoder_and_head_compose_to_the_model(tiny_ckpt, clips, torch_logits, t
     np.testing.assert_allclose(logits, torch_logits(clips), atol=1e-5, rtol=1e-5)
 
 
+def test_incremental_roles_with_a_temporal_conv_head(tmp_path, tiny_spec, clips):
+    """The head takes per-frame embeddings of the encoder's width, not the (wider) conv head's."""
+    from edgevt.models.checkpoint import save_checkpoint
+    from edgevt.models.preprocess import FramesClassifier
+    from edgevt.models.zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tsn_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames, temporal="conv",
+                         temporal_dim=24).eval()
+    ckpt = tmp_path / "conv.pt"
+    save_checkpoint(ckpt, model, tiny_spec, arch="tsn_tinycnn", model_kwargs={"temporal": "conv", "temporal_dim": 24})
+    enc = open_backend("torch", ckpt, role="encoder", device="cpu")
+    head = open_backend("torch", ckpt, role="head", device="cpu")
+    n, t = clips.shape[:2]
+    emb = enc.run({"frames": clips.reshape(n * t, *clips.shape[2:])})["embedding"]
+    logits = head.run({"embeddings": emb.reshape(n, t, -1)})["logits"]
+    with torch.no_grad():
+        ref = FramesClassifier(model, tiny_spec)(torch.from_numpy(clips)).numpy()
+    np.testing.assert_allclose(logits, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_stateful_role_streams_like_the_exported_stateful_graph(tmp_path, tiny_spec):
+    """torch's stateful role (one frame + shift buffers) gives the same embeddings and buffers as the
+    causal reference, frame after frame, feeding its outputs back as edgevt.stream does."""
+    from edgevt.export.streaming import causal_clip_embeddings
+    from edgevt.models.checkpoint import save_checkpoint
+    from edgevt.models.zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tsm_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames,
+                         shift_direction="causal").eval()
+    ckpt = tmp_path / "tsm.pt"
+    save_checkpoint(ckpt, model, tiny_spec, arch="tsm_tinycnn", model_kwargs={"shift_direction": "causal"})
+    b = open_backend("torch", ckpt, role="stateful", device="cpu")
+    assert b.state == {"shift_in_0": "shift_out_0", "shift_in_1": "shift_out_1"}
+    frames = torch.randint(0, 256, (7, *tiny_spec.size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    state = {t.name: np.zeros(t.shape, np.float32) for t in b.inputs if t.name in b.state}
+    got = []
+    for f in frames:
+        out = b.run({"frames": f[None].numpy(), **state})
+        state = {k: out[v] for k, v in b.state.items()}
+        got.append(out["embedding"][0])
+    np.testing.assert_allclose(np.stack(got), causal_clip_embeddings(model, tiny_spec, frames).numpy(), atol=1e-5)
+
+
 def test_torch_refusals(tmp_path, tiny_spec, tiny_ckpt):
     from edgevt.models.checkpoint import save_checkpoint
     from edgevt.models.zoo import create_model
@@ -48,8 +93,10 @@ def test_torch_refusals(tmp_path, tiny_spec, tiny_ckpt):
     tsm = tmp_path / "tsm.pt"
     save_checkpoint(tsm, create_model("tsm_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames),
                     tiny_spec, arch="tsm_tinycnn")
-    with pytest.raises(EdgevtError, match="TSN-style"):
+    with pytest.raises(EdgevtError, match="TSN for the encoder role"):
         open_backend("torch", tsm, role="encoder", device="cpu")
+    with pytest.raises(EdgevtError, match="temporal-shift"):
+        open_backend("torch", tiny_ckpt, role="stateful", device="cpu")  # a TSN model has no shifts
     with pytest.raises(EdgevtError, match="int8"):
         open_backend("torch", tiny_ckpt, precision="int8", device="cpu")
     if not torch.cuda.is_available():

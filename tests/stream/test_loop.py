@@ -142,3 +142,12 @@ def test_cli_run_writes_jsonl_and_sigterm_exits_cleanly(stream_assets, tmp_path)
     assert p.returncode == 0, err.decode()
     last = json.loads(out2.read_text().splitlines()[-1])
     assert last["type"] == "summary" and last["ended"] == "interrupted" and last["decisions"] >= 1
+
+
+def test_torch_backend_streams_the_stateful_form_like_onnxruntime(stream_assets):
+    video, bundle = stream_assets["video"], stream_assets["tsm_tinycnn"]
+    ort_st = edgevt.stream(video, bundle, smooth="none")
+    torch_st = edgevt.stream(video, bundle, backend="torch", form="stateful", smooth="none")
+    a, b = _decisions(ort_st), _decisions(torch_st)
+    assert ort_st.form_name == torch_st.form_name == "stateful" and len(a) == len(b) > 0
+    np.testing.assert_allclose(np.stack([d[3] for d in a]), np.stack([d[3] for d in b]), atol=1e-4)
