@@ -63,8 +63,6 @@ def _load_model(artifact, spec):
 
     p = artifact.path if isinstance(artifact, Bundle) else Path(artifact)  # the stream loop passes Bundles
     if p.is_dir() or p.name == "edgevt.json":
-        from edgevt.export.bundle import Bundle
-
         b = Bundle.load(p, verify=False)
         ck = b.manifest.get("source", {}).get("checkpoint")
         if not ck:

