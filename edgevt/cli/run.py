@@ -35,7 +35,8 @@ def run(
                                           "(`edgevt info` lists them). Default: ort-cpu for a bundle, torch for a "
                                           "checkpoint."),
     form: Optional[str] = typer.Option(None, help="window | incremental | stateful. Default: the bundle's "
-                                                  "ClipSpec streaming form when its artifacts exist, else window."),
+                                                  "ClipSpec streaming form when its artifacts exist, else window (stateful is "
+                                                  "the default only for TSM trained with --shift-direction causal)."),
     precision: str = typer.Option("fp32", help="Artifact precision to run: fp32, fp16 or int8."),
     stride: int = typer.Option(1, help="A decision every N frames (frames after the ClipSpec's frame_stride)."),
     drop: Optional[str] = typer.Option(None, help="latest: skip to the newest window when behind (live sources' "
