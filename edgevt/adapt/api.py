@@ -70,10 +70,8 @@ def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch
     kwargs = {"num_frames": cfg.num_frames}
     if info.family != "3d":
         kwargs.update(temporal=cfg.temporal, temporal_dim=cfg.temporal_dim)
-    if info.family == "tsm":
+    if cfg.shift_direction != "bidirectional":  # the model refuses it where it does not apply (TSN, 3D)
         kwargs.update(shift_direction=cfg.shift_direction)
-    elif cfg.shift_direction != "bidirectional":
-        raise EdgevtError(f"--shift-direction {cfg.shift_direction} only applies to TSM (tsm_*) models, not {arch}")
     model = create_model(arch, len(labels), weights=cfg.weights, **kwargs)
     return model, spec, kwargs
 

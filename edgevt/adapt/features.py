@@ -46,10 +46,11 @@ def frame_stages(model: nn.Module) -> list[nn.Module] | None:
     return None
 
 
-def new_stage_count(model: nn.Module) -> int:
-    """How many of the last frame stages are new layers on a pretrained prefix (0 for most backbones)."""
-    net = getattr(getattr(model, "encoder", None), "net", None)
-    return int(getattr(net, "new_stages", 0)) if frame_stages(model) else 0
+def new_stages(model: nn.Module) -> list[nn.Module]:
+    """The last frame stages that are new layers on a pretrained prefix (none for most backbones)."""
+    stages = frame_stages(model) or []
+    n = int(getattr(getattr(getattr(model, "encoder", None), "net", None), "new_stages", 0))
+    return stages[len(stages) - n:] if n else []
 
 
 def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn.Parameter], list[nn.Parameter], int | None]:
@@ -62,9 +63,10 @@ def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn
     everything but the stem and nothing is cacheable.
     """
     stages = frame_stages(model)
-    n_new = new_stage_count(model)
+    new = new_stages(model)
+    n_new = len(new)
     head_modules = [m for m in (getattr(model, "tconv", None), getattr(model, "tnorm", None), model.fc) if m is not None]
-    head_modules += stages[len(stages) - n_new:] if n_new else []
+    head_modules += new
     head_ids = {id(p) for m in head_modules for p in m.parameters()}
     head = [p for m in head_modules for p in m.parameters()]
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
@@ -98,8 +100,7 @@ def set_train_mode(model: nn.Module, frozen_stages: int | None, freeze_bn: bool)
     for s in stages[:frozen_stages or 0]:
         s.eval()
     if freeze_bn:
-        n_new = new_stage_count(model)
-        new_ids = {id(m) for s in (stages[len(stages) - n_new:] if n_new else []) for m in s.modules()}
+        new_ids = {id(m) for s in new_stages(model) for m in s.modules()}
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in new_ids:
                 m.eval()

@@ -102,6 +102,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(int(threads))  # process-wide: torch has no per-module setting
         self.threads = threads or torch.get_num_threads()
         self.role = role
+        self.state = {}  # the stateful role: {buffer input: the output fed back into it}
         t, (h, w), c = self.spec.num_frames, self.spec.size, self.spec.num_classes
         if role == "model":
             module: nn.Module = FramesClassifier(model, self.spec)
@@ -124,16 +125,15 @@ class TorchBackend(Backend):
             from edgevt.export.streaming import StatefulFrameModel
 
             module = StatefulFrameModel(model, self.spec)  # a clear error for models without shifts
-            shapes = module.buffer_shapes
-            self.inputs = [TensorInfo("frames", (1, h, w, 3), "uint8")] + [
-                TensorInfo(f"shift_in_{i}", tuple(sh), "float32") for i, sh in enumerate(shapes)]
-            self.outputs = [TensorInfo("embedding", (1, model.encoder.dim), "float32")] + [
-                TensorInfo(f"shift_out_{i}", tuple(sh), "float32") for i, sh in enumerate(shapes)]
+            frames_in, *buffers_in = module.input_names
+            embedding_out, *buffers_out = module.output_names
+            self.inputs = [TensorInfo(frames_in, (1, h, w, 3), "uint8")] + [
+                TensorInfo(n, sh, "float32") for n, sh in zip(buffers_in, module.buffer_shapes)]
+            self.outputs = [TensorInfo(embedding_out, (1, model.encoder.dim), "float32")] + [
+                TensorInfo(n, sh, "float32") for n, sh in zip(buffers_out, module.buffer_shapes)]
+            self.state = dict(module.state)
         else:
             raise EdgevtError(f"torch backend: role {role!r} is not supported (model, encoder, head, stateful)")
-        # the stateful role's buffers: each shift_in_<i> is fed the previous call's shift_out_<i>
-        self.state = {f"shift_in_{i}": f"shift_out_{i}" for i in range(len(self.inputs) - 1)} \
-            if role == "stateful" else {}
         self.module = module.eval().to(self.device)
         # fp16 through autocast: uint8 -> float preprocessing stays exact, convs/matmuls run in half.
         self._autocast = self.precision == "fp16"

@@ -149,6 +149,12 @@ class StatefulFrameModel(nn.Module):
             self.model.encode_frames(self.preprocess(torch.zeros(1, *spec.size, 3, dtype=torch.uint8)))
         self.buffer_shapes = [tuple(o.shape) for o in self.io.outputs]
         self.io.outputs = []
+        # I/O names shared by the ONNX graph and the torch backend's stateful role; the loop feeds
+        # each output buffer back into the input of the same index (``state``: input -> output).
+        n = len(self.buffer_shapes)
+        self.input_names = ["frames"] + [f"shift_in_{i}" for i in range(n)]
+        self.output_names = ["embedding"] + [f"shift_out_{i}" for i in range(n)]
+        self.state = dict(zip(self.input_names[1:], self.output_names[1:]))
 
     def initial_state(self) -> list[torch.Tensor]:
         return [torch.zeros(s) for s in self.buffer_shapes]
@@ -318,10 +324,7 @@ def export_stateful(model: nn.Module, spec: ClipSpec, bundle, *, precisions=("fp
     h, w = spec.size
     t = spec.num_frames
     frames = torch.randint(0, 256, (t + 2, h, w, 3), dtype=torch.uint8, generator=g)
-    n = len(sm.buffer_shapes)
-    in_names = ["frames"] + [f"shift_in_{i}" for i in range(n)]
-    out_names = ["embedding"] + [f"shift_out_{i}" for i in range(n)]
-    state_map = dict(zip(in_names[1:], out_names[1:]))
+    in_names, out_names, state_map = sm.input_names, sm.output_names, sm.state
     root = Path(bundle.path)
     state0 = sm.initial_state()
     _export(sm, (frames[:1], *state0), root / _file("stateful", "fp32"), in_names, out_names, None, spec,
