@@ -45,3 +45,56 @@ def atomic_write_bytes(path: str | Path, data: bytes | str) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text)
+
+
+def staging_dir(final: str | Path) -> Path:
+    """A new, uniquely named folder beside ``final`` to assemble a folder artifact in.
+
+    Unique so that two writers never share (or delete) each other's staging folder.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+
+
+def check_replaceable(final: str | Path, is_ours, what: str) -> None:
+    """Refuse to replace ``final`` unless it is absent, an empty folder, or ``is_ours(final)``.
+
+    ``what`` names the artifact (``"an edgevt bundle"``) for the one-line error. Called before any
+    work is done, and again just before the swap.
+    """
+    from edgevt.errors import EdgevtError
+
+    final = Path(final)
+    if not final.exists() and not final.is_symlink():
+        return
+    if final.is_symlink() or not final.is_dir():
+        raise EdgevtError(f"{final}: exists and is not a folder; it would be replaced by {what} -- "
+                          "choose another output path or remove it yourself")
+    if any(final.iterdir()) and not is_ours(final):
+        raise EdgevtError(f"{final}: exists and is not {what}; edgevt replaces only its own output -- "
+                          "choose another output path (or an empty or new folder)")
+
+
+def replace_dir(stage: str | Path, final: str | Path, is_ours, what: str) -> None:
+    """Move the finished folder ``stage`` to ``final``, replacing ``final`` only if it is ours.
+
+    The previous folder is moved aside under a unique name and removed after the swap, so a crash
+    leaves either the old or the new one in place, never a mix.
+    """
+    import shutil
+
+    stage, final = Path(stage), Path(final)
+    check_replaceable(final, is_ours, what)
+    if final.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+        aside.rmdir()
+        final.rename(aside)
+        try:
+            stage.rename(final)
+        except BaseException:
+            aside.rename(final)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        stage.rename(final)

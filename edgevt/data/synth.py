@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from edgevt.data.video import write_video
+from edgevt.fileio import check_replaceable, replace_dir, staging_dir
 
 MOTIONS = ["move_right", "move_left", "move_up", "move_down", "rotate_cw", "rotate_ccw"]
 ZOOMS = ["zoom_in", "zoom_out"]
@@ -154,6 +155,14 @@ def make_clip(motion: str, domain: str, glyphs: np.ndarray, photos: list[np.ndar
     return compose_target(masks, photos[int(rng.integers(len(photos)))], rng)
 
 
+def is_dataset(path: str | Path) -> bool:
+    """True if ``path`` holds a data set written by ``generate`` (the only kind it replaces)."""
+    try:
+        return json.loads((Path(path) / "meta.json").read_text()).get("name") == "MotionDigits-DA"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def generate(out: str | Path, config: SynthConfig | None = None, progress=None) -> dict:
     """Write the data set under ``out``; returns its metadata (also saved as meta.json).
 
@@ -162,38 +171,38 @@ def generate(out: str | Path, config: SynthConfig | None = None, progress=None) 
     """
     cfg = config or SynthConfig()
     out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    glyphs = load_glyphs()
-    photos = {"train": [load_background(n) for n in TRAIN_BACKGROUNDS],
-              "test": [load_background(n) for n in TEST_BACKGROUNDS]}
-    total = sum(cfg.per_class[s] for s in SPLITS) * len(cfg.classes)
-    task = progress.add_task("MotionDigits-DA", total=total) if progress else None
-    for split_index, split in enumerate(SPLITS):
-        domain, part = split.split("_")
-        lines = []
-        for ci, motion in enumerate(cfg.classes):
-            folder = tmp / domain / part / motion
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(cfg.per_class[split]):
-                rng = np.random.default_rng((cfg.seed, split_index, ci, i))
-                clip = make_clip(motion, domain, glyphs, photos[part], cfg.size, cfg.frames, rng)
-                rel = f"{domain}/{part}/{motion}/{motion}_{i:04d}{cfg.ext}"
-                write_video(tmp / rel, clip, cfg.fps)
-                lines.append(f"{rel} {motion}")
-                if progress:
-                    progress.advance(task)
-        (tmp / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    (tmp / "labels.txt").write_text("\n".join(cfg.classes) + "\n")
-    meta = {"name": "MotionDigits-DA", "config": asdict(cfg), "classes": cfg.classes,
-            "backgrounds": {"target_train": TRAIN_BACKGROUNDS, "target_test": TEST_BACKGROUNDS},
-            "splits": {s: cfg.per_class[s] * len(cfg.classes) for s in SPLITS}}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    check_replaceable(out, is_dataset, "a MotionDigits-DA data set")
+    tmp = staging_dir(out)
+    try:
+        glyphs = load_glyphs()
+        photos = {"train": [load_background(n) for n in TRAIN_BACKGROUNDS],
+                  "test": [load_background(n) for n in TEST_BACKGROUNDS]}
+        total = sum(cfg.per_class[s] for s in SPLITS) * len(cfg.classes)
+        task = progress.add_task("MotionDigits-DA", total=total) if progress else None
+        for split_index, split in enumerate(SPLITS):
+            domain, part = split.split("_")
+            lines = []
+            for ci, motion in enumerate(cfg.classes):
+                folder = tmp / domain / part / motion
+                folder.mkdir(parents=True, exist_ok=True)
+                for i in range(cfg.per_class[split]):
+                    rng = np.random.default_rng((cfg.seed, split_index, ci, i))
+                    clip = make_clip(motion, domain, glyphs, photos[part], cfg.size, cfg.frames, rng)
+                    rel = f"{domain}/{part}/{motion}/{motion}_{i:04d}{cfg.ext}"
+                    write_video(tmp / rel, clip, cfg.fps)
+                    lines.append(f"{rel} {motion}")
+                    if progress:
+                        progress.advance(task)
+            (tmp / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        (tmp / "labels.txt").write_text("\n".join(cfg.classes) + "\n")
+        meta = {"name": "MotionDigits-DA", "config": asdict(cfg), "classes": cfg.classes,
+                "backgrounds": {"target_train": TRAIN_BACKGROUNDS, "target_test": TEST_BACKGROUNDS},
+                "splits": {s: cfg.per_class[s] * len(cfg.classes) for s in SPLITS}}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        replace_dir(tmp, out, is_dataset, "a MotionDigits-DA data set")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return meta
 
 

@@ -13,23 +13,32 @@ Manifest layout (JSON)::
 Artifact keys are ``<role>.<precision>`` (roles: model, encoder, head, stateful) and
 ``engine.<role>.<precision>`` for TensorRT engines. Every file is hashed; ``Bundle.load`` verifies
 the hashes so that a missing or altered file is caught before it is run. Writes are atomic: a new
-bundle is assembled in ``<dir>.partial`` and renamed into place; the manifest of an existing bundle
+bundle is assembled in a unique ``.<dir>.*.partial`` folder beside it and renamed into place;
+an existing destination is replaced only if it is itself a bundle (or an empty folder); the manifest of an existing bundle
 is replaced through a temporary file.
 """
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from edgevt.errors import EdgevtError
-from edgevt.fileio import atomic_write_text
+from edgevt.fileio import atomic_write_text, check_replaceable, replace_dir, staging_dir
 from edgevt.models.checkpoint import file_sha256
 from edgevt.spec import ClipSpec
 
 MANIFEST = "edgevt.json"
 FORMAT = "edgevt-bundle"
 FORMAT_VERSION = 1
+
+
+def is_bundle(path: str | Path) -> bool:
+    """True if ``path`` is a folder holding an edgevt bundle manifest (the only kind edgevt replaces)."""
+    mf = Path(path) / MANIFEST
+    try:
+        return json.loads(mf.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class Bundle:
@@ -40,12 +49,12 @@ class Bundle:
     # -- creation -------------------------------------------------------------------------------
     @classmethod
     def staging(cls, path: str | Path, spec: ClipSpec, source: dict | None = None) -> "Bundle":
-        """Start a new bundle in ``<path>.partial``; call ``commit()`` to move it into place."""
+        """Start a new bundle in a staging folder beside ``path``; ``commit()`` moves it into place.
+
+        Refuses (before any work) a ``path`` that exists and is not a bundle or an empty folder."""
         final = Path(path)
-        stage = final.with_name(final.name + ".partial")
-        if stage.exists():
-            shutil.rmtree(stage)
-        stage.mkdir(parents=True)
+        check_replaceable(final, is_bundle, "an edgevt bundle")
+        stage = staging_dir(final)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec.to_dict(),
                     "source": dict(source or {}), "tools": {}, "artifacts": {}, "checks": {}, "eval": {}}
         b = cls(stage, manifest)
@@ -58,15 +67,7 @@ class Bundle:
         self.save()
         if final is None:
             return self
-        if final.exists():
-            old = final.with_name(final.name + ".old")
-            if old.exists():
-                shutil.rmtree(old)
-            final.rename(old)
-            self.path.rename(final)
-            shutil.rmtree(old)
-        else:
-            self.path.rename(final)
+        replace_dir(self.path, final, is_bundle, "an edgevt bundle")
         self.path = final
         self._final = None
         return self

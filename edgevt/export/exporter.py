@@ -11,7 +11,7 @@ Steps (each records its result in the manifest's ``checks``):
 4. extra *forms* (streaming artifacts): every builder in ``config.forms`` is called with the
    ``ExportContext`` (staged bundle, model, spec, clips) before the commit, so it can write files
    into ``ctx.bundle.path`` and ``ctx.bundle.add_artifact(...)`` them (see ``register_form``);
-5. commit: the bundle is assembled in ``<out>.partial`` and renamed into place only when every
+5. commit: the bundle is assembled in a staging folder beside ``<out>`` and renamed into place only when every
    step passed; a failure removes the staging folder (nothing half-written looks valid).
 """
 from __future__ import annotations
@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from edgevt.errors import EdgevtError
+from edgevt.fileio import check_replaceable
 from edgevt.export import gate as gate_mod
-from edgevt.export.bundle import Bundle
+from edgevt.export.bundle import Bundle, is_bundle
 from edgevt.export.calibration import (MIN_SENSIBLE_CLIPS, ClipCalibrationReader, as_model_input, cache_path,
                                        data_hash, load_clips)
 from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, compare_logits, deploy_module, example_input,
@@ -181,6 +182,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
         log(f"warning: {msg}")
 
     ckpt_path = Path(checkpoint)
+    check_replaceable(out, is_bundle, "an edgevt bundle")  # before minutes of work, not after
     ckpt = load_checkpoint(ckpt_path)
     model, spec = model_from_checkpoint(ckpt)
     if not spec.labels:

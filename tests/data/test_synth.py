@@ -96,3 +96,22 @@ def test_target_glyphs_stand_out_on_every_background():
             frame = compose_target(masks, photo, rng)[0].astype(np.float32)
             ink, bg = frame[masks[0] > 0.8].mean(0), frame[masks[0] < 0.05].mean(0)
             assert np.abs(ink - bg).max() > 60, (name, seed, ink, bg)
+
+
+def test_generate_refuses_to_replace_a_folder_that_is_not_a_data_set(tmp_path):
+    """Bug: synth -o DIR removed DIR whatever it held."""
+    import pytest
+
+    from edgevt.errors import EdgevtError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("x")
+    cfg = SynthConfig(size=32, frames=4, per_class={"source_train": 1, "source_test": 1,
+                                                    "target_train": 1, "target_test": 1})
+    with pytest.raises(EdgevtError, match="mine: exists and is not a MotionDigits-DA data set"):
+        generate(mine, cfg)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    generate(tmp_path / "md", cfg)
+    generate(tmp_path / "md", cfg)  # its own output is replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["md", "mine"]

@@ -13,11 +13,16 @@ from edgevt.export.exporter import ExportConfig, export_bundle, parse_tolerance,
 from edgevt.export.onnx import ort_session
 
 
+def leftovers(folder):
+    """Staging or moved-aside folders an export may leave behind (there must be none)."""
+    return [p.name for p in folder.iterdir() if p.name.endswith((".partial", ".old"))]
+
+
 def test_bundle_manifest_and_checks(ex_bundle, tiny_spec):
     b = Bundle.load(ex_bundle.path)  # verifies every hash
     assert set(b.artifacts) >= {"model.fp32", "model.fp16", "model.int8"}
     assert {p.name for p in b.path.iterdir()} >= {"edgevt.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx"}
-    assert not b.path.with_name(b.path.name + ".partial").exists()
+    assert not leftovers(b.path.parent)
     m = b.manifest
     assert m["spec"]["labels"] == tiny_spec.labels and m["source"]["sha256"] and m["tools"]["onnxruntime"]
     a = b.artifact("model.fp32")
@@ -156,7 +161,7 @@ def test_bad_inputs_have_clear_messages(tmp_path, ex_ckpt):
         export_bundle(ex_ckpt, tmp_path / "x", ExportConfig(precisions=("int8",), calib=empty, opset=17))
     with pytest.raises(EdgevtError, match="unknown"):
         export_bundle(ex_ckpt, tmp_path / "x", ExportConfig(precisions=("fp8",)))
-    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+    assert not (tmp_path / "x").exists() and not leftovers(tmp_path)
     with pytest.raises(EdgevtError, match="--tolerance"):
         parse_tolerance("fp32=abc")
     assert parse_tolerance("fp16=0.1")["fp16"] == 0.1
@@ -170,7 +175,7 @@ def test_failed_export_keeps_old_bundle_and_leaves_nothing_half_written(tmp_path
     with pytest.raises(EdgevtError, match="fp32 parity check failed"):
         export_bundle(ex_ckpt, out, ExportConfig(tolerance={"fp32": -1.0, "fp16": 1.0}))
     assert (out / "edgevt.json").read_text() == before
-    assert not out.with_name("b.partial").exists()
+    assert not leftovers(tmp_path)
     Bundle.load(out)
 
 
@@ -190,7 +195,7 @@ def test_unreadable_calibration_video_skipped_or_an_error_with_skip_bad_off(tmp_
     cfg = ExportConfig(precisions=("fp32", "int8"), calib=[*good, bad], calib_cache=tmp_path / "c", skip_bad=False)
     with pytest.raises(EdgevtError, match=r"x\.mp4"):
         export_bundle(ex_ckpt, tmp_path / "b", cfg)
-    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+    assert not (tmp_path / "b").exists() and not leftovers(tmp_path)
     cfg = ExportConfig(calib=good, eval=[*good, bad], skip_bad=False)
     with pytest.raises(EdgevtError, match=r"x\.mp4"):
         export_bundle(ex_ckpt, tmp_path / "b", cfg)
@@ -210,3 +215,36 @@ def test_per_channel_fallback_warning_is_dropped_but_others_pass(caplog):
         logging.warning("Axis 1 is out-of-range for weight 'w' with rank 1")
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["something else", "Axis 1 is out-of-range for weight 'w' with rank 1"]
+
+
+def test_out_that_is_not_a_bundle_is_refused_and_left_intact(tmp_path, ex_ckpt):
+    """Bug: --out naming the checkpoint's own folder deleted model.pt and everything beside it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = run / "model.pt"
+    shutil.copy(ex_ckpt, ckpt)
+    (run / "metrics.json").write_text("{}")
+    with pytest.raises(EdgevtError, match=r"run: exists and is not an edgevt bundle"):
+        export_bundle(ckpt, run, ExportConfig(precisions=("fp32",)))
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "model.pt"]
+    assert not leftovers(tmp_path)
+    # --out naming an existing file: refused, the file neither renamed nor touched
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    with pytest.raises(EdgevtError, match=r"notes.txt: exists and is not a folder"):
+        export_bundle(ex_ckpt, f, ExportConfig(precisions=("fp32",)))
+    assert f.read_text() == "mine" and not (tmp_path / "notes.txt.old").exists()
+
+
+def test_user_folders_named_like_staging_are_not_deleted(tmp_path, ex_ckpt):
+    """Bug: an export removed any existing <out>.old / <out>.partial folder of the user's."""
+    for name in ("b.old", "b.partial"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "keep.txt").write_text("x")
+    (tmp_path / "b").mkdir()  # an empty folder is a fine destination
+    export_bundle(ex_ckpt, tmp_path / "b", ExportConfig(precisions=("fp32",)))
+    Bundle.load(tmp_path / "b")
+    export_bundle(ex_ckpt, tmp_path / "b", ExportConfig(precisions=("fp32",)))  # a bundle is replaced
+    Bundle.load(tmp_path / "b")
+    for name in ("b.old", "b.partial"):
+        assert (tmp_path / name / "keep.txt").read_text() == "x"
