@@ -53,20 +53,59 @@ def load_checkpoint(path: str | Path) -> dict:
         raise EdgevtError(f"{p}: not an edgevt checkpoint (no '{FORMAT}' marker); create one with `edgevt adapt`")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise EdgevtError(f"{p}: checkpoint format {ckpt['format_version']} is newer than this edgevt; upgrade")
+    _check_fields(ckpt, p)
     return ckpt
+
+
+def _check_fields(ckpt: dict, p: Path) -> None:
+    """The marker alone proves nothing: every field the loaders read must be there and well formed,
+    so that an edited or half-written checkpoint is a one-line error, never a KeyError deep inside."""
+    def bad(what: str) -> EdgevtError:
+        return EdgevtError(f"{p}: damaged edgevt checkpoint ({what}); re-create it with `edgevt adapt`")
+
+    missing = [k for k in ("arch", "spec", "state_dict") if k not in ckpt]
+    if missing:
+        raise bad(f"missing {', '.join(repr(k) for k in missing)}")
+    if not isinstance(ckpt["arch"], str) or not ckpt["arch"]:
+        raise bad(f"'arch' is {ckpt['arch']!r}, not a model name")
+    if not isinstance(ckpt.get("model_kwargs", {}), dict):
+        raise bad("'model_kwargs' is not a mapping")
+    sd = ckpt["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise bad("'state_dict' is not a mapping of names to tensors")
+    if not isinstance(ckpt["spec"], dict):
+        raise bad("'spec' is not a mapping")
+    try:
+        ClipSpec.from_dict(ckpt["spec"])
+    except EdgevtError as e:
+        raise bad(f"its ClipSpec: {e}") from None
+    except Exception as e:  # a wrongly typed field fails inside validate()
+        raise bad(f"its ClipSpec: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}") from None
 
 
 def model_from_checkpoint(ckpt: dict | str | Path) -> tuple[nn.Module, ClipSpec]:
     """Rebuild the model (eval mode) and its ClipSpec from a checkpoint dict or path."""
     from edgevt.models.zoo import create_model
 
+    where = "checkpoint"
     if not isinstance(ckpt, dict):
+        where = str(ckpt)
         ckpt = load_checkpoint(ckpt)
     spec = ClipSpec.from_dict(ckpt["spec"])
     kwargs = dict(ckpt.get("model_kwargs", {}))
     kwargs.setdefault("num_frames", spec.num_frames)
-    model = create_model(ckpt["arch"], spec.num_classes, weights="none", **kwargs)
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = create_model(ckpt["arch"], spec.num_classes, weights="none", **kwargs)
+    except TypeError as e:  # model_kwargs the constructor does not take
+        raise EdgevtError(f"{where}: damaged edgevt checkpoint (model_kwargs do not fit {ckpt['arch']}: {e}); "
+                          "re-create it with `edgevt adapt`") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()
+        detail = " ".join(line.strip() for line in first[1:3])[:200] if len(first) > 1 else first[0][:200]
+        raise EdgevtError(f"{where}: damaged edgevt checkpoint (its weights do not fit {ckpt['arch']}: {detail}); "
+                          "re-create it with `edgevt adapt`") from None
     return model.eval(), spec
 
 

@@ -30,3 +30,37 @@ def test_rejects_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(EdgevtError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _damaged(tmp_path, name, edit):
+    spec = ClipSpec(num_frames=4, size=(32, 32), labels=["a", "b", "c"])
+    save_checkpoint(tmp_path / "ok.pt", create_model("tsn_tinycnn", 3, num_frames=4), spec)
+    ckpt = torch.load(tmp_path / "ok.pt", weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    ("nospec.pt", lambda c: c.pop("spec"), "missing 'spec'"),
+    ("noweights.pt", lambda c: c.pop("state_dict"), "missing 'state_dict'"),
+    ("noarch.pt", lambda c: c.pop("arch"), "missing 'arch'"),
+    ("badspec.pt", lambda c: c["spec"].update(num_frames="x"), "its ClipSpec"),
+    ("oddspec.pt", lambda c: c["spec"].update(colour=1), "unknown fields"),
+    ("listweights.pt", lambda c: c.update(state_dict=[1, 2]), "'state_dict' is not a mapping"),
+])
+def test_a_damaged_checkpoint_with_the_marker_is_a_one_line_error(tmp_path, name, edit, message):
+    """The marker is there but a field is missing or malformed: EdgevtError naming the file, not a KeyError."""
+    path = _damaged(tmp_path, name, edit)
+    with pytest.raises(EdgevtError, match=f"{name}: damaged edgevt checkpoint.*{message}"):
+        load_checkpoint(path)
+
+
+def test_weights_that_do_not_fit_the_arch_are_a_one_line_error(tmp_path):
+    path = _damaged(tmp_path, "wrong.pt", lambda c: c.update(state_dict={"x": torch.zeros(1)}))
+    with pytest.raises(EdgevtError, match="wrong.pt: damaged edgevt checkpoint .*weights do not fit tsn_tinycnn") as e:
+        model_from_checkpoint(path)
+    assert "\n" not in str(e.value)
+    path = _damaged(tmp_path, "kw.pt", lambda c: c.update(model_kwargs={"bogus": 1}))
+    with pytest.raises(EdgevtError, match="kw.pt: damaged edgevt checkpoint .*model_kwargs"):
+        model_from_checkpoint(path)
