@@ -43,6 +43,9 @@ def available_backends() -> list[tuple[str, bool, str]]:
 
 
 def open_backend(name: str, artifact, **options) -> Backend:
+    if name.startswith("triton://"):  # a model served by Triton: triton://HOST:PORT/MODEL (edgevt.backends.triton)
+        from edgevt.backends.triton import open_triton
+        return open_triton(name, artifact, **options)
     _load()
     if name not in _REGISTRY:
         raise EdgevtError(f"unknown backend {name!r}; choose from {', '.join(_REGISTRY) or 'none registered'}")

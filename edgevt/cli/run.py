@@ -32,8 +32,9 @@ def run(
                                            "GStreamer pipeline ending in appsink (needs OpenCV with GStreamer)."),
     model: Path = typer.Argument(..., help="Bundle folder from `edgevt export`, or a .pt checkpoint (torch backend)."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="ort-cpu, ort-cuda, ort-trt, torch, ... "
-                                          "(`edgevt info` lists them). Default: ort-cpu for a bundle, torch for a "
-                                          "checkpoint."),
+                                          "(`edgevt info` lists them), or triton://HOST:PORT/MODEL for a model "
+                                          "served by `edgevt deploy triton` (gRPC port). Default: ort-cpu for a "
+                                          "bundle, torch for a checkpoint."),
     form: Optional[str] = typer.Option(None, help="window | incremental | stateful. Default: the bundle's "
                                                   "ClipSpec streaming form when its artifacts exist, else window (stateful is "
                                                   "the default only for TSM trained with --shift-direction causal)."),

@@ -280,6 +280,10 @@ def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", prec
             raise EdgevtError(f"{p}: no such bundle or checkpoint (export one with `edgevt export`)")
         if _is_bundle(p):
             bundle = Bundle.load(p)
+    if backend.startswith("triton://"):  # the server runs the bundle's form; one remote backend streams to it
+        remote = open_backend(backend, bundle if bundle is not None else model, form=form, precision=precision,
+                              **backend_options)
+        return {"model": remote}, remote.spec, remote.form
     if bundle is not None:
         spec = bundle.spec
         if form is None:
@@ -339,7 +343,8 @@ class Stream:
         # Per-frame forms encode the frames already waiting in one call (at most T): one frame at a
         # time when keeping up with a live source, batches when catching up or reading a file.
         self.encode_batch = t if encode_batch is None else min(encode_batch, t)
-        self.form = FORM_CLASSES[self.form_name](self.backends, self.spec)
+        remote = getattr(self.backends.get("model"), "stream_form", None)  # a served model keeps the form's state
+        self.form = remote(self.spec, stride) if remote else FORM_CLASSES[self.form_name](self.backends, self.spec)
         self.labels = self.spec.labels or [str(i) for i in range(self.spec.num_classes)]
         self.smoother = Smoother(len(self.labels), smooth, smooth_alpha, smooth_window)
         self.events = EventDetector(self.labels, onset, offset, min_event_frames, tuple(ignore_labels))
@@ -348,6 +353,8 @@ class Stream:
         try:
             self.reader = FrameReader(self.info, self.ring, self.spec, realtime=realtime, reconnect=reconnect,
                                       backoff=backoff, max_gap=max_gap, max_frames=max_frames)
+            if remote:
+                self.form.gaps = self.reader.gaps  # server gaps go with the source's into the gap records
         except BaseException:
             for b in self.backends.values():
                 b.close()
