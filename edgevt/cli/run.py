@@ -64,16 +64,24 @@ def run(
 ) -> None:
     """Run a video classifier on a stream: decisions with latency, smoothed scores, events.
 
-    Ctrl-C or SIGTERM stops cleanly: every sink is flushed and the summary printed (exit 0)."""
+    Ctrl-C or SIGTERM stops cleanly: every sink is flushed and the summary printed (exit 0). A
+    source that ends badly -- a file cut short, a live source lost (without --reconnect) or not
+    back within --max-gap -- also flushes everything, then exits 2 with a one-line error."""
     from rich.console import Console
+    from rich.markup import escape
 
+    from edgevt.cli._options import threads as check_threads
+    from edgevt.errors import EdgevtError
     from edgevt.stream.loop import Stream
     from edgevt.stream.sinks import JsonlSink, LiveSummary, VideoSink
 
     console = Console(stderr=True)
+    check_threads(threads)
+    if not (video_fps > 0):
+        raise EdgevtError(f"--video-fps {video_fps}: must be > 0")
     if backend is None:
         backend = "torch" if model.is_file() and model.suffix in (".pt", ".pth") else "ort-cpu"
-    options = {"threads": threads} if threads else {}
+    options = {"threads": threads} if threads is not None else {}
     st = Stream(source, model, form=form, backend=backend, precision=precision, stride=stride, drop=drop,
                 smooth=smooth, smooth_alpha=smooth_alpha, smooth_window=smooth_window, onset=onset,
                 offset=offset, min_event_frames=min_event_frames, ignore_labels=tuple(ignore_label or ()),
@@ -90,6 +98,9 @@ def run(
         raise
     if live if live is not None else sys.stderr.isatty():
         st.sinks.append(LiveSummary(st, console=console))
+    shown = len(st.warnings)
+    for w in st.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
 
     def on_sigterm(signum, frame):  # handled like Ctrl-C: stop, flush, summary, exit 0
         raise KeyboardInterrupt
@@ -104,10 +115,14 @@ def run(
         st.close()
         signal.signal(signal.SIGTERM, previous)
     _print_summary(st.summary, console)
+    for w in st.summary.warnings[shown:]:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     if jsonl is not None:
         console.print(f"decisions: {jsonl}")
-    if video_out is not None:
+    if video_out is not None and video_out.exists():
         console.print(f"annotated video: {video_out}")
+    if st.summary.problem:  # everything is written; the exit code says the source ended badly
+        raise EdgevtError(st.summary.problem)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,9 @@ import numpy as np
 from edgevt.errors import EdgevtError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+# Smallest frame side accepted: below it there is nothing to classify (a 1x1 video would be
+# upscaled into flat frames without a word). edgevt.stream.sources applies the same rule.
+MIN_FRAME_SIDE = 8
 
 
 def is_video_file(path: Path) -> bool:
@@ -60,6 +63,9 @@ def probe_video(path: str | Path) -> dict:
         ok, frame = cap.read()
         if not ok or frame is None:
             raise EdgevtError(f"{path}: has no decodable frames (empty or truncated video)")
+        if min(frame.shape[:2]) < MIN_FRAME_SIDE:
+            raise EdgevtError(f"{path}: frames are {frame.shape[1]}x{frame.shape[0]} pixels, too small to "
+                              f"classify (at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE})")
         return {
             "frames": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
             "fps": float(cap.get(cv2.CAP_PROP_FPS)) or 0.0,

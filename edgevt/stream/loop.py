@@ -62,6 +62,7 @@ class Decision:
     events: list = field(default_factory=list)  # Events that started/ended with this decision
     gaps: list = field(default_factory=list)  # source gaps (reconnects) reported since the last decision
     dropped: int = 0  # decision points skipped so far (drop latest)
+    segment: int = 0  # source segment: 0, then +1 after every reconnect gap (no window crosses a gap)
     image: np.ndarray | None = None  # the newest frame (a view into the ring: valid until the next decision)
 
     def to_dict(self, labels: list[str] | None = None) -> dict:
@@ -69,7 +70,7 @@ class Decision:
              "capture_time": round(self.capture_time, 6), "decision_time": round(self.decision_time, 6),
              "latency_ms": round(self.latency * 1e3, 3), "media_time": round(self.media_time, 4),
              "stages_ms": {k: round(v * 1e3, 3) for k, v in self.stages.items()},
-             "label": self.label, "score": round(self.score, 5), "dropped": self.dropped}
+             "label": self.label, "score": round(self.score, 5), "dropped": self.dropped, "segment": self.segment}
         if labels:
             d["scores"] = {lab: round(float(s), 5) for lab, s in zip(labels, self.scores)}
             d["probs"] = {lab: round(float(p), 5) for lab, p in zip(labels, self.probs)}
@@ -125,7 +126,9 @@ class StreamSummary:
     decisions_per_s: float = 0.0
     latency_ms: dict = field(default_factory=dict)  # p50 p95 p99 mean max
     stages_ms: dict = field(default_factory=dict)  # mean per decision
-    ended: str = ""
+    ended: str = ""  # eof, truncated, source lost, gave up, max_frames, interrupted, stopped, error
+    problem: str = ""  # one line when the source ended abnormally (truncated, source lost, gave up)
+    warnings: list = field(default_factory=list)
     backend: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -173,6 +176,9 @@ class WindowForm:
     def decide(self, window: np.ndarray) -> np.ndarray:
         return _output(self.model, self.model.run({self.input: window[None]}), "logits")[0]
 
+    def reset(self) -> None:
+        """A new segment: the window holds no state (the loop starts the next window after the gap)."""
+
 
 class _HeadOverEmbeddings:
     """Per-frame forms keep the last embeddings in a ring; the head classifies the last T."""
@@ -183,6 +189,9 @@ class _HeadOverEmbeddings:
         self.head, self.head_in, self.t = head, head.input_names[0], t
         self.vectors = _VectorRing(t, dim)
         self._head_batch = np.zeros((t, t, dim), np.float32)  # T-embedding windows, one per decision
+
+    def reset(self) -> None:
+        """A new segment: nothing to clear (the loop never lets a window reach back before it)."""
 
     def decide(self, ends: list[int]) -> np.ndarray:
         """Logits [len(ends), C]: the head once over the T-embedding windows ending at ``ends``."""
@@ -237,6 +246,10 @@ class StatefulForm(_HeadOverEmbeddings):
         self.model.run({self.frames_in: self._probe, **self._zero_state})
         self.decide([self.t - 1])
 
+    def reset(self) -> None:
+        """A new segment (after a source gap): the shift buffers start from zero again."""
+        self.state = dict(self._zero_state)
+
     def encode(self, first: int, frames: np.ndarray) -> None:
         for i in range(len(frames)):  # one frame at a time: each needs the previous one's buffers
             out = self.model.run({self.frames_in: frames[i:i + 1], **self.state})
@@ -280,6 +293,12 @@ def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", prec
             raise EdgevtError(f"{p}: no such bundle or checkpoint (export one with `edgevt export`)")
         if _is_bundle(p):
             bundle = Bundle.load(p)
+        elif p.suffix.lower() == ".onnx":
+            near = p.parent / "edgevt.json"
+            raise EdgevtError(f"{p}: a bare ONNX file cannot stream (edgevt run needs the ClipSpec and every "
+                              "form's artifacts): give the bundle folder " + (f"{p.parent}" if near.exists()
+                                                                               else "from `edgevt export`")
+                              + " or a .pt checkpoint with --backend torch")
     if backend.startswith("triton://"):  # the server runs the bundle's form; one remote backend streams to it
         remote = open_backend(backend, bundle if bundle is not None else model, form=form, precision=precision,
                               **backend_options)
@@ -293,6 +312,8 @@ def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", prec
     else:  # a checkpoint: only backends that open checkpoints (torch)
         from edgevt.models.checkpoint import load_checkpoint
 
+        if p.suffix.lower() not in (".pt", ".pth", ".ckpt"):
+            raise EdgevtError(f"{p}: expected a bundle folder (from `edgevt export`) or a .pt checkpoint")
         spec = ClipSpec.from_dict(load_checkpoint(model)["spec"])
         form = form or "window"
         target = model
@@ -301,9 +322,16 @@ def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", prec
     if bundle is not None:
         have = [k for r in ROLES[form] for k in [f"{r}.{precision}"] if k not in bundle.artifacts]
         if have and backend != "torch":
-            raise EdgevtError(f"{bundle.path}: no {' / '.join(have)} artifact for the {form} form; export it "
-                              f"(edgevt export ... --forms {form if form != 'window' else 'window'}) or pick "
-                              f"another --form/--precision (it has: {', '.join(sorted(bundle.artifacts))})")
+            if form != "window" and precision == "int8":
+                how = "the stream forms are exported in fp32/fp16 only: use --form window with int8"
+            elif precision != "fp32" and all(f"{r}.fp32" in bundle.artifacts for r in ROLES[form]):
+                how = (f"export with --precision {precision}" + (" --calib DIR (target-domain clips)"
+                                                                  if precision == "int8" else "")
+                       + f" or run --precision fp32")
+            else:
+                how = f"export it with --forms {form}" if form != "window" else "re-export the bundle"
+            raise EdgevtError(f"{bundle.path}: no {' / '.join(have)} artifact for the {form} form; {how} "
+                              f"(it has: {', '.join(sorted(bundle.artifacts))})")
     backends = {}
     try:
         for role in ROLES[form]:
@@ -336,6 +364,17 @@ class Stream:
             raise EdgevtError(f"--drop {drop!r}: choose from {', '.join(DROPS)}")
         if encode_batch is not None and encode_batch < 1:
             raise EdgevtError(f"--encode-batch {encode_batch}: must be >= 1")
+        if max_frames is not None and max_frames < 1:
+            raise EdgevtError(f"--max-frames {max_frames}: must be >= 1 (omit it to read the whole source)")
+        if max_gap is not None and not max_gap > 0:
+            raise EdgevtError(f"--max-gap {max_gap}: must be > 0 seconds (omit it to retry forever)")
+        threads = (backend_options or {}).get("threads")
+        if threads is not None and threads < 1:
+            raise EdgevtError(f"--threads {threads}: must be >= 1 (omit it for the library default)")
+        self.warnings: list[str] = []
+        if reconnect and not self.info.live:
+            self.warnings.append(f"--reconnect applies to live sources (cameras, URLs, GStreamer); {source} is a "
+                                 "file, read once to its end: --reconnect does nothing here")
         self.backends, self.spec, self.form_name = open_model(model, form=form, backend=backend, precision=precision,
                                                               spec=spec, **(backend_options or {}))
         t = self.spec.num_frames
@@ -369,6 +408,10 @@ class Stream:
         self._stop_reason = ""
         self._started = False
         self._t0 = 0.0
+        self.segment = 0  # +1 after each recovered source gap
+        self._segment_starts: list[int] = []  # ring indices where a new segment begins, not yet reached
+        self._gaps_since_decision: list[GapEvent] = []  # for the next decision's ``gaps``
+        self._unwritten_gaps: list[GapEvent] = []  # reported by the reader, not yet reached by the loop
 
     # -- public ------------------------------------------------------------------------------------
     def __iter__(self):
@@ -403,7 +446,8 @@ class Stream:
 
     def close(self, reason: str | None = None) -> None:
         """Stop the reader, end open events, flush and close every sink (idempotent).
-        reason: why the run ended, for the summary (default: what the reader saw, e.g. eof)."""
+        reason: why the run ended, for the summary (default: what the reader saw, e.g. eof).
+        Every sink is closed even if one fails; the first failure is raised afterwards."""
         if reason and not self._stop_reason:
             self._stop_reason = reason
         if self._closed:
@@ -413,26 +457,85 @@ class Stream:
         if self.reader.is_alive():
             self.reader.join(timeout=5)
         ended = self.events.flush()
+        self._take_gaps()
+        gaps, self._unwritten_gaps = self._unwritten_gaps, []
         self._finish_summary()
+        error: BaseException | None = None
         try:
             for s in self.sinks:
-                for e in ended:
-                    s.event(e)
-                for g in self._drain_gaps():
-                    s.gap(g)
-                s.close(self.summary)
+                try:
+                    for g in gaps:
+                        s.gap(g)
+                    for e in ended:
+                        s.event(e)
+                    s.close(self.summary)
+                except BaseException as e:  # the other sinks still get closed
+                    error = error or e
         finally:
             for b in self.backends.values():
                 b.close()
+        if error is not None:
+            raise error
+
+    # -- gaps and segments ---------------------------------------------------------------------------
+    def _take_gaps(self) -> None:
+        """Collect the gaps the reader reported; a recovered one marks where a new segment starts."""
+        while self.reader.gaps:
+            g = self.reader.gaps.popleft()
+            self.summary.gaps += 1
+            self._unwritten_gaps.append(g)
+            if g.recovered and g.first_ring_index >= 0:
+                self._segment_starts.append(g.first_ring_index)
+
+    def _emit_gaps(self, upto: int | None = None) -> None:
+        """Hand the gaps before ring index ``upto`` (all: None) to the sinks, in stream order, and
+        to the next decision."""
+        keep = []
+        for g in self._unwritten_gaps:
+            if upto is None or 0 <= g.first_ring_index <= upto:
+                self._gaps_since_decision.append(g)
+                for sink in self.sinks:
+                    sink.gap(g)
+            else:
+                keep.append(g)
+        self._unwritten_gaps = keep
+
+    def _enter_segment(self, start: int, reset: bool = True) -> None:
+        """The loop reached ring index ``start``, the first frame after a reconnect gap. Nothing from
+        before it reaches a decision after it: windows and embedding histories restart (the loops),
+        stateful buffers and smoothing are reset, open events end at their last decision before the
+        gap; the gap record goes to the sinks here, between the two segments."""
+        if reset:
+            self.segment += 1
+            self.form.reset()
+            self.smoother.reset()
+            for e in self.events.flush():
+                for sink in self.sinks:
+                    sink.event(e)
+        self._emit_gaps(start)
 
     # -- loops -------------------------------------------------------------------------------------
     def _window_loop(self):
         t, stride, ring = self.spec.num_frames, self.stride, self.ring
         latest = self.drop == "latest"
         next_end = t - 1  # ring index of the newest frame of the next window
+        starts = self._segment_starts
         while True:
             if not ring.wait_for(next_end):
                 return
+            self._take_gaps()
+            if starts:
+                # The next window (or, under drop latest, the newest) would reach a segment start:
+                # windows before it are still whole; one across it is not -- restart after it.
+                reach = ring.newest if latest else next_end
+                crossed = [g for g in starts if g <= reach]
+                if crossed:
+                    g = crossed[-1]
+                    del starts[:len(crossed)]
+                    self._enter_segment(g, reset=next_end - t + 1 < g)
+                    if next_end - t + 1 < g:
+                        next_end = g + t - 1
+                        continue
             end = next_end
             if latest:  # the newest complete decision point; the ones in between are dropped
                 newest = ring.newest
@@ -464,21 +567,33 @@ class Stream:
         are never encoded (counted), and a decision covers the last T *processed* frames -- when it
         keeps up these are consecutive and the result is the same as drop none; when it cannot, the
         model sees the stream at a lower frame rate. The decisions of a batch share one head call;
-        its encode + head time is split evenly among them (``stages["inference"]``)."""
+        its encode + head time is split evenly among them (``stages["inference"]``). A batch never
+        crosses a segment start (a reconnect gap); decision points count from the segment's first frame."""
         t, stride, ring, form = self.spec.num_frames, self.stride, self.ring, self.form
         latest = self.drop == "latest"
         nxt = 0  # ring index of the next frame to process
         done = 0  # frames processed so far (index into the form's vector ring)
+        base = 0  # value of ``done`` when the current segment began
+        starts = self._segment_starts
         first_frames = np.zeros(form.vectors.capacity, np.int64)  # source frame of each processed vector
         while True:
             if not ring.wait_for(nxt):
                 return
+            self._take_gaps()
             newest = ring.newest
             if latest and newest - nxt + 1 > self.encode_batch:
                 start = newest - self.encode_batch + 1
                 self.summary.skipped_frames += start - nxt
                 nxt = start
+            if starts and starts[0] <= nxt:  # reached (or jumped past) a segment start
+                g = starts[0]
+                while starts and starts[0] <= nxt:
+                    g = starts.pop(0)
+                self._enter_segment(g, reset=done > base)
+                base = done
             k = min(self.encode_batch, newest - nxt + 1)
+            if starts and nxt + k > starts[0]:
+                k = starts[0] - nxt  # the frames before the gap first; the segment restarts at it
             if not (ring.try_hold(nxt, k) if latest else ring.window_valid(nxt, k)):
                 # latest: the reader left a hole here (it skipped a held slot); take the newest frame
                 self.summary.skipped_frames += max(0, ring.newest - nxt)
@@ -491,8 +606,8 @@ class Stream:
             t_inf = time.perf_counter()
             form.encode(done, frames)
             t_enc = time.perf_counter() - t_inf
-            # decision points: after processed frame p (1-based count) with p >= T and (p - T) % stride == 0
-            points = [p for p in range(done + 1, done + k + 1) if p >= t and (p - t) % stride == 0]
+            # decision points: after processed frame p (1-based count) with p - base >= T and (p - base - T) % stride == 0
+            points = [p for p in range(done + 1, done + k + 1) if p - base >= t and (p - base - t) % stride == 0]
             if latest and len(points) > 1:
                 self.summary.dropped += len(points) - 1
                 points = points[-1:]
@@ -522,38 +637,30 @@ class Stream:
         c = int(np.argmax(scores))
         frame = int(ring.source_index[s])
         events = self.events.update(scores, frame, float(ring.capture_time[s]), float(ring.media_time[s]))
-        gaps = self._drain_gaps()
+        gaps, self._gaps_since_decision = self._gaps_since_decision, []
         d = Decision(index=self.summary.decisions, frame=frame, first_frame=first_frame,
                      capture_time=float(ring.capture_time[s]), decision_time=0.0, latency=0.0,
                      media_time=float(ring.media_time[s]),
                      stages={"decode": float(ring.decode_time[s]), "preprocess": preprocess, "inference": inference,
                              "post": 0.0},
                      probs=probs, scores=scores.copy(), label=self.labels[c], score=float(scores[c]), events=events,
-                     gaps=gaps, dropped=self.summary.dropped,
+                     gaps=gaps, dropped=self.summary.dropped, segment=self.segment,
                      image=ring.frames[s] if self.keep_image else None)
-        for sink in self.sinks:
-            for g in gaps:
-                sink.gap(g)
         now = time.perf_counter()
         d.latency = now - float(ring.capture_clock[s])
         d.decision_time = d.capture_time + d.latency
         d.stages["post"] = now - t_post
+        # Counted before the sinks see it: a sink that fails on this decision (the JSONL may already
+        # hold it) leaves a summary that agrees with what was written.
+        self.summary.decisions += 1
+        self.latency.add(d.latency)
+        for k, v in d.stages.items():
+            self._stage_sums[k] += v
         for sink in self.sinks:  # sinks see the decision's final timing; their own cost is not in it
             sink.decision(d)
             for e in events:
                 sink.event(e)
-        self.summary.decisions += 1
-        self.summary.gaps += len(gaps)
-        self.latency.add(d.latency)
-        for k, v in d.stages.items():
-            self._stage_sums[k] += v
         return d
-
-    def _drain_gaps(self) -> list[GapEvent]:
-        out = []
-        while self.reader.gaps:
-            out.append(self.reader.gaps.popleft())
-        return out
 
     def _finish_summary(self) -> StreamSummary:
         s = self.summary
@@ -567,6 +674,12 @@ class Stream:
                             "p99": h.percentile(99) * 1e3, "mean": h.mean * 1e3, "max": h.max * 1e3}
             s.stages_ms = {k: v / h.count * 1e3 for k, v in self._stage_sums.items()}
         s.ended = self._stop_reason or self.reader.ended or "stopped"
+        s.problem = "" if self._stop_reason else self.reader.problem
+        t = self.spec.num_frames
+        if self._started and s.decisions == 0 and not self._stop_reason and s.frames < t:
+            self.warnings.append(f"{self.info.target}: only {s.frames} frame(s) after frame_stride "
+                                 f"{self.spec.frame_stride}, fewer than the {t} a decision needs: no decision")
+        s.warnings = list(self.warnings)
         return s
 
     def snapshot(self) -> StreamSummary:

@@ -43,8 +43,10 @@ class JsonlSink(Sink):
 
     def __init__(self, path: str | Path, scores: bool = True):
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            raise EdgevtError(f"{self.path}: folder {self.path.parent} does not exist")
+        if not self.path.parent.is_dir():
+            raise EdgevtError(f"{self.path}: folder {self.path.parent} does not exist; create it first")
+        if self.path.is_dir():
+            raise EdgevtError(f"{self.path}: is a folder; give a file name for --jsonl")
         self.scores = scores
         self._f = open(self.path, "w", buffering=1)
         self._labels: list[str] = []
@@ -81,14 +83,28 @@ def _jsonable(o):
     return str(o)
 
 
+# What VideoSink writes: mp4v in .mp4, MJPG in the others (OpenCV's FFmpeg writer knows these containers).
+VIDEO_OUT_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
+
+
 class VideoSink(Sink):
     """The newest frame of every decision, upscaled, with label, score and latency drawn on it.
-    Written at ``fps`` (default: the decision rate cannot be known ahead; 25)."""
+    Written at ``fps`` (default: the decision rate cannot be known ahead; 25). The path, folder and
+    frame rate are checked here, before the stream starts; the file appears only when complete."""
 
     needs_image = True
 
     def __init__(self, path: str | Path, fps: float = 25.0, min_side: int = 256, pixel_format: str = "RGB"):
         self.path = Path(path)
+        if self.path.suffix.lower() not in VIDEO_OUT_EXTENSIONS:
+            raise EdgevtError(f"{self.path}: --video-out needs one of {', '.join(VIDEO_OUT_EXTENSIONS)} "
+                              f"(got {self.path.suffix or 'no extension'})")
+        if not self.path.parent.is_dir():
+            raise EdgevtError(f"{self.path}: folder {self.path.parent} does not exist; create it first")
+        if self.path.is_dir():
+            raise EdgevtError(f"{self.path}: is a folder; give a video file name")
+        if not (fps > 0 and np.isfinite(fps)):
+            raise EdgevtError(f"--video-fps {fps}: must be > 0")
         self.fps, self.min_side, self.pixel_format = fps, min_side, pixel_format
         self._writer = None
         self._canvas: np.ndarray | None = None
@@ -105,6 +121,8 @@ class VideoSink(Sink):
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
             self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w * scale, h * scale))
             if not self._writer.isOpened():
+                self._writer = None
+                self._tmp.unlink(missing_ok=True)
                 raise EdgevtError(f"{self.path}: OpenCV cannot write this video format; try a .avi path")
         canvas = self._canvas
         cv2.resize(img, (canvas.shape[1], canvas.shape[0]), dst=canvas, interpolation=cv2.INTER_NEAREST)
@@ -121,7 +139,8 @@ class VideoSink(Sink):
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            self._tmp.replace(self.path)  # only a finished file gets the final name
+            if self._tmp.exists():
+                self._tmp.replace(self.path)  # only a finished file gets the final name
 
 
 class LiveSummary(Sink):

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgevt.data.video import resize_frame
+from edgevt.data.video import MIN_FRAME_SIDE, resize_frame
 from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
 from edgevt.stream.ring import FrameRing
@@ -67,11 +67,27 @@ def parse_source(source) -> SourceInfo:
     return SourceInfo("file", str(p), False)
 
 
-def open_capture(info: SourceInfo) -> cv2.VideoCapture:
+def check_frame_size(frame: np.ndarray, source) -> None:
+    h, w = frame.shape[:2]
+    if min(h, w) < MIN_FRAME_SIDE:
+        raise EdgevtError(f"{source}: frames are {w}x{h} pixels, too small to classify (at least "
+                          f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}); check the source's resolution")
+
+
+def open_capture(info: SourceInfo, timeout: float | None = None,
+                 read_timeout: float | None = None) -> cv2.VideoCapture:
+    """Open a source. For URLs, ``timeout`` (seconds) bounds how long opening may block and
+    ``read_timeout`` (default: the same) each read (FFmpeg's own default is 30 s, which would
+    overrun a --max-gap deadline)."""
     if info.kind == "gstreamer":
         cap = cv2.VideoCapture(info.target, cv2.CAP_GSTREAMER)
     elif info.kind == "url":
-        cap = cv2.VideoCapture(info.target, cv2.CAP_FFMPEG)
+        params = []
+        if timeout is not None:
+            read_timeout = timeout if read_timeout is None else read_timeout
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(100, int(timeout * 1000)),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, max(100, int(read_timeout * 1000))]
+        cap = cv2.VideoCapture(info.target, cv2.CAP_FFMPEG, params)
     else:
         cap = cv2.VideoCapture(info.target)
     if not cap.isOpened():
@@ -86,14 +102,29 @@ def open_capture(info: SourceInfo) -> cv2.VideoCapture:
 
 @dataclass
 class GapEvent:
-    """A live source stalled or disconnected; ``end_*`` is when frames flowed again (or the run ended)."""
+    """A live source stalled or disconnected. ``start_time`` is when its last frame arrived,
+    ``end_time`` when frames flowed again (recovered) or when the reader gave up. After a recovered
+    gap the stream starts a new segment: ``first_ring_index`` is the first ring frame after it, and
+    no window, embedding history, stateful buffer or smoothed score crosses it."""
 
     start_time: float
     end_time: float
-    after_source_frame: int
+    after_source_frame: int  # source frames read before the gap (the next frame gets this number)
     attempts: int
     reason: str
     recovered: bool
+    first_ring_index: int = -1  # ring index of the first frame after the gap (-1: none came)
+    duration_s: float = 0.0
+
+
+class _OpenGap:
+    def __init__(self, last_frame_wall: float, last_frame_clock: float, frames_read: int):
+        self.wall, self.clock, self.frames_read = last_frame_wall, last_frame_clock, frames_read
+        self.attempts, self.reason = 0, "no frame from source"
+
+    def event(self, recovered: bool, first_ring_index: int = -1, reason: str | None = None) -> GapEvent:
+        return GapEvent(self.wall, time.time(), self.frames_read, self.attempts, reason or self.reason, recovered,
+                        first_ring_index, round(time.perf_counter() - self.clock, 3))
 
 
 class FrameReader(threading.Thread):
@@ -101,8 +132,19 @@ class FrameReader(threading.Thread):
 
     realtime: pace a file at its own fps (to replay a recording as if it were a camera).
     reconnect: reopen a live source that fails, backing off from ``backoff[0]`` to ``backoff[1]``
-    seconds; ``max_gap`` seconds without frames ends the run (None: retry forever).
+    seconds; ``max_gap`` seconds without frames ends the run (None: retry forever). The deadline
+    caps the backoff and every open/read attempt, so the reader gives up on time.
+
+    ``ended`` says how the source ended: ``eof`` (a file read to its end), ``truncated`` (a file
+    that ends before the frame count in its header: cut short or corrupt), ``source lost`` (a live
+    source stopped and ``reconnect`` is off), ``gave up`` (no frames for ``max_gap`` seconds),
+    ``max_frames``, ``stopped`` or ``error``; ``ok`` is False for the abnormal ones and ``problem``
+    says what happened in one line.
     """
+
+    # Read/open timeout for URL sources when no --max-gap bounds it: a stalled stream is noticed
+    # (and reopened under --reconnect) after this long instead of FFmpeg's 30 s.
+    STALL_TIMEOUT_S = 10.0
 
     def __init__(self, info: SourceInfo, ring: FrameRing, spec: ClipSpec, *, realtime: bool = False,
                  reconnect: bool = False, backoff: tuple[float, float] = (0.5, 8.0), max_gap: float | None = None,
@@ -111,14 +153,27 @@ class FrameReader(threading.Thread):
         self.info, self.ring, self.spec = info, ring, spec
         self.realtime, self.reconnect, self.backoff, self.max_gap = realtime, reconnect, backoff, max_gap
         self.max_frames = max_frames
-        self.cap = open_capture(info)  # open here so that a bad source fails in the caller's thread
+        self.cap = open_capture(info, self._timeout())  # open here so that a bad source fails in the caller's thread
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        count = self.cap.get(cv2.CAP_PROP_FRAME_COUNT) if info.kind == "file" else 0
+        self.expected_frames = int(count) if count and count > 0 else 0  # from the file's header; 0 unknown
         self.gaps: deque[GapEvent] = deque()  # drained by the loop
         self.frames_read = 0  # source frames taken off the source (including frame_stride skips)
         self.frames_kept = 0  # frames written to the ring
         self.error: BaseException | None = None
-        self.ended = ""  # why the reader stopped: eof, stopped, gave up, error
+        self.ended = ""  # why the reader stopped: eof, truncated, source lost, gave up, max_frames, stopped, error
+        self.problem = ""  # one line for an abnormal end (truncated, source lost, gave up)
         self._halt = threading.Event()
+
+    @property
+    def ok(self) -> bool:
+        return self.ended not in ("truncated", "source lost", "gave up", "error")
+
+    def _timeout(self, remaining: float | None = None) -> float | None:
+        if self.info.kind != "url":
+            return None
+        t = self.STALL_TIMEOUT_S if self.max_gap is None else min(self.STALL_TIMEOUT_S, self.max_gap)
+        return t if remaining is None else max(0.1, min(t, remaining))
 
     def stop(self) -> None:
         self._halt.set()
@@ -138,6 +193,25 @@ class FrameReader(threading.Thread):
             if self.cap is not None:
                 self.cap.release()
 
+    def _end_of_source(self, gap: _OpenGap | None) -> None:
+        if self.info.live:
+            if gap is not None:
+                self.ended = "gave up"
+                self.problem = (f"{self.info}: no frames for {self.max_gap:g} s after {self.frames_read} frames "
+                                f"({gap.attempts} reconnect attempts: {gap.reason}); gave up (--max-gap)")
+            else:
+                self.ended = "source lost"
+                self.problem = (f"{self.info}: the source stopped delivering frames after {self.frames_read} "
+                                "frames; pass --reconnect to reopen it with backoff")
+            return
+        missing = self.expected_frames - self.frames_read
+        if self.expected_frames and missing > max(2, 0.01 * self.expected_frames):
+            self.ended = "truncated"
+            self.problem = (f"{self.info.target}: the video ends after {self.frames_read} of the "
+                            f"{self.expected_frames} frames its header announces (cut short or corrupt)")
+        else:
+            self.ended = "eof"
+
     def _loop(self) -> None:
         h, w = self.spec.size
         rgb = self.spec.pixel_format == "RGB"
@@ -146,6 +220,8 @@ class FrameReader(threading.Thread):
         k = self.spec.frame_stride
         start = time.perf_counter()
         fps = self.fps if self.fps > 0 else 25.0
+        gap: _OpenGap | None = None  # set from a failed read until frames flow again
+        last_wall, last_clock = time.time(), time.perf_counter()
         while not self._halt.is_set():
             if self.max_frames is not None and self.frames_kept >= self.max_frames:
                 self.ended = "max_frames"
@@ -154,20 +230,30 @@ class FrameReader(threading.Thread):
                 delay = start + self.frames_read / fps - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            keep = self.frames_read % k == 0
+            keep = self.frames_read % k == 0 or gap is not None  # the first frame after a gap is always kept
             t_wall, t0 = time.time(), time.perf_counter()
             if keep:
                 ok, frame = self.cap.read(raw)
-                if ok and (raw is None or frame.shape != raw.shape or not np.shares_memory(frame, raw)):
+                if ok and frame is not None and (raw is None or frame.shape != raw.shape
+                                                 or not np.shares_memory(frame, raw)):
+                    check_frame_size(frame, self.info.target)
                     raw = frame  # first frame, or the source changed size: the new buffer is reused from now on
+                ok = ok and frame is not None
             else:
                 ok = self.cap.grab()  # frames between strides are never decoded
             if not ok:
-                if self.info.live and self.reconnect and self._reopen():
-                    continue
-                self.ended = "eof" if not self.info.live else "source lost"
+                if self.info.live and self.reconnect:
+                    if gap is None:
+                        gap = _OpenGap(last_wall, last_clock, self.frames_read)
+                    if self._reopen(gap):
+                        continue
+                    if self._halt.is_set():
+                        break
+                    self.gaps.append(gap.event(False, reason=f"gave up after {self.max_gap:g}s: {gap.reason}"))
+                self._end_of_source(gap)
                 return
             self.frames_read += 1
+            last_wall, last_clock = t_wall, t0
             if not keep:
                 continue
             t_read = time.perf_counter() - t0
@@ -176,6 +262,9 @@ class FrameReader(threading.Thread):
                 self.ended = "stopped"
                 return
             idx, out = slot
+            if gap is not None:  # reported before the frame is committed: the loop sees the gap first
+                self.gaps.append(gap.event(True, idx))
+                gap = None
             t_put = time.perf_counter()
             if rgb:
                 resize_frame(raw, (h, w), self.spec.resize, out=small)
@@ -189,26 +278,30 @@ class FrameReader(threading.Thread):
             self.frames_kept += 1
         self.ended = "stopped"
 
-    def _reopen(self) -> bool:
-        """Reopen a failed live source with exponential backoff; records the gap. False: give up."""
-        t_start, wall_start = time.perf_counter(), time.time()
-        self.cap.release()
-        delay, attempts, reason = self.backoff[0], 0, "no frame from source"
+    def _reopen(self, gap: _OpenGap) -> bool:
+        """Reopen a failed live source with exponential backoff until it opens (True) or the
+        --max-gap deadline, counted from the last frame, passes (False). Neither a backoff wait nor
+        an open attempt runs past the deadline."""
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+        deadline = None if self.max_gap is None else gap.clock + self.max_gap
+        delay = self.backoff[0] * 2 ** min(gap.attempts, 16)
         while not self._halt.is_set():
-            if self.max_gap is not None and time.perf_counter() - t_start > self.max_gap:
-                self.gaps.append(GapEvent(wall_start, time.time(), self.frames_read, attempts,
-                                          f"gave up after {self.max_gap:.0f}s: {reason}", False))
+            remaining = None if deadline is None else deadline - time.perf_counter()
+            if remaining is not None and remaining <= 0:
                 return False
-            self._halt.wait(delay)
-            attempts += 1
+            wait = min(delay, self.backoff[1]) if remaining is None else min(delay, self.backoff[1], remaining)
+            if self._halt.wait(wait):
+                break
+            remaining = None if deadline is None else deadline - time.perf_counter()
+            if remaining is not None and remaining <= 0:
+                return False
+            gap.attempts += 1
             try:
-                cap = open_capture(self.info)
+                self.cap = open_capture(self.info, self._timeout(remaining), self._timeout())
+                return True
             except EdgevtError as e:
-                reason = str(e)
+                gap.reason = str(e)
                 delay = min(delay * 2, self.backoff[1])
-                continue
-            self.cap = cap
-            self.gaps.append(GapEvent(wall_start, time.time(), self.frames_read, attempts, reason, True))
-            return True
-        self.cap = None
         return False

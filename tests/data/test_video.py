@@ -53,3 +53,11 @@ def test_truncated_video_reads_what_is_there(tmp_path):
         assert "cut.avi" in str(e)
     else:
         assert 0 < len(frames) <= 20
+
+
+def test_a_video_too_small_to_classify_is_a_clear_error(tmp_path):
+    from edgevt.data.video import probe_video
+
+    write_video(tmp_path / "dot.avi", np.zeros((4, 1, 1, 3), np.uint8))
+    with pytest.raises(EdgevtError, match="dot.avi: frames are 1x1 pixels, too small"):
+        probe_video(tmp_path / "dot.avi")

@@ -65,3 +65,43 @@ def test_realtime_replay_paces_a_file(stream_assets):
     t0 = time.perf_counter()
     reader, ring, n = _read_all(parse_source(video), spec.replace(frame_stride=1), realtime=True, max_frames=13)
     assert n == 13 and time.perf_counter() - t0 >= 12 / 25 * 0.9  # 25 fps file
+
+
+def test_max_gap_caps_the_backoff_and_the_gap_counts_from_the_last_frame(stream_assets, tmp_path):
+    """--max-gap 1 with a backoff of 0.5 s doubling to 8 s: the reader gives up about 1 s after the
+    last frame (it used to wait out the whole backoff: 0.5 + 1 + 2 s and more)."""
+    import shutil
+
+    spec = stream_assets["spec"]
+    video = tmp_path / "live.mp4"
+    shutil.copy(stream_assets["video"], video)
+    ring = FrameRing(400, (*spec.size, 3), spec.num_frames, block=True)
+    reader = FrameReader(SourceInfo("url", str(video), True), ring, spec, reconnect=True, backoff=(0.5, 8.0),
+                         max_gap=1.0)
+    video.unlink()  # the open capture keeps reading; every reopen fails: the source is gone for good
+    t0 = time.perf_counter()
+    reader.start()
+    reader.join(30)
+    elapsed = time.perf_counter() - t0
+    assert reader.ended == "gave up" and not reader.ok and "--max-gap" in reader.problem
+    assert elapsed < 2.0, elapsed
+    gaps = list(reader.gaps)
+    assert len(gaps) == 1 and not gaps[0].recovered and gaps[0].attempts >= 1
+    assert 0.9 <= gaps[0].duration_s < 1.6
+
+
+def test_a_truncated_file_and_a_tiny_video_are_reported(tmp_path, tiny_spec):
+    from edgevt.data.video import write_video
+
+    frames = (np.random.default_rng(0).random((60, 32, 32, 3)) * 255).astype(np.uint8)
+    write_video(tmp_path / "full.avi", frames)
+    data = (tmp_path / "full.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[:len(data) // 2])
+    reader, ring, n = _read_all(parse_source(tmp_path / "full.avi"), tiny_spec)
+    assert reader.ended == "eof" and reader.ok and n == 30
+    reader, ring, n = _read_all(parse_source(tmp_path / "cut.avi"), tiny_spec)
+    assert reader.ended == "truncated" and not reader.ok and 0 < n < 30
+    assert "of the 60 frames" in reader.problem
+    write_video(tmp_path / "dot.avi", np.zeros((10, 1, 1, 3), np.uint8))
+    reader, ring, n = _read_all(parse_source(tmp_path / "dot.avi"), tiny_spec)
+    assert isinstance(reader.error, EdgevtError) and "1x1 pixels" in str(reader.error) and n == 0
