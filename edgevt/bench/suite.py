@@ -203,6 +203,14 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
     from edgevt.env import environment
     from edgevt.export.bundle import Bundle
 
+    if not warmup_s >= 0:
+        raise EdgevtError(f"--warmup-s {warmup_s}: must be >= 0 seconds")
+    if runs is not None and runs < 1:
+        raise EdgevtError(f"--runs {runs}: must be >= 1 (or omit it to time by --duration-s)")
+    if runs is None and duration_s is not None and not duration_s > 0:
+        raise EdgevtError(f"--duration-s {duration_s}: must be > 0 seconds")
+    if threads is not None and threads < 1:
+        raise EdgevtError(f"--threads {threads}: must be >= 1 (omit it for the library default)")
     bundle = Bundle.load(bundle_path)
     spec = bundle.spec
     auto = split_list(backends, "--backend") == ["auto"]

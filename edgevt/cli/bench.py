@@ -40,6 +40,8 @@ def bench(
     from edgevt.bench.report import natural_width, rich_table, write_reports
 
     console = Console()
+    if runs is not None and runs < 1:  # before `runs=None if not runs` below could hide it
+        raise EdgevtError(f"--runs {runs}: must be >= 1 (or omit it to time by --duration-s)")
     if not bundle.exists():
         raise EdgevtError(f"{bundle}: no such bundle folder; create one with `edgevt export`")
     out = out or (Path(bundle) / "bench")
@@ -75,6 +77,12 @@ def bench(
         files = write_reports(result, out, name)
     for kind, f in files.items():
         console.print(f"{kind}: {f}")
+    if stream is None and not result.ok_rows():
+        failed = [r for r in result.rows if r.status == "failed"]
+        why = (failed or result.rows)[0] if result.rows else None
+        raise EdgevtError(f"{bundle}: no configuration could be timed" +
+                          (f" ({len(failed)} failed, first: {why.backend} {why.precision}: {why.reason})" if why else "")
+                          + "; see the table above")
 
 
 def register(app: typer.Typer) -> None:

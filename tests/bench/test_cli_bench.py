@@ -36,3 +36,35 @@ def test_cli_bench_missing_bundle(tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["bench", str(tmp_path / "nothing")])
     assert e.value.code == 2
+
+
+def _main(args, capsys):
+    import pytest
+
+    from edgevt.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    return e.value.code, err
+
+
+def test_cli_bench_rejects_bad_values_in_one_line(bench_bundle, tmp_path, capsys):
+    for args, message in ((["--runs", "0"], "--runs 0: must be >= 1"), (["--warmup-s", "-1"], "--warmup-s -1.0"),
+                          (["--duration-s", "0"], "--duration-s 0.0"), (["--threads", "-1"], "--threads -1")):
+        code, err = _main(["bench", str(bench_bundle), "--backend", "ort-cpu", "--out", str(tmp_path), *args], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_bench_fails_when_every_row_failed(bench_bundle, tmp_path, capsys, monkeypatch):
+    import edgevt.bench.suite as suite
+
+    def broken(*a, **k):
+        raise RuntimeError("the accelerator fell off")
+
+    monkeypatch.setattr(suite, "time_backend", broken)
+    code, err = _main(["bench", str(bench_bundle), "--backend", "ort-cpu", "--runs", "3", "--warmup-s", "0",
+                       "--out", str(tmp_path)], capsys)
+    assert code == 2 and "no configuration could be timed" in err and "fell off" in err and "Traceback" not in err
+    assert (tmp_path / "bench.json").exists()  # the failed rows are still reported
