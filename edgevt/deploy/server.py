@@ -54,14 +54,14 @@ def free_port() -> int:
 
 
 class TritonServer:
-    def __init__(self, repo: str | Path, models: list[str] | None = None, *, grpc_port: int | None = None,
+    def __init__(self, repo: str | Path | list, models: list[str] | None = None, *, grpc_port: int | None = None,
                  http_port: int | None = None, metrics_port: int | None = None, log: str | Path | None = None,
                  extra_args: tuple = ()):
         ok, msg = available()
         if not ok:
             raise EdgevtError(msg)
         self.root = server_root()
-        self.repo = Path(repo).resolve()
+        self.repos = [Path(r).resolve() for r in (repo if isinstance(repo, (list, tuple)) else [repo])]
         self.models = list(models or [])
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
@@ -85,7 +85,7 @@ class TritonServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     def command(self) -> list[str]:
-        cmd = [str(self.root / "bin" / "tritonserver"), f"--model-repository={self.repo}",
+        cmd = [str(self.root / "bin" / "tritonserver"), *[f"--model-repository={r}" for r in self.repos],
                f"--backend-directory={self.backends}", "--grpc-address=127.0.0.1", "--http-address=127.0.0.1",
                f"--grpc-port={self.grpc_port}", f"--http-port={self.http_port}",
                f"--metrics-port={self.metrics_port}", "--allow-metrics=false", "--log-verbose=0", "--exit-timeout-secs=5"]
