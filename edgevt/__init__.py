@@ -1,4 +1,12 @@
 """edgevt: video classifiers from PyTorch to the edge -- adapt, export, build, stream, measure."""
+import os as _os
+
+# FFmpeg (inside OpenCV) prints its own lines ("moov atom not found") to stderr before edgevt's
+# one-line error about the same file; edgevt names unreadable videos itself. Set before cv2 is
+# imported; export OPENCV_FFMPEG_LOGLEVEL=24 (or OPENCV_LOG_LEVEL=INFO) to see them again.
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
 from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
 

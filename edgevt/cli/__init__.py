@@ -7,8 +7,10 @@ which is printed as one line (no traceback) with exit code 2.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -37,7 +39,20 @@ def _load_verbs() -> None:
 _load_verbs()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """edgevt's own warnings (skipped videos...) as one 'warning:' line, not Python's two-line
+    'path:line: UserWarning:' form; other libraries' warnings keep the default format."""
+    if issubclass(category, UserWarning) and f"{os.sep}edgevt{os.sep}" in str(filename):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="edgevt")
     except EdgevtError as e:

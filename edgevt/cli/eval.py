@@ -34,8 +34,12 @@ def eval_cmd(
     from edgevt.errors import EdgevtError
     from edgevt.eval.evaluate import artifact_kind, evaluate, evaluate_all
 
+    from edgevt.cli._options import at_least, threads as check_threads
+
     if batch_size < 1:
         raise EdgevtError(f"--batch-size must be >= 1, got {batch_size}")
+    at_least("--max-clips", max_clips, 1, "omit it to evaluate every clip")
+    check_threads(threads)
     kind = artifact_kind(artifact)
     if all_precisions and kind != "bundle":
         raise EdgevtError(f"{artifact}: --all needs a bundle folder")

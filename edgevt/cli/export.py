@@ -48,6 +48,11 @@ def export(
 
     from edgevt.export.exporter import ExportConfig, export_bundle, parse_tolerance
 
+    from edgevt.cli._options import at_least, threads as check_threads
+
+    check_threads(threads)
+    at_least("--calib-clips", calib_clips, 1)
+    at_least("--eval-clips", eval_clips, 1, "omit it to use every --eval clip")
     precisions = _split(precision)
     if "fp32" not in precisions:
         precisions.insert(0, "fp32")

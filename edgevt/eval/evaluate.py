@@ -60,6 +60,8 @@ def load_eval_clips(data, spec: ClipSpec, max_clips: int | None = None, skip_bad
     """skip_bad: skip unreadable videos with a warning (default); False: the first one is an error."""
     from edgevt.export.calibration import load_clips
 
+    if max_clips is not None and max_clips < 1:
+        raise EdgevtError(f"--max-clips {max_clips}: must be >= 1 (omit it to evaluate every clip)")
     clips, labels, paths = load_clips(data, spec, max_clips, labeled=True, what="evaluation", skip_bad=skip_bad)
     if (labels < 0).any():
         raise EdgevtError(f"{data}: evaluation needs labeled clips (class folders or a 'path label' list)")
@@ -98,9 +100,9 @@ def artifact_spec(artifact, kind: str) -> ClipSpec:
         b = artifact if isinstance(artifact, Bundle) else Bundle.load(artifact, verify=False)
         return b.spec
     if kind == "onnx":
-        import onnx
+        from edgevt.backends.onnxruntime import load_graph
 
-        m = onnx.load(str(artifact), load_external_data=False)
+        m = load_graph(Path(artifact))  # a truncated or foreign file is a one-line error
         props = {p.key: p.value for p in m.metadata_props}
         if "edgevt.spec" not in props:
             raise EdgevtError(f"{artifact}: no ClipSpec in its metadata (not exported by edgevt); "

@@ -22,6 +22,20 @@ from edgevt.spec import ClipSpec
 MIN_SENSIBLE_CLIPS = 32
 
 
+def _unlabeled_list(path: Path) -> list:
+    """The clips of a 'path label' / CSV list with their labels ignored (whatever they say)."""
+    from edgevt.data.datasets import ClipRecord, LabelMap, read_annotation_list
+
+    class AnyLabel(LabelMap):
+        def index(self, label: str, where: str = "") -> int:
+            return -1
+
+    records, _ = read_annotation_list(path, AnyLabel([]))
+    if not records:
+        raise EdgevtError(f"{path}: contains no video files")
+    return [ClipRecord(r.path, None, r.start, r.end) for r in records]
+
+
 def load_clips(source: str | Path | list, spec: ClipSpec, max_clips: int | None = None, *,
                labeled: bool = False, what: str = "calibration",
                skip_bad: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -37,6 +51,9 @@ def load_clips(source: str | Path | list, spec: ClipSpec, max_clips: int | None 
     try:
         if isinstance(source, (list, tuple)):
             ds = ClipDataset([ClipRecord(str(p)) for p in source], spec, train=False, skip_bad=skip_bad)
+        elif not labeled and Path(source).is_file() and Path(source).suffix.lower() in (".txt", ".csv", ".lst"):
+            # Unlabeled use of a list (calibration): its labels are ignored, so an unknown one is no error.
+            ds = ClipDataset(_unlabeled_list(Path(source)), spec, train=False, skip_bad=skip_bad)
         else:
             ds = load_dataset(source, spec, labels=labels, labeled=labeled, train=False, skip_bad=skip_bad)
     except EdgevtError as e:

@@ -133,3 +133,36 @@ def test_cli_eval_no_skip_bad(list_with_corrupt_video, ev_ckpt, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "x.mp4" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def _cli(args, capsys):
+    from edgevt.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    return e.value.code, capsys.readouterr().err
+
+
+def test_cli_eval_truncated_onnx_and_bad_values_are_one_line_errors(ev_bundle, motiondigits, tmp_path, capsys):
+    data = str(motiondigits / "target_test.txt")
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes((ev_bundle.path / "model.onnx").read_bytes()[:3000])
+    for args, message in (([str(cut), data], "cut.onnx: not a readable ONNX model"),
+                          ([str(ev_bundle.path), data, "--max-clips", "0"], "--max-clips 0: must be >= 1"),
+                          ([str(ev_bundle.path), data, "--threads", "-1"], "--threads -1: must be >= 1")):
+        code, err = _cli(["eval", *args, "-o", str(tmp_path / "out")], capsys)
+        assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_skip_warnings_are_one_line_without_a_source_location(motiondigits, ev_ckpt, tmp_path, capfd):
+    """The skip warning used to print as '/path/evaluate.py:65: UserWarning: ...' plus a code line,
+    after FFmpeg's own 'moov atom not found' line."""
+    data = tmp_path / "test"
+    shutil.copytree(motiondigits / "target" / "test", data)
+    clip = next((data / "move_up").glob("*.mp4"))
+    (data / "move_up" / "cut.mp4").write_bytes(clip.read_bytes()[:2000])
+    code, err = _cli(["eval", str(ev_ckpt), str(data)], capfd)  # capfd: FFmpeg writes to fd 2 itself
+    assert code == 0
+    assert err.strip().splitlines() == ["warning: evaluation: skipped 1 unreadable video(s) in "
+                                        f"{data}: cut.mp4"], err

@@ -33,3 +33,30 @@ def test_export_cli_no_skip_bad_names_the_unreadable_calibration_video(tmp_path,
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "x.mp4" in errors[0] and "--skip-bad" in errors[0]
     assert not (tmp_path / "b").exists()
+
+
+def test_export_cli_rejects_bad_values_in_one_line(tmp_path, capsys, make_tiny_checkpoint):
+    ckpt = str(make_tiny_checkpoint())
+    for args, message in ((["--threads", "-1"], "--threads -1: must be >= 1"),
+                          (["--calib-clips", "0"], "--calib-clips 0: must be >= 1"),
+                          (["--eval-clips", "0"], "--eval-clips 0: must be >= 1")):
+        with pytest.raises(SystemExit) as e:
+            main(["export", ckpt, "-o", str(tmp_path / "b"), *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "b").exists()
+
+
+def test_calibration_lists_ignore_their_labels(motiondigits, tiny_spec, tmp_path):
+    """--calib's help says labels are ignored: a list whose labels are unknown (here beside the
+    data set's labels.txt) still calibrates."""
+    from edgevt.export.calibration import load_clips
+
+    lst = motiondigits / "calib_unknown_labels.txt"
+    lines = (motiondigits / "target_train.txt").read_text().split("\n")
+    lst.write_text("\n".join(f"{line.split()[0]} not_a_class" for line in lines if line.strip()) + "\n")
+    try:
+        clips, labels, paths = load_clips(lst, tiny_spec)
+    finally:
+        lst.unlink()
+    assert len(clips) == len([x for x in lines if x.strip()]) and (labels == -1).all()
