@@ -46,3 +46,24 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def check_torch_device(device: str, option: str = "--device") -> None:
+    """A one-line EdgevtError for a torch device that cannot be used here (``cuda`` without a
+    visible GPU, an unknown name), before any work starts -- instead of torch's
+    ``RuntimeError: Found no NVIDIA driver`` deep inside training. ``auto`` always passes."""
+    from edgevt.errors import EdgevtError
+
+    d = str(device).strip().lower()
+    if d in ("auto", "cpu"):
+        return
+    if d != "cuda" and not (d.startswith("cuda:") and d[5:].isdigit()):
+        raise EdgevtError(f"{option} {device!r}: choose auto, cpu, cuda or cuda:N")
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        raise EdgevtError(f"{option} {device}: no CUDA GPU is visible to torch here (torch {torch.__version__}, "
+                          f"CUDA {torch.version.cuda or 'not built in'}); use {option} cpu or auto")
+    if ":" in d and int(d[5:]) >= n:
+        raise EdgevtError(f"{option} {device}: only {n} CUDA device(s) visible (cuda:0..cuda:{n - 1})")
