@@ -52,7 +52,7 @@ _default_showwarning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> None:
-    warnings.showwarning = _show_warning
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         app(args=argv, prog_name="edgevt")
     except EdgevtError as e:
@@ -61,3 +61,5 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    finally:
+        warnings.showwarning = previous
