@@ -184,7 +184,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
     ckpt_path = Path(checkpoint)
     check_replaceable(out, is_bundle, "an edgevt bundle")  # before minutes of work, not after
     ckpt = load_checkpoint(ckpt_path)
-    model, spec = model_from_checkpoint(ckpt)
+    model, spec = model_from_checkpoint(ckpt, ckpt_path)
     if not spec.labels:
         raise EdgevtError(f"{ckpt_path}: its ClipSpec has no labels; re-save it with the class names")
     source = {"checkpoint": str(ckpt_path.resolve()), "sha256": file_sha256(ckpt_path), "arch": ckpt["arch"],

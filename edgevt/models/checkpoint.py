@@ -6,6 +6,8 @@ architecture name, constructor arguments, the ClipSpec (with labels) and what pr
 from __future__ import annotations
 
 import hashlib
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,7 +48,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if not p.exists():
         raise EdgevtError(f"{p}: no such checkpoint")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd pickles would print before our one line
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         raise EdgevtError(f"{p}: not an edgevt checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -83,11 +87,12 @@ def _check_fields(ckpt: dict, p: Path) -> None:
         raise bad(f"its ClipSpec: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}") from None
 
 
-def model_from_checkpoint(ckpt: dict | str | Path) -> tuple[nn.Module, ClipSpec]:
-    """Rebuild the model (eval mode) and its ClipSpec from a checkpoint dict or path."""
+def model_from_checkpoint(ckpt: dict | str | Path, source: str | Path | None = None) -> tuple[nn.Module, ClipSpec]:
+    """Rebuild the model (eval mode) and its ClipSpec from a checkpoint dict or path.
+    ``source``: the file a dict was loaded from, named in errors."""
     from edgevt.models.zoo import create_model
 
-    where = "checkpoint"
+    where = str(source) if source is not None else "checkpoint"
     if not isinstance(ckpt, dict):
         where = str(ckpt)
         ckpt = load_checkpoint(ckpt)
@@ -102,8 +107,13 @@ def model_from_checkpoint(ckpt: dict | str | Path) -> tuple[nn.Module, ClipSpec]
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        first = str(e).splitlines()
-        detail = " ".join(line.strip() for line in first[1:3])[:200] if len(first) > 1 else first[0][:200]
+        text = str(e)
+        counts = [(kind, len(re.findall(r'"[^"]+"', m.group(1))))
+                  for kind in ("missing", "unexpected")
+                  for m in [re.search(kind.capitalize() + r' key\(s\) in state_dict: ([^\n]*)', text)] if m]
+        lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+        detail = (", ".join(f"{n} {kind} weight name(s)" for kind, n in counts) if counts
+                  else (lines[0] if lines else text.splitlines()[0])[:160])
         raise EdgevtError(f"{where}: damaged edgevt checkpoint (its weights do not fit {ckpt['arch']}: {detail}); "
                           "re-create it with `edgevt adapt`") from None
     return model.eval(), spec
