@@ -60,3 +60,25 @@ def test_calibration_lists_ignore_their_labels(motiondigits, tiny_spec, tmp_path
     finally:
         lst.unlink()
     assert len(clips) == len([x for x in lines if x.strip()]) and (labels == -1).all()
+
+
+def test_two_concurrent_exports_into_one_folder(tmp_path, make_tiny_checkpoint):
+    """Each export assembles its bundle in its own staging folder and swaps it in: both succeed (the
+    last one wins) and the result is one whole, verified bundle -- no 'try another --opset'."""
+    import os
+    import subprocess
+    import sys
+
+    from edgevt.export.bundle import Bundle
+
+    ckpt, out = make_tiny_checkpoint(), tmp_path / "b"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "edgevt", "export", str(ckpt), "-o", str(out), "--threads", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read().decode()) for p in procs]
+    for code, err in results:
+        assert "Traceback" not in err and "--opset" not in err, err
+        assert code == 0 or (code == 2 and len([x for x in err.splitlines() if x.startswith("error:")]) == 1), err
+    assert any(code == 0 for code, _ in results)
+    Bundle.load(out)  # whole and hash-verified
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no staging or .old folder left behind
