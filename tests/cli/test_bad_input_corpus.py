@@ -239,3 +239,10 @@ def test_adapt_skips_or_stops(corpus, capfd, tmp_path):
         check(f"adapt --init {name}", ["adapt", "--source", lst / "good.txt", "--init", corpus["ckpts"] / name,
                                        "-o", tmp_path / "c", *common[4:]], capfd, 2, re.escape(name))
     assert not corpus["marker"].exists()
+
+
+def test_adapt_bad_values(corpus, capfd, tmp_path):
+    lst = corpus["lists"]
+    check("adapt --lr -1", ["adapt", "--source", lst / "good.txt", "-o", tmp_path / "a", "--lr", "-1"], capfd, 2,
+          r"--lr must be > 0")
+    assert not (tmp_path / "a").exists()
