@@ -82,8 +82,9 @@ class TritonBackend(Backend):
         self.sequence_id = int(sequence_id) if sequence_id else secrets.randbits(62) + 1
         self._infer_input = grpcclient.InferInput
         self._requested = grpcclient.InferRequestedOutput("LOGITS")
+        self._new_client = grpcclient.InferenceServerClient
         try:
-            self.client = grpcclient.InferenceServerClient(self.address)
+            self.client = self._new_client(self.address)
         except Exception as e:
             raise EdgevtError(f"triton server {self.address}: cannot create a gRPC client ({_msg(e)})") from None
         self._check_server(connect_timeout)
@@ -181,6 +182,19 @@ class TritonBackend(Backend):
         self.requests += 1
         return res.as_numpy("LOGITS")[0]
 
+    def reconnect(self) -> None:
+        """A fresh channel: gRPC's own reconnect backoff would otherwise keep failing calls for seconds
+        after the server is back."""
+        old, self.client = self.client, None
+        try:
+            old.close()
+        except Exception:
+            pass
+        try:
+            self.client = self._new_client(self.address)
+        except Exception:
+            self.client = old
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One request of this backend's sequence (the first one starts it): FRAMES [k, H, W, 3] uint8 and
         DECIDE [k] -> LOGITS [k, C]. The streaming loop uses ``stream_form`` instead (retries, replay)."""
@@ -242,7 +256,6 @@ class RemoteSequenceForm:
         self._logits: dict[int, np.ndarray] = {}
         self._history = deque(maxlen=max(self.t - 1, 0))  # the last T-1 frames the server has seen
         self.gaps = deque()  # the loop points this at its gap records
-        self._seen = 0  # frames the server's current sequence holds (for replay bookkeeping)
 
     def warmup(self) -> None:
         """Nothing to warm here (a request would become part of the sequence); the server warmed up at load."""
@@ -292,6 +305,7 @@ class RemoteSequenceForm:
                                   "the stream stopped here (every decision made so far was written)")
             time.sleep(delay)
             delay = min(delay * 2, b.backoff[1])
+            b.reconnect()
         if failed_at is not None:
             self._gap(failed_at, attempts, last, recovered=True)
         return out

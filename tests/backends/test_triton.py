@@ -69,6 +69,7 @@ def _backend(spec, client, **kw):
     b._infer_input, b._requested = grpcclient.InferInput, None
     b.started, b.requests, b.retries, b.gap_count, b.server_version = False, 0, 0, 0, ""
     b.state = {}
+    b.reconnect = lambda: client.calls.append("reconnect")
 
     def infer(frames, decide, *, start, end=False, timeout=None):
         client.calls.append((len(frames), start))
@@ -124,7 +125,7 @@ def test_retry_replays_and_records_a_gap(tiny_spec):
     form.encode(0, _frames(t, tiny_spec))  # first request: starts the sequence
     assert client.calls == [(t, True)]
     form.encode(t, _frames(2, tiny_spec, t))  # fails twice, then restarts with the last T-1 frames replayed
-    assert client.calls[1:] == [(2, False), (t - 1 + 2, True), (t - 1 + 2, True)]
+    assert client.calls[1:] == [(2, False), "reconnect", (t - 1 + 2, True), "reconnect", (t - 1 + 2, True)]
     assert sorted(form._logits) == [t - 1, t, t + 1]  # every decision point answered once
     (gap,) = form.gaps
     assert gap.recovered and gap.attempts == 2 and "replayed" in gap.reason and "START flag" in gap.reason
@@ -138,7 +139,7 @@ def test_refused_request_is_an_error_not_a_retry(tiny_spec):
     form = RemoteSequenceForm(b, tiny_spec)
     with pytest.raises(EdgevtError, match="refused a request: unexpected shape"):
         form.encode(0, _frames(tiny_spec.num_frames, tiny_spec))
-    assert len(client.calls) == 1
+    assert client.calls == [(tiny_spec.num_frames, True)]
 
 
 def test_gives_up_after_retry_for(tiny_spec, monkeypatch):
