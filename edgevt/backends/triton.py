@@ -210,7 +210,7 @@ class TritonBackend(Backend):
         return RemoteSequenceForm(self, spec, stride)
 
     def close(self) -> None:
-        client, self.client = getattr(self, "client", None), None
+        client = getattr(self, "client", None)
         if client is None:
             return
         if self.started:  # END frees the sequence's state (and its slot) on the server at once
@@ -221,6 +221,7 @@ class TritonBackend(Backend):
             except Exception:
                 pass  # the server frees an idle sequence by itself
             self.started = False
+        self.client = None
         try:
             client.close()
         except Exception:

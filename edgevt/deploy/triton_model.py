@@ -22,6 +22,8 @@ def _array(tensor) -> np.ndarray:
 
 
 def _tensor(name: str, a: np.ndarray):
+    if a.size == 0:  # DLPack refuses empty tensors as "not contiguous"; 0 bytes cannot be misread either
+        return pb_utils.Tensor(name, a)
     return pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(a).__dlpack__())
 
 

@@ -201,3 +201,22 @@ def test_server_killed_and_restarted_mid_stream(deploy_assets, tmp_path):
         srv.close()
         for r in restarted:
             r.close()
+
+
+def test_end_frees_the_sequence_slot(deploy_assets, tmp_path):
+    """A model with one sequence slot serves streams one after the other without waiting for the
+    idle timeout (60 s): closing a stream sends END, which frees its slot and state at once."""
+    import time
+
+    import edgevt
+    from edgevt.deploy.triton import write_triton_repository
+
+    bundle = deploy_assets["tsm_tinycnn"]
+    repo = write_triton_repository(bundle, tmp_path / "repo", platforms=("python",), max_streams=1)
+    with triton_server.TritonServer(repo.path, [repo.name]) as srv:
+        url = f"triton://{srv.url}/{repo.name}"
+        for _ in range(3):
+            t0 = time.monotonic()
+            n = sum(1 for _ in edgevt.stream(deploy_assets["video"], bundle, backend=url, drop="none", max_frames=30))
+            assert n == 30 - deploy_assets["spec"].num_frames + 1
+            assert time.monotonic() - t0 < 30
