@@ -6,6 +6,11 @@ buffers) keyed by the sequence id. The streaming loop therefore sends every proc
 as one sequence per stream, and gets back the logits of the windows that end at its decision
 points; several streams (threads or processes) share the server, each its own sequence.
 
+The client side of the loop is always a per-frame form (``RemoteSequenceForm``), whatever form the
+server runs: under ``--drop latest`` it skips the frames it cannot keep up with, like the local
+incremental/stateful forms, also for a served window form. Under ``--drop none`` it makes exactly
+the local loop's decisions.
+
 Opening checks, each with a one-line error: the server answers, it has the model and the model is
 ready, the model is an edgevt sequence model whose frames match the bundle's ClipSpec, and it was
 emitted for this bundle (same ClipSpec and labels).
