@@ -2,7 +2,7 @@
 
 A sequence of step functions over the library APIs of each stage::
 
-    data -> adapt (source-only vs DANN) -> export (FP32/FP16/INT8, calibrated on target clips)
+    data -> adapt (auto: source-only, then self-training/alignment rungs, chosen on target-val) -> export (FP32/FP16/INT8, calibrated on target clips)
          -> eval (every artifact on target-test) -> bench (every usable backend x precision)
          -> stream (a target-domain video through the streaming loop) -> report.md
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from edgevt.errors import EdgevtError
+from edgevt.data.splits import split_target_train  # noqa: F401  (the demo's split; public there)
 from edgevt.fileio import atomic_write_text
 
 
@@ -28,25 +29,25 @@ class DemoSize:
     """How big each step is. ``quick`` is the README's default; ``tiny`` is for tests."""
 
     name: str
-    # EfficientNet-Lite0 with its ImageNet stem and stages 1-2 (frozen, cached once) under two new
-    # residual blocks with temporal shift (TSM) that learn the motions: about a minute on 2 cores.
-    # The whole Lite0 (tsn_/tsm_efficientnet_lite0) stays at chance here: its deep pooled features
-    # do not see which way a small digit moves (see models/zoo.py Lite0S4).
-    model: str = "tsm_efficientnet_lite0_s4"
-    weights: str = "pretrained"
+    # TSM-TinyCNN from scratch on frame differences (motion, not the scene: what carries to a new
+    # camera), with appearance augmentation of the source clips (domain randomisation), then
+    # `--strategy auto`: self-training / alignment rungs chosen on labeled target-val clips.
+    # benchmarks/demo_recipe.py measures this recipe over 3 seeds, with its target-trained oracle.
+    model: str = "tsm_tinycnn"
+    weights: str = "none"
+    input: str = "diff"
+    augment: str = "appearance"
     frame_size: int = 64  # synthetic video frames (square)
     video_frames: int = 16
     train_per_class: int = 20
     test_per_class: int = 10
     num_frames: int = 8  # T of the clip model
     frame_stride: int = 1
-    epochs: int = 40  # source-only training
-    dann_epochs: int = 20  # DANN, starting from the source-only model
+    epochs: int = 20  # source-only training; the adaptation rungs train half as many
     batch_size: int = 16
     lr: float = 3e-3
-    dann_lr: float = 1e-3  # gentler: alignment moves features the classifier already separates
-    # auto: linear (frozen pretrained backbone, its features cached once: fast on a CPU) for
-    # pretrained weights, full for a model trained from scratch
+    # auto: linear (frozen pretrained backbone, its features cached once) for pretrained weights,
+    # full for a model trained from scratch
     adapt_mode: str = "auto"
     calib_clips: int = 60
     stream_frames: int = 600
@@ -58,12 +59,12 @@ class DemoSize:
 
 SIZES = {
     "tiny": DemoSize("tiny", frame_size=32, video_frames=12,
-                     train_per_class=3, test_per_class=2, num_frames=4, frame_stride=2, epochs=1, dann_epochs=1,
+                     train_per_class=3, test_per_class=2, num_frames=4, frame_stride=2, epochs=1,
                      batch_size=8,
                      calib_clips=8, stream_frames=60, bench_batches=(1,), bench_warmup_s=0.1,
                      bench_duration_s=0.3),
     "quick": DemoSize("quick"),
-    "full": DemoSize("full", video_frames=24, train_per_class=60, test_per_class=25, epochs=40, dann_epochs=20,
+    "full": DemoSize("full", video_frames=24, train_per_class=60, test_per_class=25, epochs=30,
                      calib_clips=200, stream_frames=2000, bench_warmup_s=2.0, bench_duration_s=10.0),
 }
 
@@ -165,7 +166,7 @@ def step_data(ctx: DemoContext):
                       per_class={"source_train": s.train_per_class, "source_test": s.test_per_class,
                                  "target_train": s.train_per_class, "target_test": s.test_per_class})
     meta = generate(ctx.data, cfg, progress=ctx.progress)
-    segments = make_stream_video(ctx.stream_video, "target", s.stream_frames, s.frame_size, s.seed)
+    segments = make_stream_video(ctx.stream_video, "target", s.stream_frames, s.frame_size, s.seed, config=cfg)
     adapt_list, val_list = split_target_train(ctx.data, seed=s.seed)
     return [ctx.data / "meta.json", ctx.stream_video, adapt_list, val_list], {"classes": meta["classes"], "splits": meta["splits"],
                                                         "stream_frames": s.stream_frames,
@@ -178,93 +179,56 @@ def _data_settings(ctx: DemoContext) -> dict:
                                        "stream_frames", "seed")}
 
 
-def split_target_train(data: Path, val_share: float = 0.25, seed: int = 0) -> tuple[Path, Path]:
-    """Split target-train into ``target_adapt.txt`` (its clips are what DANN sees, unlabeled, and what
-    INT8 calibrates on) and ``target_val.txt`` (labeled, only used to choose between source-only and
-    DANN), so that model selection never looks at target-test. Per class, deterministic per seed."""
-    import numpy as np
-
-    lines = [ln for ln in (data / "target_train.txt").read_text().splitlines() if ln.strip()]
-    by_class: dict[str, list[str]] = {}
-    for ln in lines:
-        by_class.setdefault(ln.rsplit(maxsplit=1)[1], []).append(ln)
-    adapt, val = [], []
-    rng = np.random.default_rng(seed)
-    for label in sorted(by_class):
-        items = by_class[label]
-        order = rng.permutation(len(items))
-        n_val = max(1, int(round(val_share * len(items)))) if len(items) > 1 else 0
-        val += [items[i] for i in order[:n_val]]
-        adapt += [items[i] for i in order[n_val:]]
-    paths = (data / "target_adapt.txt", data / "target_val.txt")
-    atomic_write_text(paths[0], "\n".join(adapt) + "\n")
-    atomic_write_text(paths[1], "\n".join(val) + "\n")
-    return paths
-
-
 # -- 2. adapt ---------------------------------------------------------------------------------------
-STRATEGIES = ("source_only", "dann")
-
-
 def adapt_mode(s: DemoSize) -> str:
     if s.adapt_mode != "auto":
         return s.adapt_mode
     return "full" if s.weights in ("none", "", None) else "linear"
 
 
-def _adapt_config(ctx: DemoContext, strategy: str):
+def adapt_config(data: Path, out: Path, s: DemoSize, progress: bool = False):
+    """The demo's recipe as an AdaptConfig (public: benchmarks/demo_recipe.py runs exactly this):
+    ``--strategy auto`` over labeled source clips, unlabeled target-adapt clips and labeled
+    target-val clips (for the choice; target-test only reports)."""
     from edgevt.adapt import AdaptConfig
 
-    s, d = ctx.size, ctx.data
-    return AdaptConfig(source=str(d / "source_train.txt"), out=str(ctx.models / strategy),
-                       strategy="finetune" if strategy == "source_only" else "dann",
-                       target=str(d / "target_adapt.txt") if strategy == "dann" else None,
-                       source_test=str(d / "source_test.txt"), target_test=str(d / "target_test.txt"),
-                       model=s.model, weights=s.weights, num_frames=s.num_frames, frame_stride=s.frame_stride,
-                       size=s.frame_size, mode=adapt_mode(s),
-                       epochs=s.dann_epochs if strategy == "dann" else s.epochs, batch_size=s.batch_size,
-                       lr=s.dann_lr if strategy == "dann" else s.lr,
-                       schedule="dann" if strategy == "dann" else "cosine", seed=s.seed, progress=False,
-                       # DANN starts from the source-only model (the usual recipe): adversarial alignment
-                       # of features that do not yet separate the classes only scrambles them.
-                       init=str(ctx.models / "source_only" / "model.pt") if strategy == "dann" else None)
+    return AdaptConfig(source=str(data / "source_train.txt"), out=str(out), strategy="auto",
+                       target=str(data / "target_adapt.txt"), target_val=str(data / "target_val.txt"),
+                       source_test=str(data / "source_test.txt"), target_test=str(data / "target_test.txt"),
+                       model=s.model, weights=s.weights, input=s.input, augment=s.augment,
+                       num_frames=s.num_frames, frame_stride=s.frame_stride, size=s.frame_size, mode=adapt_mode(s),
+                       epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed, progress=progress)
 
 
 def step_adapt(ctx: DemoContext):
     from edgevt.adapt import adapt
-    from edgevt.adapt.features import FeatureCache
-    from edgevt.eval.evaluate import evaluate
 
-    cache = FeatureCache()  # both runs share the frozen backbone's features: encoded once
-    runs, outputs = {}, []
-    for strategy in STRATEGIES:
-        cfg = _adapt_config(ctx, strategy)
-        task = ctx.progress.add_task(f"adapt {strategy}", total=None) if ctx.progress is not None else None
-
-        def on_step(step: int, task=task) -> None:
-            if task is not None:
-                ctx.progress.update(task, completed=step)
-
-        t0 = time.perf_counter()
-        res = adapt(cfg, feature_cache=cache, console=ctx.console, on_step=on_step)
-        seconds = time.perf_counter() - t0
-        if task is not None:
-            ctx.progress.update(task, total=1, completed=1, description=f"adapt {strategy}: done")
-        ev = res.report.get("eval", {})
-        val = evaluate(res.checkpoint, str(ctx.data / "target_val.txt"), backend="torch", threads=ctx.threads)
-        ckpt = Path(res.checkpoint)
-        runs[strategy] = {"checkpoint": str(ckpt.relative_to(ctx.out)), "seconds": seconds,
-                          "source_top1": _percent(ev.get("source_test", {}).get("accuracy")),
-                          "target_top1": _percent(ev.get("target_test", {}).get("accuracy")),
-                          "target_val_top1": val.top1, "report": str((ckpt.parent / "report.md").relative_to(ctx.out)),
-                          "feature_cache": res.report.get("feature_cache"),
-                          "confusion_target_test": ev.get("target_test", {}).get("confusion")}
-        outputs.append(ckpt)
-    # Choose on the labeled target-val split (never on target-test); on a tie keep the simpler source-only.
-    best = max(STRATEGIES, key=lambda k: (runs[k]["target_val_top1"], k == "source_only"))
-    return outputs, {"runs": runs, "best": best, "best_checkpoint": runs[best]["checkpoint"],
-                     "selection": f"higher top-1 on {len(_lines(ctx.data / 'target_val.txt'))} labeled target-val clips "
-                                  "held out of target-train (target-test is never used to choose)"}
+    cfg = adapt_config(ctx.data, ctx.models / "auto", ctx.size)
+    task = ctx.progress.add_task("adapt (auto: source-only, then the adaptation rungs)", total=None) \
+        if ctx.progress is not None else None
+    t0 = time.perf_counter()
+    res = adapt(cfg, console=ctx.console)
+    if task is not None:
+        ctx.progress.update(task, total=1, completed=1, description="adapt: done")
+    rep = res.report
+    runs = {}
+    for name, c in rep["candidates"].items():
+        runs[name] = {"checkpoint": str((Path(c["out"]) / "model.pt").relative_to(ctx.out)),
+                      "seconds": c.get("seconds") or 0, "source_top1": _percent(c.get("source_test")),
+                      "target_val_top1": _percent(c.get("target_val")), "target_top1": _percent(c.get("target_test")),
+                      "largest_target_class": (c.get("target_predictions") or {}).get("largest_class_share")}
+    ckpt = Path(res.checkpoint)
+    best = rep["chosen"]
+    per_class = rep["eval"].get("target_test", {}).get("per_class")
+    so_per_class = None
+    so_report = Path(rep["candidates"]["source_only"]["out"]) / "report.json"
+    if so_report.exists():
+        so_per_class = json.loads(so_report.read_text())["eval"].get("target_test", {}).get("per_class")
+    return [ckpt], {"runs": runs, "best": best, "best_checkpoint": str(ckpt.relative_to(ctx.out)),
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "per_class": {"adapted": per_class, "source_only": so_per_class},
+                    "selection": f"{rep['criterion']} on {len(_lines(ctx.data / 'target_val.txt'))} labeled target-val "
+                                 "clips held out of target-train (target-test is never used to choose)"}
 
 
 def _percent(x):
@@ -277,9 +241,8 @@ def _lines(path: Path) -> list[str]:
 
 def _adapt_settings(ctx: DemoContext) -> dict:
     s = ctx.size
-    return {k: getattr(s, k) for k in ("model", "weights", "num_frames", "frame_stride", "epochs", "dann_epochs",
-                                       "batch_size", "dann_lr",
-                                       "adapt_mode", "lr", "seed")} | {"dann_init": "source_only"}
+    return {k: getattr(s, k) for k in ("model", "weights", "input", "augment", "num_frames", "frame_stride", "epochs",
+                                       "batch_size", "adapt_mode", "lr", "seed")} | {"recipe": "auto-v1"}
 
 
 # -- 5. bench ---------------------------------------------------------------------------------------
@@ -446,8 +409,10 @@ def write_report(ctx: DemoContext) -> Path:
     if d:
         L += ["## 1. Data: MotionDigits-DA", "",
               f"{len(d['classes'])} motion classes ({', '.join(d['classes'])}); a digit's motion is the label, so "
-              "one frame says nothing. Source = clean glyphs on black; target = glyphs over hazy real photos "
-              "with colour cast and noise (disjoint photos for target train/test).", ""]
+              "one frame says nothing. Source = clean glyphs on black; target = the same motions filmed by a few "
+              "other cameras over hazy real photos, with colour cast and noise. Target-train (split into "
+              "target-adapt, unlabeled, and target-val, labeled) and target-test are clips of the same target "
+              "cameras at other moments: the camera the model is deployed on.", ""]
         L += _table(["split", "clips"], [[k, v] for k, v in d["splits"].items()])
         L += [f"Stream video: `{ctx.stream_video.relative_to(ctx.out)}` ({d['stream_frames']} frames, "
               f"{d['stream_segments']} motion segments, ground truth beside it).", ""]
@@ -455,15 +420,26 @@ def write_report(ctx: DemoContext) -> Path:
     a = ctx.summary("adapt")
     if a:
         L += ["## 2. Adaptation", "",
-              f"`{s.model}` (weights: {s.weights}; mode {adapt_mode(s)}"
-              f"{': pretrained layers frozen, new layers trained' if adapt_mode(s) == 'linear' else ''}), "
-              f"T={s.num_frames}, {s.frame_size}x{s.frame_size}. Source-only trains {s.epochs} epochs on labeled "
-              f"source clips; DANN starts from the source-only model and trains {s.dann_epochs} more epochs that "
-              "also see the *unlabeled* target-train clips.", ""]
-        L += _table(["strategy", "source-test top-1", "target-val top-1", "target-test top-1", "seconds", "checkpoint"],
-                    [[k, _pct(v.get("source_top1")), _pct(v.get("target_val_top1")), _pct(v.get("target_top1")),
-                      f"{v.get('seconds', 0):.0f}", f"`{v['checkpoint']}`"] for k, v in a["runs"].items()])
-        L += [f"Exported: **{a['best']}** ({a['selection']}).", ""]
+              f"`{s.model}` (weights: {s.weights}; mode {adapt_mode(s)}; input {s.input}"
+              f"{': differences of consecutive frames, so the static scene cancels' if s.input == 'diff' else ''}; "
+              f"augmentation {s.augment}), T={s.num_frames}, {s.frame_size}x{s.frame_size}. `--strategy auto`: "
+              f"source-only trains {s.epochs} epochs on labeled source clips; each adaptation rung starts from it "
+              f"and trains {max(1, round(s.epochs / 2))} more epochs that also see the *unlabeled* target-adapt clips "
+              "(bn: BatchNorm statistics re-estimated on them, no training).", ""]
+        L += _table(["candidate", "source-test top-1", "target-val top-1", "target-test top-1",
+                     "largest target class", "seconds"],
+                    [[k + (" (chosen)" if k == a["best"] else ""), _pct(v.get("source_top1")),
+                      _pct(v.get("target_val_top1")), _pct(v.get("target_top1")),
+                      "-" if v.get("largest_target_class") is None else f"{100 * v['largest_target_class']:.0f}%",
+                      f"{v.get('seconds') or 0:.0f}"] for k, v in a["runs"].items()])
+        L += [f"Exported: **{a['best']}** (chosen by {a['selection']}).", ""]
+        pc = a.get("per_class") or {}
+        if pc.get("adapted"):
+            names = list(pc["adapted"])
+            so = pc.get("source_only") or {}
+            L += ["Per-class top-1 on target-test:", ""]
+            L += _table(["class", "source-only", a["best"]],
+                        [[n, _pct(_percent(so.get(n))), _pct(_percent(pc["adapted"][n]))] for n in names])
 
     e = ctx.summary("export")
     if e:
@@ -552,7 +528,7 @@ def _fmt(x) -> str:
 def steps() -> list[Step]:
     return [
         Step("data", "1/7 generate MotionDigits-DA", step_data, _data_settings),
-        Step("adapt", "2/7 adapt: source-only vs DANN", step_adapt, _adapt_settings, needs=("data",)),
+        Step("adapt", "2/7 adapt: source-only, then self-training / alignment (auto)", step_adapt, _adapt_settings, needs=("data",)),
         Step("export", "3/7 export FP32/FP16/INT8 + parity", step_export, _export_settings, needs=("adapt",)),
         Step("eval", "4/7 evaluate every artifact on target-test", step_eval, lambda ctx: {}, needs=("export",)),
         Step("bench", "5/7 bench every usable backend x precision", step_bench, _bench_settings,

@@ -37,14 +37,14 @@ def test_cli_rejects_two_sizes():
 
 
 @pytest.mark.parametrize("args, model, weights, epochs", [
-    ([], "tsm_efficientnet_lite0_s4", "pretrained", (40, 20)),
-    (["--model", "tsm_tinycnn", "--epochs", "6"], "tsm_tinycnn", "none", (6, 3)),
-    (["--model", "tsn_efficientnet_lite0"], "tsn_efficientnet_lite0", "pretrained", (40, 20)),
-    (["--weights", "none"], "tsm_efficientnet_lite0_s4", "none", (40, 20)),
+    ([], "tsm_tinycnn", "none", 20),
+    (["--model", "tsm_tinycnn", "--epochs", "6"], "tsm_tinycnn", "none", 6),
+    (["--model", "tsn_efficientnet_lite0"], "tsn_efficientnet_lite0", "pretrained", 20),
+    (["--model", "tsm_efficientnet_lite0_s4", "--weights", "none"], "tsm_efficientnet_lite0_s4", "none", 20),
 ])
 def test_cli_picks_model_weights_and_epochs(monkeypatch, tmp_path, args, model, weights, epochs):
     """Lite0 models get the offline ImageNet weights, others start from scratch (their weights would need
-    a download); --epochs sets source-only and DANN gets half."""
+    a download); --epochs sets the source-only epochs (the adaptation rungs get half)."""
     import edgevt.demo
     from edgevt.cli import main
 
@@ -58,7 +58,7 @@ def test_cli_picks_model_weights_and_epochs(monkeypatch, tmp_path, args, model, 
     with pytest.raises(SystemExit):
         main(["demo", "-o", str(tmp_path), *args])
     s = seen["size"]
-    assert (s.model, s.weights, (s.epochs, s.dann_epochs)) == (model, weights, epochs)
+    assert (s.model, s.weights, s.epochs) == (model, weights, epochs)
 
 
 def test_cli_weights_pretrained_only_where_they_ship(capsys):
@@ -71,8 +71,8 @@ def test_cli_weights_pretrained_only_where_they_ship(capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end_and_reuse(tmp_path):
-    """The whole demo at the tiny size: the default model (pretrained Lite0-S4, TSM) on a few tiny clips
-    (the plumbing, not the accuracy)."""
+    """The whole demo at the tiny size: the default recipe (TSM-TinyCNN on frame differences, auto) on a
+    few tiny clips (the plumbing, not the accuracy)."""
     out = tmp_path / "demo"
     first = run_demo(out, SIZES["tiny"], threads=1)
     report = first.report.read_text()
@@ -91,10 +91,12 @@ def test_demo_end_to_end_and_reuse(tmp_path):
     lines = (out / "stream" / "decisions.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["type"] == "start" and json.loads(lines[-1])["type"] == "summary"
     assert (out / "stream" / "annotated.mp4").stat().st_size > 0
-    assert first.records["adapt"]["summary"]["runs"]["source_only"]["feature_cache"].startswith("on")
-    assert {"stateful.fp32", "head.fp32"} <= set(bundle["artifacts"])  # TSM streams in the stateful form
+    runs = first.records["adapt"]["summary"]["runs"]
+    assert set(runs) == {"source_only", "bn", "selftrain", "dann+selftrain"}  # every auto candidate reported
+    assert all(r["target_val_top1"] is not None for r in runs.values())
+    assert bundle["spec"]["streaming"] == "window"  # frame differences need whole clips
     chosen = first.records["adapt"]["summary"]["best"]
-    assert f"Exported: **{chosen}**" in report
+    assert f"Exported: **{chosen}**" in report and "Per-class top-1 on target-test" in report
 
     # Rerun: everything is reused except the step whose output went missing.
     (out / "stream" / "annotated.mp4").unlink()

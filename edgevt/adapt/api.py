@@ -12,7 +12,7 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgevt.adapt.config import ALIGNMENTS, META, AdaptConfig, AdaptResult
+from edgevt.adapt.config import META, TWO_DOMAIN, AdaptConfig, AdaptResult
 from edgevt.adapt.data import (check_same_labels, collate, labels_of, open_labeled, open_unlabeled,
                                per_class_subset, split_validation, subset)
 from edgevt.adapt.features import (CachedClips, ClipNet, FeatureCache, can_cache, frame_stages, prefix_has_shift,
@@ -21,13 +21,26 @@ from edgevt.adapt.finetune import FinetuneTask, predict
 from edgevt.adapt.report import summarise, write_report
 from edgevt.adapt.trainer import setup_distributed, train
 from edgevt.data.datasets import LabelMap
-from edgevt.data.transforms import ClipAugment
+from edgevt.data.transforms import make_augment
 from edgevt.errors import EdgevtError
 from edgevt.models.checkpoint import load_checkpoint, save_checkpoint
 from edgevt.models.zoo import create_model, model_info
 from edgevt.spec import ClipSpec
 
 DEFAULT_MODEL = "tsn_tinycnn"
+
+
+def mix_in(train_set, extra):
+    """``train_set`` plus the clips of ``extra`` (a few labeled target clips), repeated so that they
+    make up about a third of the mixture: a handful among hundreds would barely be seen."""
+    from edgevt.adapt.data import subset
+
+    reps = max(1, round(0.5 * len(train_set) / len(extra)))
+    mixed = subset(train_set, range(len(train_set)))
+    mixed.records = mixed.records + [r for _ in range(reps) for r in extra.records]
+    if mixed._cache is not None:
+        mixed._cache = dict(mixed._cache)
+    return mixed
 
 
 def _fingerprint(ds) -> dict:
@@ -65,11 +78,17 @@ def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch
     # is causal, so it differs from the trained model (exported too, but chosen only explicitly).
     causal = info.family == "tsm" and cfg.shift_direction == "causal"
     streaming = "incremental" if info.family == "tsn" else "stateful" if causal else "window"
+    if cfg.input != "rgb":
+        if info.family == "3d":
+            raise EdgevtError(f"--input {cfg.input} applies to TSN/TSM models, not the 3D model {arch}")
+        streaming = "window"  # frame differences need whole clips
     spec = ClipSpec(num_frames=cfg.num_frames, frame_stride=cfg.frame_stride, size=(cfg.size, cfg.size),
                     mean=mean, std=std, sampling=cfg.sampling, labels=list(labels.names), streaming=streaming)
     kwargs = {"num_frames": cfg.num_frames}
     if info.family != "3d":
         kwargs.update(temporal=cfg.temporal, temporal_dim=cfg.temporal_dim)
+    if cfg.input != "rgb":
+        kwargs.update(input=cfg.input)
     if cfg.shift_direction != "bidirectional":  # the model refuses it where it does not apply (TSN, 3D)
         kwargs.update(shift_direction=cfg.shift_direction)
     model = create_model(arch, len(labels), weights=cfg.weights, **kwargs)
@@ -81,6 +100,10 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
     """Run one adaptation; writes ``model.pt``, ``last.pt``, ``metrics.json``, ``report.json/.md``
     under ``cfg.out``. ``feature_cache`` may be shared between calls to encode each data set once."""
     cfg.validate()
+    if cfg.strategy == "auto":
+        from edgevt.adapt.auto import adapt_auto
+
+        return adapt_auto(cfg, feature_cache=feature_cache, console=console)
     t_start = time.perf_counter()
     info = setup_distributed(cfg.device)
     console = console or Console(stderr=True, quiet=not info.main)
@@ -106,7 +129,7 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
     freeze_bn = cfg.freeze_bn == "always" or (cfg.freeze_bn == "auto" and (cfg.batch_size < 16 or pretrained))
 
     # -- data -------------------------------------------------------------------------------
-    augment = ClipAugment() if cfg.augment else None
+    augment = make_augment(cfg.augment)
     train_set = val_set = target_set = None
     extra = []
     if cfg.strategy != "fewshot":
@@ -125,13 +148,27 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
         for d in cfg.extra_domains:
             extra.append(open_labeled(d, spec, labels, train=True, seed=cfg.seed, what="extra-domain",
                                       skip_bad=cfg.skip_bad))
-    if cfg.strategy in ALIGNMENTS:
+        if cfg.target_labeled:
+            few = open_labeled(cfg.target_labeled, spec, labels, train=True, seed=cfg.seed, transform=augment,
+                               what="target-labeled", skip_bad=cfg.skip_bad)
+            train_set = mix_in(train_set, few)
+            say(f"--target-labeled: {len(few)} labeled target clips mixed into {len(train_set)} training clips")
+    if cfg.target_val:
+        target_val = open_labeled(cfg.target_val, spec, labels, train=False, seed=cfg.seed, what="target-val",
+                                  skip_bad=cfg.skip_bad)
+        if val_set is None:
+            val_set = target_val  # early stopping (--patience) then watches the target camera
+    two_domain = cfg.strategy in TWO_DOMAIN or cfg.uses_target_losses or cfg.strategy == "bn" or cfg.bn_adapt
+    if two_domain:
         target_found = None
         with contextlib.suppress(EdgevtError):
             target_found = labels_of(cfg.target)
         if target_found is not None and len(target_found):
             check_same_labels(labels, target_found, "--source", f"--target {cfg.target}")
         target_set = open_unlabeled(cfg.target, spec, cfg.seed, skip_bad=cfg.skip_bad)
+        if len(target_set) < 2:
+            raise EdgevtError(f"--target {cfg.target} has {len(target_set)} readable clip(s); adaptation needs at "
+                              "least 2 (in practice dozens) unlabeled target clips")
     fewshot_support = fewshot_rest = None
     if cfg.strategy == "fewshot":
         target_set = open_labeled(cfg.target, spec, labels, train=False, seed=cfg.seed, what="target",
@@ -147,6 +184,8 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
                                             what="target-test", skip_bad=cfg.skip_bad)
     elif fewshot_rest is not None and len(fewshot_rest):
         evals["target_rest"] = fewshot_rest
+    if cfg.target_val:
+        evals["target_val"] = target_val
 
     skipped = [(path, why) for ds in [train_set, val_set, target_set, *extra, *evals.values()] if ds is not None
                for path, why in getattr(ds, "skipped", [])]
@@ -157,6 +196,8 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
 
     # -- frozen-feature cache ------------------------------------------------------------------
     use_cache, why_not = can_cache(model, frozen, augment is not None, spec.sampling)
+    if use_cache and cfg.self_train_weight > 0 and cfg.consistency != "none":
+        use_cache, why_not = False, f"self-training's second view (--consistency {cfg.consistency}) needs pixels"
     if cfg.cache_features == "on" and not use_cache:
         raise EdgevtError(f"--cache-features on is not exact here: {why_not}; use --cache-features auto or off")
     use_cache = use_cache and cfg.cache_features != "off"
@@ -194,7 +235,9 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
                      "config": cfg.to_dict()}
         outcome = None
         fewshot_info = None
-        if cfg.strategy == "fewshot":
+        if cfg.strategy == "bn":
+            pass  # no training: the BatchNorm statistics are re-estimated below
+        elif cfg.strategy == "fewshot":
             from edgevt.adapt.meta import fewshot_adapt
 
             x, y = collate(fewshot_support, range(len(fewshot_support)), info.device)
@@ -204,10 +247,11 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
                             "inner_steps": cfg.inner_steps, "inner_lr": cfg.inner_lr, "init": cfg.init}
         else:
             lr_backbone = cfg.lr * (cfg.backbone_lr_mult if pretrained else 1.0)
-            if cfg.strategy in ALIGNMENTS:
+            if cfg.strategy in TWO_DOMAIN or cfg.uses_target_losses:
                 from edgevt.adapt.dann import AlignTask
 
-                task = AlignTask(net, train_set, target_set, cfg, info, frozen, freeze_bn, len(labels), val_set)
+                task = AlignTask(net, train_set, target_set, cfg, info, frozen, freeze_bn, len(labels), val_set,
+                                 augment=augment)
             elif cfg.strategy in META:
                 from edgevt.adapt.meta import EpisodeSampler, MetaTask
 
@@ -223,8 +267,24 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
                 groups.append({"params": backbone, "lr": lr_backbone})
             outcome = train(task, model, spec, cfg, groups, info, out, ckpt_meta, progress, on_step)
 
+        bn_layers = 0
+        if cfg.strategy == "bn" or cfg.bn_adapt:
+            from edgevt.adapt.selftrain import reestimate_batchnorm
+
+            bn_layers = reestimate_batchnorm(net, target_set, info.device)
+            say(f"BatchNorm statistics re-estimated on {len(target_set)} target clips ({bn_layers} layers)")
+
         # -- evaluation, checkpoint, report (rank 0) -----------------------------------------------
         results = {}
+        target_check = None
+        if info.main and target_set is not None and cfg.strategy != "fewshot":
+            from edgevt.adapt.selftrain import target_scores
+
+            target_check = target_scores(net, target_set, info.device)
+            if target_check["collapsed"]:
+                say(f"[yellow]warning: predictions on the target clips collapsed: "
+                    f"{100 * target_check['largest_class_share']:.0f}% fall in one class "
+                    f"(limit {100 * target_check['limit']:.0f}%); lower --self-train or raise --im-weight[/]")
         if info.main:
             for name, ds in evals.items():
                 p, y = predict(net, ds, info.device)
@@ -256,7 +316,8 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
                             "seconds": outcome.seconds if outcome else time.perf_counter() - t_start,
                             "stopped_early": outcome.stopped_early if outcome else False,
                             "history": outcome.history if outcome else []},
-                  "eval": results, "fewshot": fewshot_info, "provenance": provenance,
+                  "eval": results, "fewshot": fewshot_info, "target_predictions": target_check,
+                  "bn_layers_reestimated": bn_layers, "provenance": provenance,
                   "seconds_total": round(time.perf_counter() - t_start, 2)}
         write_report(out, report)
         for name, r in results.items():

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from edgevt.adapt.selftrain import CONSISTENCY
+from edgevt.data.transforms import AUGMENTS
 from edgevt.errors import EdgevtError
+from edgevt.models.zoo import INPUTS
 
-ALIGNMENTS = ("dann", "cdan", "mmd", "coral")  # two-domain strategies (unlabeled target)
+ALIGNMENTS = ("dann", "cdan", "mmd", "coral")  # feature alignment losses
+TWO_DOMAIN = ALIGNMENTS + ("selftrain",)  # strategies that train on labeled source + unlabeled target
 META = ("maml", "fomaml", "reptile")
-STRATEGIES = ("finetune",) + ALIGNMENTS + META + ("fewshot",)
+STRATEGIES = ("finetune",) + TWO_DOMAIN + META + ("fewshot", "bn", "auto")
 MODES = ("linear", "partial", "full")
 SCHEDULES = ("cosine", "dann", "constant")
 
@@ -39,6 +43,7 @@ class AdaptConfig:
     frame_stride: int = 2
     size: int = 64
     sampling: str = "dense"
+    input: str = "rgb"  # TSN/TSM frame encoder input: rgb | diff (frame differences: motion, not scene)
     mean: tuple | None = None  # None: the model's default normalisation
     std: tuple | None = None
     # what trains
@@ -46,7 +51,7 @@ class AdaptConfig:
     unfreeze: int = 2  # partial: backbone stages trained, counted from the top
     freeze_bn: str = "auto"  # auto (when batch_size < 16) | always | never
     cache_features: str = "auto"  # auto | on | off
-    augment: bool = False
+    augment: str = "none"  # none | basic (crop + colour jitter) | appearance (domain randomisation)
     limit_per_class: int | None = None  # keep only this many labeled training clips per class
     val_split: float = 0.0  # share of labeled training clips held out for early stopping
     # optimisation
@@ -63,6 +68,16 @@ class AdaptConfig:
     # domain alignment
     adv_weight: float = 1.0
     importance_weighting: bool = False
+    # target-side losses (edgevt.adapt.selftrain); None: on for --strategy selftrain, off otherwise
+    self_train: float | None = None  # weight of the pseudo-label loss
+    pl_threshold: float = 0.8  # confidence a pseudo-label needs
+    consistency: str = "speed"  # second view of a target clip: speed | crop | none
+    im_weight: float | None = None  # information maximisation
+    mcc_weight: float = 0.0  # minimum class confusion
+    target_labeled: str | None = None  # a few labeled target clips mixed into the labeled training set
+    target_val: str | None = None  # labeled target clips for choosing (auto) and early stopping; never a test split
+    budget: float = 1.0  # auto: scales every recipe's epochs
+    bn_adapt: bool = False  # re-estimate BatchNorm statistics on the target clips at the end
     # meta-learning / few-shot
     ways: int = 5
     shots: int = 1
@@ -93,17 +108,42 @@ class AdaptConfig:
               f"--shift-direction must be bidirectional or causal, got {self.shift_direction!r}")
         check(self.cache_features in ("auto", "on", "off"), "--cache-features must be auto, on or off")
         check(self.fewshot_method in ("finetune", "prototype"), "--fewshot-method must be finetune or prototype")
+        if self.augment is True or self.augment is False:  # the old boolean form
+            self.augment = "basic" if self.augment else "none"
+        check(self.augment in AUGMENTS, f"unknown --augment {self.augment!r}; use one of {', '.join(AUGMENTS)}")
+        check(self.input in INPUTS, f"unknown --input {self.input!r}; use one of {', '.join(INPUTS)}")
+        check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         check(self.epochs >= 1 and self.batch_size >= 1, "--epochs and --batch-size must be >= 1")
         check(0.0 <= self.val_split < 1.0, f"--val-split must be in [0, 1), got {self.val_split}")
         check(self.ways >= 2 and self.shots >= 1 and self.queries >= 1, "need --ways >= 2, --shots >= 1, --queries >= 1")
+        check(self.consistency in CONSISTENCY, f"unknown --consistency {self.consistency!r}; use {', '.join(CONSISTENCY)}")
+        check(self.budget > 0, f"--budget must be > 0, got {self.budget}")
+        check(0.0 < self.pl_threshold <= 1.0, f"--pl-threshold must be in (0, 1], got {self.pl_threshold}")
+        for name in ("self_train", "im_weight", "mcc_weight", "adv_weight"):
+            v = getattr(self, name)
+            check(v is None or v >= 0, f"--{name.replace('_', '-')} must be >= 0, got {v}")
         if self.strategy == "fewshot":
             check(self.target is not None, "--strategy fewshot needs --target with labeled target clips")
             check(self.init is not None or self.weights != "none",
                   "--strategy fewshot adapts an existing model: pass --init META_OR_SOURCE_CKPT")
         else:
             check(self.source is not None, f"--strategy {self.strategy} needs --source with labeled clips")
-        if self.strategy in ALIGNMENTS:
+        if self.strategy in TWO_DOMAIN + ("bn", "auto") or self.bn_adapt or self.uses_target_losses:
             check(self.target is not None, f"--strategy {self.strategy} needs --target with (unlabeled) target clips")
+        if self.strategy == "bn":
+            check(self.init is not None, "--strategy bn re-estimates BatchNorm of a trained model: pass --init CKPT")
+
+    @property
+    def self_train_weight(self) -> float:
+        return (1.0 if self.strategy == "selftrain" else 0.0) if self.self_train is None else self.self_train
+
+    @property
+    def im(self) -> float:
+        return (0.3 if self.strategy == "selftrain" else 0.0) if self.im_weight is None else self.im_weight
+
+    @property
+    def uses_target_losses(self) -> bool:
+        return self.self_train_weight > 0 or self.im > 0 or self.mcc_weight > 0
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -9,6 +9,9 @@
   steadier alternatives with no discriminator.
 - ``importance_weighting``: source samples weighted by the discriminator's density-ratio estimate
   p(target | f) / p(source | f), normalised to mean 1 (a covariate-shift correction).
+
+The same task adds the target-side losses of ``edgevt.adapt.selftrain`` (pseudo-labels on a second
+view, information maximisation, MCC) to any of these, or alone (``selftrain``).
 """
 from __future__ import annotations
 
@@ -21,7 +24,12 @@ from torch.nn import functional as F
 from edgevt.adapt.data import collate
 from edgevt.adapt.features import ClipNet, set_train_mode
 from edgevt.adapt.finetune import accuracy
+from edgevt.adapt.selftrain import (ClassBalance, information_maximisation, mcc_loss, pseudo_label_loss, ramp,
+                                    second_view)
 from edgevt.adapt.trainer import DistInfo, Task, shard_batches
+
+
+ALIGN_METHODS = ("dann", "cdan", "mmd", "coral")
 
 
 def grl_lambda(progress: float) -> float:
@@ -75,8 +83,10 @@ def coral_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class AlignTask(Task):
     def __init__(self, net: ClipNet, source, target, cfg, info: DistInfo, frozen_stages: int | None,
-                 freeze_bn: bool, num_classes: int, val_set=None):
+                 freeze_bn: bool, num_classes: int, val_set=None, augment=None):
         super().__init__()
+        self.augment = augment  # the training augmentation, also applied to the second target view
+        self.balance = ClassBalance(num_classes)
         self.net = net
         self.source, self.target, self.val_set = source, target, val_set
         self.cfg, self.info = cfg, info
@@ -114,10 +124,17 @@ class AlignTask(Task):
     def forward(self, batch, progress: float):
         (xs, ys), (xt, _) = (collate(self.source, batch[0], self.info.device),
                              collate(self.target, batch[1], self.info.device))
-        feats = self.net.features(torch.cat([xs, xt]))
-        fs, ft = feats[:len(xs)], feats[len(xs):]
-        logits = self.net.classify(feats)
-        ls = logits[:len(xs)]
+        cfg = self.cfg
+        xt2 = None
+        if cfg.self_train_weight > 0 and hasattr(self.target, "video"):  # cached features have no second view
+            # randomness from the run's progress (a function of the step): a resumed run draws the same views
+            xt2 = second_view(self.target, batch[1], cfg.consistency, cfg.seed, int(progress * 1e9), self.augment)
+        ns, nt = len(xs), len(xt)
+        all_feats = self.net.features(torch.cat([xs, xt] + ([xt2.to(xs.device)] if xt2 is not None else [])))
+        all_logits = self.net.classify(all_feats)
+        feats, logits = all_feats[:ns + nt], all_logits[:ns + nt]
+        fs, ft = feats[:ns], feats[ns:]
+        ls, lt = logits[:ns], logits[ns:]
         lam = grl_lambda(progress)
         logs = {}
         align = torch.zeros((), device=feats.device)
@@ -144,9 +161,25 @@ class AlignTask(Task):
         ce = (F.cross_entropy(ls, ys, reduction="none", label_smoothing=self.cfg.label_smoothing) * weights).mean()
         # adversarial losses are scaled by the reversal layer; mmd/coral ramp in with the same schedule
         scale = self.cfg.adv_weight * (1.0 if self.method in ("dann", "cdan") else lam)
+        if self.method not in ALIGN_METHODS:
+            scale = 0.0
         loss = ce + scale * align + disc_only
+        if cfg.self_train_weight > 0:
+            student = all_logits[ns + nt:] if xt2 is not None else lt
+            pl, pl_logs = pseudo_label_loss(lt, student, cfg.pl_threshold, self.balance)
+            loss = loss + cfg.self_train_weight * ramp(progress) * pl
+            logs.update(pl_logs, pl_loss=pl.item())
+        if cfg.im > 0:
+            im = information_maximisation(lt)
+            loss = loss + cfg.im * im
+            logs["im"] = im.item()
+        if cfg.mcc_weight > 0:
+            mcc = mcc_loss(lt)
+            loss = loss + cfg.mcc_weight * mcc
+            logs["mcc"] = mcc.item()
+        share = torch.bincount(lt.argmax(1), minlength=lt.shape[1]).max().item() / max(1, nt)
         logs = {"loss": loss.item(), "acc": (ls.argmax(1) == ys).float().mean().item(), "lambda": lam,
-                "align": align.item(), **logs}
+                "align": align.item(), "target_top_class": share, **logs}
         return loss, logs
 
     def validate(self) -> dict:

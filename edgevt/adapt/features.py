@@ -152,6 +152,8 @@ def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool, sampli
     """
     if frozen_stages is None or frame_stages(model) is None:
         return False, "the backbone cannot be cut into stages (3D or unsupported 2D model)"
+    if getattr(model, "input", "rgb") != "rgb":
+        return False, "frame-difference input: the frozen stages see differences of sampled frames, not frames"
     if frozen_stages == 0:
         return False, "nothing is frozen (mode full or partial with every stage trained)"
     if augment:

@@ -32,7 +32,11 @@ def adapt(
     unfreeze: int = typer.Option(2, help="partial: backbone stages trained, counted from the top."),
     freeze_bn: str = typer.Option("auto", help="Keep BatchNorm statistics fixed: auto (small batches or pretrained), always, never."),
     cache_features: str = typer.Option("auto", help="Train on cached frozen-stage features when exact: auto, on, off."),
-    augment: bool = typer.Option(False, help="Crop/colour augmentation (disables the feature cache)."),
+    augment: str = typer.Option("none", help="Training augmentation: none, basic (crop + colour jitter) or "
+                                "appearance (domain randomisation: random background textures, colour, light, blur, "
+                                "sensor noise; what makes a model carry to a new camera). Disables the feature cache."),
+    input: str = typer.Option("rgb", "--input", help="What a TSN/TSM frame encoder sees: rgb, or diff (differences "
+                              "of consecutive clip frames: motion without the static scene; streams as window)."),
     limit_per_class: Optional[int] = typer.Option(None, help="Use only this many labeled training clips per class."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable, truncated or empty videos (and list "
                                                              "them) instead of stopping at the first one."),
@@ -49,6 +53,21 @@ def adapt(
     amp: bool = typer.Option(True, help="Mixed precision (CUDA only)."),
     adv_weight: float = typer.Option(1.0, help="Weight of the alignment loss."),
     importance_weighting: bool = typer.Option(False, help="Weight source clips by the discriminator's density ratio."),
+    self_train: Optional[float] = typer.Option(None, help="Weight of self-training on target clips (confident, "
+                                               "class-balanced pseudo-labels on a second view; default 1 for "
+                                               "--strategy selftrain, else 0). Combines with any strategy."),
+    pl_threshold: float = typer.Option(0.8, help="Self-training: confidence a pseudo-label needs."),
+    consistency: str = typer.Option("speed", help="Self-training's second view of a target clip: speed (twice the "
+                                    "frame stride: temporal consistency), crop (another window) or none."),
+    im_weight: Optional[float] = typer.Option(None, help="Information maximisation on target predictions (confident, "
+                                              "every class used; default 0.3 for selftrain, else 0)."),
+    mcc_weight: float = typer.Option(0.0, help="Minimum class confusion on target predictions."),
+    target_labeled: Optional[str] = typer.Option(None, help="A few labeled target clips mixed into training "
+                                                 "(semi-supervised)."),
+    target_val: Optional[str] = typer.Option(None, help="Labeled target clips for choosing recipes (--strategy auto) "
+                                             "and early stopping; never pass a test split."),
+    bn_adapt: bool = typer.Option(False, help="Re-estimate BatchNorm statistics on the target clips at the end."),
+    budget: float = typer.Option(1.0, help="--strategy auto: scales the epochs of every recipe in the ladder."),
     ways: int = typer.Option(5, help="Meta/few-shot: classes per task (N-way)."),
     shots: int = typer.Option(1, help="Meta/few-shot: labeled clips per class (K-shot)."),
     queries: int = typer.Option(5, help="Meta: query clips per class per task."),
@@ -62,8 +81,10 @@ def adapt(
     resume: bool = typer.Option(False, help="Continue exactly from --out/last.pt."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Adapt a video classifier: fine-tune, align domains (DANN, CDAN, MMD, CORAL), meta-train
-    (MAML, FOMAML, Reptile) or adapt from a few labeled target clips (fewshot).
+    """Adapt a video classifier: fine-tune, align domains (DANN, CDAN, MMD, CORAL), self-train on
+    target clips (selftrain), re-estimate BatchNorm on them (bn), meta-train (MAML, FOMAML,
+    Reptile), adapt from a few labeled target clips (fewshot), or let `--strategy auto --target-val V`
+    run a short ladder of recipes and keep the best on V.
 
     Multi-GPU / multi-process: torchrun --nproc_per_node N -m edgevt adapt ...
     """
@@ -86,10 +107,12 @@ def adapt(
         target_test=target_test, extra_domains=list(extra_domain), model=model, weights=weights, init=init,
         temporal=temporal, shift_direction=shift_direction, num_frames=frames, frame_stride=stride, size=size, mean=triple(mean, "mean"),
         std=triple(std, "std"), mode=mode, unfreeze=unfreeze, freeze_bn=freeze_bn, cache_features=cache_features,
-        augment=augment, limit_per_class=limit_per_class, skip_bad=skip_bad, val_split=val_split, epochs=epochs, batch_size=batch_size,
+        augment=augment, input=input, limit_per_class=limit_per_class, skip_bad=skip_bad, val_split=val_split, epochs=epochs, batch_size=batch_size,
         lr=lr, backbone_lr_mult=backbone_lr_mult, weight_decay=weight_decay, schedule=schedule, warmup=warmup,
         label_smoothing=label_smoothing, patience=patience, amp=amp, adv_weight=adv_weight,
-        importance_weighting=importance_weighting, ways=ways, shots=shots, queries=queries, inner_steps=inner_steps,
+        importance_weighting=importance_weighting, self_train=self_train, pl_threshold=pl_threshold,
+        consistency=consistency, im_weight=im_weight, mcc_weight=mcc_weight, target_labeled=target_labeled,
+        target_val=target_val, bn_adapt=bn_adapt, budget=budget, ways=ways, shots=shots, queries=queries, inner_steps=inner_steps,
         inner_lr=inner_lr, meta_batch=meta_batch, episodes_per_epoch=episodes, fewshot_method=fewshot_method,
         seed=seed, checkpoint_every=checkpoint_every, resume=resume, device=device)
     run_adapt(cfg)

@@ -19,17 +19,19 @@ def demo(
                                                      "`edgevt models` lists them)."),
     weights: str = typer.Option(None, "--weights", help="pretrained (ImageNet, Lite0 models only: they ship "
                                                          "offline) or none (random init, trains every layer); "
-                                                         "default: pretrained for Lite0 models."),
-    epochs: int = typer.Option(None, "--epochs", help="Source-only training epochs; DANN, which starts from the "
-                                                       "source-only model, trains half as many (default: the "
-                                                       "size's, 40 and 20)."),
+                                                         "default: none (the demo's model trains from scratch; "
+                                                         "--model with a Lite0 model defaults to pretrained)."),
+    epochs: int = typer.Option(None, "--epochs", help="Source-only training epochs; each adaptation rung, which "
+                                                       "starts from the source-only model, trains half as many "
+                                                       "(default: the size's, 20 quick, 30 full)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch and onnxruntime (default: all)."),
     force: bool = typer.Option(False, "--force", help="Recompute every step instead of reusing earlier outputs."),
 ) -> None:
     """The whole path on the built-in MotionDigits-DA benchmark: generate source + target data, adapt a
-    pretrained EfficientNet-Lite0-based temporal-shift model (tsm_efficientnet_lite0_s4: ImageNet stem
-    and stages 1-2 frozen, new TSM blocks trained; source-only vs DANN; --model picks another registry
-    model, pretrained where its weights ship offline), export the better one with FP16
+    temporal-shift model (tsm_tinycnn on frame differences, appearance-augmented source clips) with
+    `--strategy auto` (source-only, then BatchNorm re-estimation, self-training and DANN + self-training
+    rungs, chosen on labeled target-val clips; --model picks another registry model, pretrained where
+    its weights ship offline), export the chosen one with FP16
     and INT8 calibrated on target clips (parity checked), evaluate every artifact on target-test, bench
     every usable backend and precision, stream a target-domain video, and write report.md.
     Rerunning reuses every step whose outputs are still valid."""
@@ -55,7 +57,7 @@ def demo(
     if epochs is not None:
         if epochs < 1:
             raise EdgevtError(f"--epochs must be >= 1, got {epochs}")
-        size = replace(size, epochs=epochs, dann_epochs=max(1, epochs // 2))
+        size = replace(size, epochs=epochs)
     console = Console()
     result = run_demo(out, size, threads=threads, force=force, console=console)
     console.rule("edgevt demo: done")

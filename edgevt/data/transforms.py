@@ -46,3 +46,81 @@ def colour_jitter(clip: np.ndarray, rng: np.random.Generator, brightness: float,
     grey = x.mean(axis=-1, keepdims=True)
     x = (x - grey) * rng.uniform(1 - saturation, 1 + saturation) + grey
     return np.clip(x, 0, 255).astype(np.uint8)
+
+
+AUGMENTS = ("none", "basic", "appearance")  # --augment: what make_augment returns
+
+
+@dataclass
+class AppearanceAugment:
+    """Domain randomisation of a clip's look, shared by all its frames (so motion is untouched).
+
+    A source camera films one kind of scene; a target camera another. Varying what does not carry
+    the label (the scene behind the action, colour, light, noise, sharpness) teaches the model to
+    ignore it. Per clip: a procedurally generated background texture blended in (no photos, so
+    nothing of a real target leaks in), per-channel gain and offset (white balance, exposure),
+    contrast, a blur, and sensor noise drawn anew for every frame. Then ``ClipAugment``'s crop.
+    """
+
+    p_background: float = 0.8
+    mix: tuple[float, float] = (0.2, 0.8)  # share of the background texture where the scene is dark
+    gain: tuple[float, float] = (0.5, 1.3)
+    offset: float = 40.0
+    noise: tuple[float, float] = (0.0, 14.0)  # per-frame Gaussian sigma, in pixel levels
+    p_blur: float = 0.3
+    crop: ClipAugment = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.crop is None:
+            self.crop = ClipAugment(brightness=0.0, contrast=0.0, saturation=0.0)
+
+    def __call__(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        clip = self.crop(clip, rng)
+        t, h, w, _ = clip.shape
+        x = clip.astype(np.float32)
+        if rng.random() < self.p_background:
+            bg = random_texture(h, w, rng)
+            # where the scene is bright (the actor) it stays; dark scene parts take the texture
+            lum = x.mean(axis=-1, keepdims=True) / 255.0
+            alpha = rng.uniform(*self.mix) * (1.0 - lum)
+            x = x * (1 - alpha) + bg[None] * alpha
+        x = x * rng.uniform(*self.gain, size=3).astype(np.float32) + rng.uniform(-self.offset, self.offset, 3)
+        if rng.random() < self.p_blur:
+            k = float(rng.uniform(0.5, 1.5))
+            x = np.stack([cv2.GaussianBlur(f, (0, 0), k) for f in x])
+        sigma = rng.uniform(*self.noise)
+        if sigma > 0:
+            x = x + rng.normal(0, sigma, x.shape).astype(np.float32)
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def random_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A random RGB texture [h, w, 3] in [0, 255]: smooth colour noise at a random scale, with
+    optional stripes, like the clutter of a scene (float32)."""
+    cells = int(rng.integers(2, max(3, h // 4)))
+    base = rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32)
+    tex = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)
+    fine = cv2.resize(rng.uniform(-60, 60, (h // 2, w // 2, 3)).astype(np.float32), (w, h),
+                      interpolation=cv2.INTER_LINEAR)
+    tex = tex + fine * rng.uniform(0, 1)
+    if rng.random() < 0.3:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        a, period = rng.uniform(0, np.pi), rng.uniform(4, 16)
+        tex = tex + 40 * np.sin((np.cos(a) * xx + np.sin(a) * yy) * 2 * np.pi / period)[..., None]
+    return np.clip(tex, 0, 255)
+
+
+def make_augment(name: str | bool | None):
+    """The training transform named by ``--augment``: none, basic (crop + colour jitter) or
+    appearance (domain randomisation: background textures, colour, light, blur, noise + crop)."""
+    from edgevt.errors import EdgevtError
+
+    if name is True:
+        name = "basic"
+    if name in (None, False, "none"):
+        return None
+    if name == "basic":
+        return ClipAugment()
+    if name == "appearance":
+        return AppearanceAugment()
+    raise EdgevtError(f"unknown --augment {name!r}; use one of {', '.join(AUGMENTS)}")

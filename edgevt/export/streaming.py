@@ -53,6 +53,9 @@ def _require_2d(model: nn.Module, form: str) -> None:
     if not hasattr(model, "encode_frames") or not hasattr(model, "temporal_head"):
         raise EdgevtError(f"the {form} form needs a 2D model (TSN/TSM) with a per-frame encoder; "
                           f"{getattr(model, 'arch', type(model).__name__)} only streams as window")
+    if getattr(model, "input", "rgb") != "rgb":
+        raise EdgevtError(f"the {form} form encodes one frame at a time; a model with --input "
+                          f"{model.input} needs whole clips, so it streams as window")
 
 
 def _shift_sites(model: nn.Module) -> list[tuple[str, TemporalShift]]:
@@ -359,8 +362,8 @@ def export_stateful(model: nn.Module, spec: ClipSpec, bundle, *, precisions=("fp
 
 def stream_forms_for(model: nn.Module) -> list[str]:
     """The per-frame forms a model supports besides ``window``."""
-    if not hasattr(model, "encode_frames"):
-        return []
+    if not hasattr(model, "encode_frames") or getattr(model, "input", "rgb") != "rgb":
+        return []  # 3D models and frame-difference inputs need whole clips
     return ["stateful"] if _shift_sites(model) else ["incremental"]
 
 

@@ -19,6 +19,7 @@ from edgevt.errors import EdgevtError
 from edgevt.models.efficientnet_lite import LITE0_MEAN, LITE0_STD, LITE0_STAGES, efficientnet_lite0
 from edgevt.models.temporal import insert_temporal_shift
 
+INPUTS = ("rgb", "diff")  # what a 2D model's frame encoder sees (TemporalClassifier input)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -197,14 +198,23 @@ class TemporalClassifier(nn.Module):
     when the frame encoder is frozen).
     shift_direction (TSM): ``bidirectional`` (offline TSM) or ``causal`` (no channels from future
     frames: the stateful stream form then computes the same model as the offline one).
+    input: ``rgb`` (the frames) or ``diff`` (each frame minus the one before it in the clip, as in
+    TSN's RGB-difference stream): a static background cancels, so what the encoder sees is motion,
+    not scene appearance. The first frame of a clip has no predecessor and gets zeros. A ``diff``
+    model needs whole clips, so it streams in the window form only.
     """
 
     def __init__(self, encoder: FrameEncoder, num_classes: int, num_frames: int, shift: bool,
                  dropout: float = 0.3, temporal: str = "avg", temporal_dim: int = 256,
-                 shift_direction: str = "bidirectional"):
+                 shift_direction: str = "bidirectional", input: str = "rgb"):
         super().__init__()
         from edgevt.models.temporal import SHIFT_DIRECTIONS
 
+        if input not in INPUTS:
+            raise EdgevtError(f"unknown model input {input!r}: use {' or '.join(INPUTS)}")
+        if input == "diff" and num_frames < 2:
+            raise EdgevtError("input diff needs clips of at least 2 frames (--num-frames >= 2)")
+        self.input = input
         if shift_direction not in SHIFT_DIRECTIONS:
             raise EdgevtError(f"unknown shift direction {shift_direction!r}: use {' or '.join(SHIFT_DIRECTIONS)}")
         if shift_direction != "bidirectional" and not shift:
@@ -241,9 +251,16 @@ class TemporalClassifier(nn.Module):
     def temporal_head(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.pool(embeddings)))
 
+    def frame_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, T, 3, H, W] clips -> what the frame encoder sees (the frames, or their differences)."""
+        if self.input == "rgb":
+            return x
+        d = x[:, 1:] - x[:, :-1]
+        return torch.cat([torch.zeros_like(d[:, :1]), d], dim=1)
+
     def clip_features(self, x: torch.Tensor) -> torch.Tensor:
         n, t = x.shape[:2]
-        emb = self.encode_frames(x.flatten(0, 1))
+        emb = self.encode_frames(self.frame_inputs(x).flatten(0, 1))
         return self.pool(emb.reshape(n, t, -1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -333,7 +350,8 @@ def create_model(name: str, num_classes: int, num_frames: int = 8, weights: str 
     EfficientNet-Lite0 ImageNet weights work offline; torchvision ones are downloaded), a
     torchvision weight name (``ResNet18_Weights.IMAGENET1K_V1``), or a path to an edgevt
     checkpoint or a state dict (loaded with ``weights_only=True``).
-    head_kwargs: ``temporal`` / ``temporal_dim`` / ``shift_direction`` of 2D models (see TemporalClassifier).
+    head_kwargs: ``temporal`` / ``temporal_dim`` / ``shift_direction`` / ``input`` of 2D models (see
+    TemporalClassifier).
     """
     info = model_info(name)
     if num_classes < 1:

@@ -4,8 +4,9 @@ import cv2
 import numpy as np
 
 from edgevt.data.datasets import LabelMap
-from edgevt.data.synth import (MOTIONS, PARTNER, TEST_BACKGROUNDS, TRAIN_BACKGROUNDS, SynthConfig, generate,
-                               glyph_masks, load_glyphs, make_stream_video)
+from edgevt.data.synth import (MOTIONS, PARTNER, SCENE_SHIFTS, SHIFTS, SOURCE_BACKGROUNDS, TARGET_CAMERAS,
+                               TEST_BACKGROUNDS, TRAIN_BACKGROUNDS, Camera, SynthConfig, generate, glyph_masks,
+                               load_background, load_glyphs, make_stream_video, parse_shifts)
 from edgevt.data.video import read_frames
 
 
@@ -32,13 +33,55 @@ def test_deterministic_per_seed(tmp_path):
     a, b, c = (read_frames(tmp_path / d / rel) for d in "abc")
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
-    assert not (tmp_path / "a.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # no staging folder left
 
 
-def test_target_backgrounds_disjoint(motiondigits):
+def test_target_backgrounds_disjoint_in_the_unseen_split_shared_in_the_cameras_split(motiondigits, tmp_path):
     meta = json.loads((motiondigits / "meta.json").read_text())
+    assert meta["config"]["split"] == "cameras"  # the deployment case: the same cameras, other moments
+    assert meta["backgrounds"]["target_train"] == meta["backgrounds"]["target_test"]
+    cfg = SynthConfig(size=32, frames=4, split="unseen", per_class={"source_train": 1, "source_test": 1,
+                                                                    "target_train": 1, "target_test": 1})
+    meta = generate(tmp_path / "u", cfg)
     assert set(meta["backgrounds"]["target_train"]).isdisjoint(meta["backgrounds"]["target_test"])
     assert set(TRAIN_BACKGROUNDS).isdisjoint(TEST_BACKGROUNDS)
+    assert set(SOURCE_BACKGROUNDS).isdisjoint(TRAIN_BACKGROUNDS + TEST_BACKGROUNDS)
+
+
+def test_cameras_split_films_target_train_and_test_with_the_same_few_cameras():
+    from edgevt.data.synth import domain_cameras, load_photo_pools
+
+    photos = load_photo_pools()
+    for shifts in [("photo",), ("clutter",), ("night",)]:
+        cfg = SynthConfig(size=32, shifts=shifts)
+        train, test = (domain_cameras(cfg, "target", part, photos) for part in ("train", "test"))
+        assert len(train) == TARGET_CAMERAS
+        for a, b in zip(train, test):
+            assert (a.scene is None and b.scene is None) or np.array_equal(a.scene, b.scene)
+    cfg = SynthConfig(size=32, shifts=("clutter",), split="unseen")
+    train, test = (domain_cameras(cfg, "target", part, photos) for part in ("train", "test"))
+    assert not any(np.array_equal(a.scene, b.scene) for a in train for b in test)
+
+
+def test_every_shift_renders_and_bad_shift_names_are_refused(tmp_path):
+    import pytest
+
+    from edgevt.errors import EdgevtError
+
+    glyph = load_glyphs()[3]
+    rng = np.random.default_rng(0)
+    masks = glyph_masks(glyph, "move_right", 32, 4, rng)
+    clean = Camera.draw(None, 32, (), rng).render(masks, rng)
+    for name in SHIFTS:
+        photo = load_background("brick") if name in SCENE_SHIFTS else None
+        frames = Camera.draw(photo, 32, (name,), rng).render(masks, rng)
+        assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
+        assert not np.array_equal(frames, clean), name
+    with pytest.raises(EdgevtError, match="unknown --shift fog; known: photo, clutter"):
+        parse_shifts("night,fog")
+    with pytest.raises(EdgevtError, match="photo and clutter both choose the scene"):
+        SynthConfig(shifts=("photo", "clutter"))
+    assert parse_shifts("night, rain") == ("night", "rain")
 
 
 def _mean_shift(masks):
@@ -85,7 +128,7 @@ def test_stream_video_with_ground_truth(tmp_path):
 
 def test_target_glyphs_stand_out_on_every_background():
     """Regression: an |background - glyph| blend made glyphs vanish on mid-grey photos."""
-    from edgevt.data.synth import compose_target, load_background
+    from edgevt.data.synth import compose_target
 
     glyph = load_glyphs()[3]
     for name in TRAIN_BACKGROUNDS + TEST_BACKGROUNDS:

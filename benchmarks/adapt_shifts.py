@@ -1,0 +1,203 @@
+"""Adaptation under deployment shifts: does the model carry to a new camera?
+
+For each target shift of MotionDigits-DA (``edgevt synth --shift``; split ``cameras``: target-train
+and target-test from the same few target cameras, plus the original photo shift with disjoint
+photos as the "unseen cameras" row), over seeds, every recipe through ``edgevt.adapt.adapt``:
+
+- ``source-only (plain)``: the model on source clips, no augmentation;
+- ``source-only``: the same with appearance augmentation (domain randomisation): the strongest
+  plain baseline, the one every "gap closed" is measured against;
+- ``bn``, ``selftrain``, ``dann+selftrain``: the rungs of ``--strategy auto`` (same configs, from
+  ``edgevt.adapt.auto.ladder_configs``), started from the source-only model; and ``auto``: the rung
+  that ``edgevt.adapt.auto.choose`` picks on target-val (never on target-test);
+- ``dann``, ``coral``: plain feature alignment from the source-only model, same budget;
+- ``semi 1/class``, ``semi 5/class``: selftrain with 1 or 5 labeled target clips per class mixed in;
+- ``oracle``: the same model and input trained on the labeled target-train clips (no appearance
+  augmentation: it trains on the target's own look), with its train accuracy so memorising shows.
+
+Target-train is split into target-adapt (unlabeled, what adaptation sees) and target-val (labeled,
+for the auto choice). Reported: target-test top-1, mean ± std over seeds, and the share of the
+source-only -> oracle gap each recipe closes (mean of per-seed shares).
+
+    python benchmarks/adapt_shifts.py --quick        # 32x32, 3 seeds, every shift (about an hour on 2 cores)
+    python benchmarks/adapt_shifts.py --shifts photo,night --seeds 1 --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_results  # noqa: E402
+
+from edgevt.adapt import AdaptConfig, adapt  # noqa: E402
+from edgevt.adapt.auto import choose, ladder_configs  # noqa: E402
+from edgevt.data.splits import few_labeled, split_target_train  # noqa: E402
+from edgevt.data.synth import SynthConfig, generate  # noqa: E402
+
+SHIFT_ROWS = {  # row name -> (shifts, split)
+    "photo": (("photo",), "cameras"),
+    "photo (unseen cameras)": (("photo",), "unseen"),
+    "night": (("night",), "cameras"),
+    "rain": (("rain",), "cameras"),
+    "blur": (("blur",), "cameras"),
+    "angle": (("angle",), "cameras"),
+    "codec": (("codec",), "cameras"),
+    "clutter": (("clutter",), "cameras"),
+}
+METHODS = ["source-only (plain)", "source-only", "bn", "dann", "coral", "selftrain", "dann+selftrain", "auto",
+           "semi 1/class", "semi 5/class", "oracle"]
+
+
+def mean_std(values):
+    a = np.array([v for v in values if v is not None], dtype=float)
+    return (float(a.mean()), float(a.std())) if len(a) else (float("nan"), float("nan"))
+
+
+def fmt(values, scale=100.0):
+    m, s = mean_std(values)
+    return "—" if np.isnan(m) else (f"{scale * m:.1f} ± {scale * s:.1f}" if len(values) > 1 else f"{scale * m:.1f}")
+
+
+def make_data(root: Path, row: str, seed: int, size: int, per_class: dict) -> Path:
+    shifts, split = SHIFT_ROWS[row]
+    data = root / f"{row.replace(' (', '_').replace(')', '').replace(' ', '_')}_{seed}"
+    if not (data / "target_val.txt").exists():
+        generate(data, SynthConfig(size=size, frames=16, seed=seed, shifts=shifts, split=split, per_class=per_class))
+        split_target_train(data, seed=seed)
+        for k in (1, 5):
+            few_labeled(data / "target_adapt.txt", k, data / f"target_labeled_{k}.txt", seed=seed)
+    return data
+
+
+def run_row(data: Path, seed: int, args, runs: Path) -> dict:
+    d = str(data)
+    base = AdaptConfig(source=f"{d}/source_train.txt", target=f"{d}/target_adapt.txt",
+                       target_val=f"{d}/target_val.txt", target_test=f"{d}/target_test.txt",
+                       source_test=f"{d}/source_test.txt", model=args.model, weights=args.weights,
+                       input=args.input, augment="appearance", mode="full", size=args.size, num_frames=8,
+                       frame_stride=1, epochs=args.epochs, batch_size=16, lr=3e-3, seed=seed, progress=False,
+                       out=str(runs / "auto"))
+    res = {}
+
+    def run(name, cfg):
+        t0 = time.perf_counter()
+        r = adapt(cfg).report
+        res[name] = {"target_test": r["eval"]["target_test"]["accuracy"],
+                     "target_val": r["eval"].get("target_val", {}).get("accuracy"),
+                     "source_test": r["eval"].get("source_test", {}).get("accuracy"),
+                     "train_acc": (r["train"]["history"] or [{}])[-1].get("acc"),
+                     "target_predictions": r.get("target_predictions"), "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"    {name:22s} target-test {100 * res[name]['target_test']:5.1f}  ({res[name]['seconds']} s)", flush=True)
+        return r
+
+    run("source-only (plain)", replace(base, augment="none", target=None, target_val=None,
+                                       out=str(runs / "plain")))
+    reports = {"source_only": run("source-only", ladder_configs(base)["source_only"])}
+    src = str(Path(base.out) / "candidates" / "source_only" / "model.pt")
+    rungs = ladder_configs(base, src)
+    for rung, name in [("bn", "bn"), ("selftrain", "selftrain"), ("dann+selftrain", "dann+selftrain")]:
+        reports[rung] = run(name, rungs[rung])
+    winner, criterion = choose(reports)
+    res["auto"] = {**res[{"source_only": "source-only"}.get(winner, winner)], "chosen": winner}
+    warm = rungs["selftrain"]
+    run("dann", replace(warm, strategy="dann", self_train=0.0, im_weight=0.0, out=str(runs / "dann")))
+    run("coral", replace(warm, strategy="coral", self_train=0.0, im_weight=0.0, out=str(runs / "coral")))
+    for k in (1, 5):
+        run(f"semi {k}/class", replace(warm, target_labeled=f"{d}/target_labeled_{k}.txt", out=str(runs / f"semi{k}")))
+    run("oracle", replace(base, source=f"{d}/target_train.txt", target=None, target_val=None, augment="none",
+                          out=str(runs / "oracle")))
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="32x32 frames, 20 clips per class, 20 epochs")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--shifts", default=",".join(SHIFT_ROWS), help=f"rows, comma-separated: {', '.join(SHIFT_ROWS)}")
+    ap.add_argument("--model", default="tsm_tinycnn")
+    ap.add_argument("--weights", default="none")
+    ap.add_argument("--input", default="diff")
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/edgevt_adapt_shifts"))
+    ap.add_argument("--name", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.size = args.size or (32 if args.quick else 64)
+    args.epochs = args.epochs or 20
+    per_class = {"source_train": 20, "source_test": 10, "target_train": 20, "target_test": 10}
+    rows = [r.strip() for r in args.shifts.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in SHIFT_ROWS]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; known: {', '.join(SHIFT_ROWS)}")
+    name = args.name or ("adapt_shifts_quick" if args.quick else "adapt_shifts")
+    t_start = time.time()
+    results: dict = {r: [] for r in rows}
+    for seed in range(args.seeds):  # seed-major: every row gets seed 0 before any gets seed 1
+        for row in rows:
+            print(f"[{time.time() - t_start:6.0f} s] {row}, seed {seed}", flush=True)
+            data = make_data(args.work / "data", row, seed, args.size, per_class)
+            results[row].append(run_row(data, seed, args, args.work / "runs" / f"{row}_{seed}".replace(" ", "_").replace("(", "").replace(")", "")))
+            write(name, args, rows, results, time.time() - t_start)
+
+
+def gap_closed(res_seed: dict, method: str):
+    so, orc, m = (res_seed[k]["target_test"] for k in ("source-only", "oracle", method))
+    return None if orc - so <= 0.02 else (m - so) / (orc - so)
+
+
+def write(name, args, rows, results, seconds) -> None:
+    md = [f"# Adaptation under deployment shifts ({args.model}, input {args.input}, {args.size}x{args.size}, "
+          f"T=8, {args.epochs} source epochs)", "",
+          "Target-test top-1 (%), mean ± std over seeds; in brackets the share of the source-only → oracle gap "
+          "closed (mean of per-seed shares; — where the gap is under 2 points). source-only = appearance "
+          "augmentation (the baseline); auto = the rung `--strategy auto` picks on target-val.", ""]
+    md.append("| shift | seeds | " + " | ".join(METHODS) + " | oracle train acc |")
+    md.append("|---|---:|" + "---:|" * (len(METHODS) + 1))
+    summary = {}
+    for row in rows:
+        seeds = results[row]
+        if not seeds:
+            continue
+        cells = []
+        for m in METHODS:
+            vals = [s[m]["target_test"] for s in seeds]
+            cell = fmt(vals)
+            if m not in ("source-only (plain)", "source-only", "oracle"):
+                g = [gap_closed(s, m) for s in seeds]
+                g = [x for x in g if x is not None]
+                if g:
+                    cell += f" [{100 * np.mean(g):.0f}%]"
+            cells.append(cell)
+        train = fmt([s["oracle"]["train_acc"] for s in seeds])
+        md.append(f"| {row} | {len(seeds)} | " + " | ".join(cells) + f" | {train} |")
+        summary[row] = {m: mean_std([s[m]["target_test"] for s in seeds]) for m in METHODS}
+    md += ["", "Mean share of the gap closed over shifts and seeds (rows whose gap is at least 2 points):", ""]
+    md.append("| method | gap closed | beats source-only on every seed |")
+    md.append("|---|---:|---|")
+    for m in METHODS[2:-1]:
+        g = [gap_closed(s, m) for row in rows for s in results[row]]
+        g = [x for x in g if x is not None]
+        wins = [s[m]["target_test"] > s["source-only"]["target_test"] for row in rows for s in results[row]]
+        md.append(f"| {m} | {100 * np.mean(g):.0f}% | {sum(wins)}/{len(wins)} |" if g else f"| {m} | — | — |")
+    chosen = [s["auto"].get("chosen") for row in rows for s in results[row]]
+    md += ["", f"auto chose: " + ", ".join(f"{c} ×{chosen.count(c)}" for c in dict.fromkeys(chosen)), "",
+           f"Wall clock {seconds / 60:.0f} min. Command: `python benchmarks/adapt_shifts.py"
+           f"{' --quick' if args.quick else ''} --seeds {args.seeds}`"]
+    write_results(name, "\n".join(md), {"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
+                                        "summary": summary})
+
+
+if __name__ == "__main__":
+    main()
