@@ -6,6 +6,7 @@ onnxruntime (start it with their site-packages on PYTHONPATH). Protocol: see edg
 """
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,10 @@ class TritonPythonModel:
                                                          precision=params.get("edgevt_precision", "fp32"),
                                                          **options)
         self.sequences = {}  # CORRID -> SequenceRunner
+        self.last_used = {}  # CORRID -> monotonic time of its last request
+        # Triton frees the slot of a sequence that idles out but does not tell the model: drop its state too.
+        idle_us = int(config.get("sequence_batching", {}).get("max_sequence_idle_microseconds", 0) or 60_000_000)
+        self.idle_s = 2 * idle_us / 1e6
         self.lock = threading.Lock()
 
     @staticmethod
@@ -64,13 +69,19 @@ class TritonPythonModel:
                                  "out); start it again")
             runner = self.sequences[corrid] = SequenceRunner(self.backends, self.spec, self.form)
         logits = runner.push(np.ascontiguousarray(frames), decide)
+        self.last_used[corrid] = time.monotonic()
         if end:
             self.sequences.pop(corrid, None)
+            self.last_used.pop(corrid, None)
         return pb_utils.InferenceResponse(output_tensors=[_tensor("LOGITS", logits[None])])
 
     def execute(self, requests):
         responses = []
         with self.lock:
+            now = time.monotonic()
+            for corrid in [c for c, t in self.last_used.items() if now - t > self.idle_s]:
+                self.sequences.pop(corrid, None)
+                self.last_used.pop(corrid, None)
             for request in requests:
                 try:
                     responses.append(self._one(request))
