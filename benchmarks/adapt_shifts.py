@@ -19,7 +19,8 @@ Target-train is split into target-adapt (unlabeled, what adaptation sees) and ta
 for the auto choice). Reported: target-test top-1, mean ± std over seeds, and the share of the
 source-only -> oracle gap each recipe closes (mean of per-seed shares).
 
-    python benchmarks/adapt_shifts.py --quick        # 32x32, 3 seeds, every shift (about an hour on 2 cores)
+    python benchmarks/adapt_shifts.py --quick        # 32x32, 3 seeds, every shift (a few hours on 2 cores)
+    python benchmarks/adapt_shifts.py --quick --shifts "photo,photo (unseen cameras),night,rain,clutter"
     python benchmarks/adapt_shifts.py --shifts photo,night --seeds 1 --quick
 """
 from __future__ import annotations
@@ -121,7 +122,7 @@ def run_row(data: Path, seed: int, args, runs: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="32x32 frames, 20 clips per class, 20 epochs")
+    ap.add_argument("--quick", action="store_true", help="32x32 frames, 12 train / 10 test clips per class, 15 epochs")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--shifts", default=",".join(SHIFT_ROWS), help=f"rows, comma-separated: {', '.join(SHIFT_ROWS)}")
     ap.add_argument("--model", default="tsm_tinycnn")
@@ -135,8 +136,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.size = args.size or (32 if args.quick else 64)
-    args.epochs = args.epochs or 20
-    per_class = {"source_train": 20, "source_test": 10, "target_train": 20, "target_test": 10}
+    args.epochs = args.epochs or (15 if args.quick else 20)
+    n_train = 12 if args.quick else 20
+    per_class = {"source_train": n_train, "source_test": 10, "target_train": n_train, "target_test": 10}
     rows = [r.strip() for r in args.shifts.split(",") if r.strip()]
     unknown = [r for r in rows if r not in SHIFT_ROWS]
     if unknown:
@@ -194,7 +196,7 @@ def write(name, args, rows, results, seconds) -> None:
     chosen = [s["auto"].get("chosen") for row in rows for s in results[row]]
     md += ["", f"auto chose: " + ", ".join(f"{c} ×{chosen.count(c)}" for c in dict.fromkeys(chosen)), "",
            f"Wall clock {seconds / 60:.0f} min. Command: `python benchmarks/adapt_shifts.py"
-           f"{' --quick' if args.quick else ''} --seeds {args.seeds}`"]
+           f"{' --quick' if args.quick else ''} --seeds {args.seeds} --shifts \"{args.shifts}\"`"]
     write_results(name, "\n".join(md), {"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
                                         "summary": summary})
 

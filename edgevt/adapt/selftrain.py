@@ -167,7 +167,5 @@ def reestimate_batchnorm(net, dataset, device, batch_size: int = 32) -> int:
         net(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
-    net.train(was)
-    if not was:
-        net.eval()
+    net.train(was)  # back to the caller's mode (BatchNorm layers too)
     return len(bns)

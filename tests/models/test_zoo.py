@@ -92,3 +92,33 @@ def test_lite0_s4_keeps_imagenet_weights_and_shifts_only_new_blocks():
     assert model_info("tsm_efficientnet_lite0_s4").mean == (0.5, 0.5, 0.5)
     with pytest.raises(EdgevtError, match="efficientnet_lite0_s4"):
         create_model("tsm_efficientnet_lite0_s4", 6, weights="ResNet18_Weights.IMAGENET1K_V1")
+
+
+def test_frame_difference_input_ignores_a_static_scene():
+    """input diff: a constant background added to every frame changes nothing but the first frame's
+    zeros (which stay zero), so the logits are the same."""
+    import torch
+
+    from edgevt.models.zoo import create_model
+
+    torch.manual_seed(0)
+    m = create_model("tsm_tinycnn", 6, num_frames=4, input="diff", temporal="conv", temporal_dim=16).eval()
+    x = torch.randn(2, 4, 3, 32, 32)
+    scene = torch.randn(1, 1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(m(x), m(x + scene), atol=1e-5)
+        rgb = create_model("tsm_tinycnn", 6, num_frames=4, temporal="conv", temporal_dim=16).eval()
+        assert not torch.allclose(rgb(x), rgb(x + scene), atol=1e-3)
+
+
+def test_frame_difference_models_stream_as_window_only():
+    import pytest
+
+    from edgevt.errors import EdgevtError
+    from edgevt.export.streaming import stream_forms_for
+    from edgevt.models.zoo import create_model
+
+    m = create_model("tsn_tinycnn", 6, num_frames=4, input="diff")
+    assert stream_forms_for(m) == []
+    with pytest.raises(EdgevtError, match="unknown model input"):
+        create_model("tsn_tinycnn", 6, input="flow")

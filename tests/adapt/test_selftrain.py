@@ -1,0 +1,106 @@
+"""Target-side losses, the collapse check, BatchNorm re-estimation, and the strategies that use them."""
+import json
+import math
+
+import pytest
+import torch
+
+from edgevt.adapt import adapt
+from edgevt.adapt.auto import choose
+from edgevt.adapt.selftrain import (ClassBalance, collapse, information_maximisation, mcc_loss, pseudo_label_loss,
+                                    ramp, reestimate_batchnorm)
+from edgevt.errors import EdgevtError
+
+
+def test_pseudo_labels_only_where_confident_and_class_balanced():
+    teacher = torch.tensor([[10.0, 0, 0], [0, 10.0, 0], [0.1, 0, 0], [10.0, 0, 0]])
+    student = torch.zeros(4, 3, requires_grad=True)
+    bal = ClassBalance(3, momentum=0.0)
+    loss, logs = pseudo_label_loss(teacher, student, 0.8, bal)
+    assert logs["pl_share"] == 0.75  # the third clip is not confident enough
+    loss.backward()
+    assert student.grad[2].abs().sum() == 0 and student.grad[0].abs().sum() > 0
+    # class 0 had 2 of 3 pseudo-labels: it is weighted down, the rare class up
+    w = bal.weights(torch.tensor([0, 1, 2]))
+    assert w[0] < 1 and w[0] < w[1] < w[2]
+    none, logs = pseudo_label_loss(torch.zeros(2, 3), torch.zeros(2, 3), 0.9, ClassBalance(3))
+    assert none.item() == 0 and logs["pl_share"] == 0
+
+
+def test_information_maximisation_prefers_confident_and_diverse():
+    confident_diverse = torch.eye(3) * 20
+    collapsed = torch.tensor([[20.0, 0, 0]] * 3)
+    uncertain = torch.zeros(3, 3)
+    im = [information_maximisation(x).item() for x in (confident_diverse, collapsed, uncertain)]
+    assert im[0] < im[1] and im[0] < im[2]
+
+
+def test_mcc_is_low_without_confusion():
+    assert mcc_loss(torch.eye(4) * 30) < 0.01 < mcc_loss(torch.zeros(4, 4))
+
+
+def test_ramp_and_collapse_check():
+    assert ramp(0.0) < 0.01 and ramp(0.5) == 1.0 and ramp(1.0) == 1.0 and ramp(0.2) < ramp(0.4)
+    assert collapse(torch.zeros(20, dtype=torch.long), 6)["collapsed"]
+    ok = collapse(torch.arange(18) % 6, 6)
+    assert not ok["collapsed"] and ok["classes_predicted"] == 6
+
+
+def test_batchnorm_reestimation_sets_target_statistics():
+    net = torch.nn.Sequential(torch.nn.Flatten(0, 1), torch.nn.BatchNorm1d(3)).eval()
+
+    class Data:
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return torch.full((1, 3), 5.0) + i % 2, 0
+
+    assert reestimate_batchnorm(net, Data(), "cpu", batch_size=4) == 1
+    assert torch.allclose(net[1].running_mean, torch.full((3,), 5.5)) and not net.training
+
+
+def test_selftrain_runs_reports_target_predictions_and_checks(tiny_cfg, motiondigits, tmp_path):
+    res = adapt(tiny_cfg(strategy="selftrain", epochs=2, pl_threshold=0.2, target_val=str(motiondigits / "target_test.txt")))
+    h = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert all(math.isfinite(x["pl_loss"]) and 0 <= x["pl_share"] <= 1 and "im" in x for x in h)
+    tp = res.report["target_predictions"]
+    assert set(tp) >= {"collapsed", "largest_class_share", "im_score"}
+    assert "target_val" in res.report["eval"]
+    # combined with an alignment loss, with a few labeled target clips, and BatchNorm re-estimation
+    res = adapt(tiny_cfg(strategy="dann", self_train=1.0, mcc_weight=0.1, consistency="crop", bn_adapt=True,
+                         target_labeled=str(motiondigits / "target_train.txt"), out=str(tmp_path / "comb")))
+    assert res.report["bn_layers_reestimated"] > 0
+    with pytest.raises(EdgevtError, match="--strategy bn re-estimates BatchNorm of a trained model: pass --init"):
+        adapt(tiny_cfg(strategy="bn"))
+    with pytest.raises(EdgevtError, match="needs --target"):
+        adapt(tiny_cfg(strategy="selftrain", target=None))
+    with pytest.raises(EdgevtError, match="--pl-threshold must be in"):
+        adapt(tiny_cfg(strategy="selftrain", pl_threshold=0))
+
+
+def test_target_labeled_with_foreign_labels_is_a_one_line_error(tiny_cfg, tmp_path, motiondigits):
+    lst = tmp_path / "few.txt"
+    first = (motiondigits / "target_train.txt").read_text().splitlines()[0].rsplit(maxsplit=1)[0]
+    lst.write_text(f"{motiondigits / first} jumping\n")
+    with pytest.raises(EdgevtError, match="label"):
+        adapt(tiny_cfg(strategy="selftrain", target_labeled=str(lst)))
+
+
+def test_auto_chooses_on_target_val_and_without_it_by_an_unsupervised_score():
+    def rep(val, im, collapsed=False):
+        return {"eval": {"target_val": {"accuracy": val}} if val is not None else {},
+                "target_predictions": {"im_score": im, "collapsed": collapsed}}
+
+    reports = {"source_only": rep(0.5, 0.1), "bn": rep(0.6, 0.2), "selftrain": rep(0.6, 0.9)}
+    assert choose(reports) == ("bn", "target-val accuracy")  # a tie goes to the earlier rung
+    reports = {"source_only": rep(None, 0.1), "bn": rep(None, 0.2), "selftrain": rep(None, 0.9, collapsed=True)}
+    winner, why = choose(reports)
+    assert winner == "bn" and "information-maximisation" in why
+
+
+def test_auto_end_to_end_writes_every_candidate(tiny_cfg, motiondigits, tmp_path):
+    res = adapt(tiny_cfg(strategy="auto", target_val=str(motiondigits / "target_test.txt"), epochs=2))
+    assert res.report["chosen"] in res.report["candidates"]
+    assert set(res.report["candidates"]) == {"source_only", "bn", "selftrain", "dann+selftrain"}
+    assert (tmp_path / "run" / "model.pt").exists() and "chosen" in (tmp_path / "run" / "report.md").read_text().lower()

@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+
+from edgevt.data.transforms import AppearanceAugment, ClipAugment, make_augment, random_texture
+from edgevt.errors import EdgevtError
+
+
+def test_appearance_augment_changes_the_look_not_the_motion():
+    clip = np.zeros((4, 32, 32, 3), np.uint8)
+    for t in range(4):
+        clip[t, 10:16, 4 + 4 * t:10 + 4 * t] = 230  # a bright square moving right on black
+    aug = AppearanceAugment(crop=ClipAugment(crop_scale=(1.0, 1.0), brightness=0, contrast=0, saturation=0))
+    out = aug(clip, np.random.default_rng(0))
+    assert out.shape == clip.shape and out.dtype == np.uint8 and not np.array_equal(out, clip)
+    # the moving square stays the brightest thing where it is in each frame
+    lum = out.astype(float).mean(-1)
+    assert all(lum[t, 12, 7 + 4 * t] > np.median(lum[t]) for t in range(4))
+    tex = random_texture(32, 32, np.random.default_rng(1))
+    assert tex.shape == (32, 32, 3) and tex.std() > 5
+
+
+def test_make_augment_names():
+    assert make_augment("none") is None and make_augment(False) is None
+    assert make_augment(True) is not None and isinstance(make_augment("appearance"), AppearanceAugment)
+    with pytest.raises(EdgevtError, match="unknown --augment 'strong'"):
+        make_augment("strong")
