@@ -486,13 +486,16 @@ class Stream:
             self._unwritten_gaps.append(g)
             if g.recovered and g.first_ring_index >= 0:
                 self._segment_starts.append(g.first_ring_index)
+        if any(g.first_ring_index < 0 for g in self._unwritten_gaps):
+            self._emit_gaps(-1)
 
     def _emit_gaps(self, upto: int | None = None) -> None:
         """Hand the gaps before ring index ``upto`` (all: None) to the sinks, in stream order, and
-        to the next decision."""
+        to the next decision. Gaps tied to no ring frame (a remote backend's retries, or a source
+        that gave up) go at once."""
         keep = []
         for g in self._unwritten_gaps:
-            if upto is None or 0 <= g.first_ring_index <= upto:
+            if upto is None or g.first_ring_index <= upto:
                 self._gaps_since_decision.append(g)
                 for sink in self.sinks:
                     sink.gap(g)
@@ -507,7 +510,9 @@ class Stream:
         gap; the gap record goes to the sinks here, between the two segments."""
         if reset:
             self.segment += 1
-            self.form.reset()
+            reset = getattr(self.form, "reset", None)  # a remote form may keep its state elsewhere
+            if reset is not None:
+                reset()
             self.smoother.reset()
             for e in self.events.flush():
                 for sink in self.sinks:
