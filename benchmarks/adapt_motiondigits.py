@@ -78,7 +78,7 @@ def main() -> None:
     t_start = time.time()
     data = args.data / ("quick" if args.quick else "full")
     if not (data / "labels.txt").exists():
-        generate(data, SynthConfig(size=64, frames=16, per_class=per_class, seed=0))
+        generate(data, SynthConfig(size=64, frames=16, per_class=per_class, seed=0, split="unseen"))
     d = {k: str(data / f"{k}.txt") for k in per_class}
     cache = FeatureCache()  # frozen Lite0 stages: each split is encoded once for all runs
     out_root = args.data / "runs"

@@ -90,7 +90,7 @@ def main() -> None:
     test_per_class = -(-args.clips // 6)  # 6 motion classes
     if not (root / "labels.txt").exists():
         t0 = time.time()
-        generate(root, SynthConfig(size=args.size, frames=16, seed=args.seed,
+        generate(root, SynthConfig(split="unseen", size=args.size, frames=16, seed=args.seed,
                                    per_class={"source_train": args.train_per_class, "source_test": 5,
                                               "target_train": args.train_per_class, "target_test": test_per_class}))
         print(f"generated MotionDigits-DA in {time.time() - t0:.0f} s", flush=True)

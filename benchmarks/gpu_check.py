@@ -50,7 +50,7 @@ def make_model(work: Path, args) -> tuple[Path, Path]:
 
     root = work / "motiondigits"
     if not (root / "labels.txt").exists():
-        generate(root, SynthConfig(size=args.size, frames=max(16, args.frames), seed=0,
+        generate(root, SynthConfig(split="unseen", size=args.size, frames=max(16, args.frames), seed=0,
                                    per_class={"source_train": 1, "source_test": 1,
                                               "target_train": args.calib_per_class, "target_test": args.test_per_class}))
     info = model_info(args.arch)

@@ -101,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or Path(tmp) / "md"
         if args.data is None:
-            generate(root, SynthConfig(per_class={"source_train": per_class, "source_test": 15,
+            generate(root, SynthConfig(split="unseen", per_class={"source_train": per_class, "source_test": 15,
                                                   "target_train": 1, "target_test": 1}))
         chance = 1 / len(LabelMap.load(root / "labels.txt"))
         rows = {}

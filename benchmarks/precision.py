@@ -43,7 +43,7 @@ from edgevt.spec import ClipSpec  # noqa: E402
 
 
 def make_data(root: Path, per_class_train: int, per_class_test: int) -> None:
-    cfg = SynthConfig(size=64, frames=16, per_class={"source_train": per_class_train, "source_test": 2,
+    cfg = SynthConfig(split="unseen", size=64, frames=16, per_class={"source_train": per_class_train, "source_test": 2,
                                                      "target_train": per_class_train,
                                                      "target_test": 2 * per_class_test})
     generate(root, cfg)

@@ -23,7 +23,7 @@ from edgevt.adapt.trainer import setup_distributed, train
 from edgevt.data.datasets import LabelMap
 from edgevt.data.transforms import make_augment
 from edgevt.errors import EdgevtError
-from edgevt.models.checkpoint import load_checkpoint, save_checkpoint
+from edgevt.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from edgevt.models.zoo import create_model, model_info
 from edgevt.spec import ClipSpec
 
@@ -67,8 +67,7 @@ def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch
         check_same_labels(LabelMap(spec.labels), labels, f"--init {cfg.init}", "the data")
         kwargs = dict(init.get("model_kwargs", {}))
         kwargs.setdefault("num_frames", spec.num_frames)
-        model = create_model(init["arch"], spec.num_classes, weights="none", **kwargs)
-        model.load_state_dict(init["state_dict"])
+        model, _ = model_from_checkpoint(init, cfg.init)  # weights that do not fit: a one-line error
         return model, spec, kwargs
     arch = cfg.model or DEFAULT_MODEL
     info = model_info(arch)

@@ -113,6 +113,9 @@ class AdaptConfig:
         check(self.augment in AUGMENTS, f"unknown --augment {self.augment!r}; use one of {', '.join(AUGMENTS)}")
         check(self.input in INPUTS, f"unknown --input {self.input!r}; use one of {', '.join(INPUTS)}")
         check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        from edgevt.env import check_torch_device
+
+        check_torch_device(self.device)  # cuda without a GPU: one line now, not torch's RuntimeError later
         check(self.epochs >= 1 and self.batch_size >= 1, "--epochs and --batch-size must be >= 1")
         check(0.0 <= self.val_split < 1.0, f"--val-split must be in [0, 1), got {self.val_split}")
         check(self.ways >= 2 and self.shots >= 1 and self.queries >= 1, "need --ways >= 2, --shots >= 1, --queries >= 1")

@@ -40,11 +40,16 @@ def synth(
                                  "target_train": train_per_class, "target_test": test_per_class})
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as p:
         meta = generate(out, cfg, progress=p)
+    from edgevt.data.splits import split_target_train
+
+    adapt_list, val_list = split_target_train(out, seed=seed)
     if stream_frames:
         make_stream_video(out / "target" / "stream.mp4", "target", stream_frames, size, seed, zoom, config=cfg)
     typer.echo(f"wrote {sum(meta['splits'].values())} clips ({len(meta['classes'])} classes) to {out}")
-    for split, n in meta["splits"].items():
-        typer.echo(f"  {split}: {n} clips, list {out / (split + '.txt')}")
+    for part, n in meta["splits"].items():
+        typer.echo(f"  {part}: {n} clips, list {out / (part + '.txt')}")
+    typer.echo(f"  target_train split for adaptation: {adapt_list} (unlabeled use) + {val_list} (labeled, for "
+               "choosing; never test on it)")
 
 
 def register(app: typer.Typer) -> None:

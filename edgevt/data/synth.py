@@ -154,6 +154,7 @@ def compose_target(masks: np.ndarray, photo: np.ndarray, rng: np.random.Generato
     which turns the target domain into noise rather than a shifted version of the task.
     """
     cam = Camera.draw(photo, masks.shape[1], ("photo",), rng)
+    cam.drift = False  # one clip per camera: no moments to drift between (and the original rendering)
     return cam.render(masks, rng)
 
 
@@ -209,6 +210,7 @@ class Camera:
     blur: float = 0.0
     dark: float = 1.0
     jpeg: int = 0
+    drift: bool = True  # light drifts by +-10% between the moments a camera films
 
     @classmethod
     def draw(cls, photo: np.ndarray | None, size: int, shifts: tuple, rng: np.random.Generator) -> "Camera":
@@ -245,8 +247,9 @@ class Camera:
         f, size = masks.shape[0], masks.shape[1]
         m = masks[..., None]
         bg = self.scene if self.scene is not None else np.zeros((size, size, 3), np.float32)
-        level = rng.uniform(0.9, 1.1)  # light drift between moments
-        frames = (bg[None] * (1 - m) + self.ink * m) * level
+        frames = bg[None] * (1 - m) + self.ink * m
+        if self.drift:
+            frames = frames * rng.uniform(0.9, 1.1)
         if self.warp is not None:
             frames = np.stack([cv2.warpPerspective(x, self.warp, (size, size), flags=cv2.INTER_LINEAR,
                                                    borderMode=cv2.BORDER_REFLECT) for x in frames])

@@ -83,3 +83,17 @@ def test_default_stream_form_computes_the_trained_model(motiondigits, model, dir
     model_, spec, kwargs = _build(cfg, LabelMap(["a", "b"]), None)
     assert spec.streaming == form
     assert kwargs.get("shift_direction", "bidirectional") == direction
+
+
+def test_device_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, motiondigits, tmp_path, capsys):
+    """Bug: adapt --device cuda on a CPU machine ended in torch's RuntimeError traceback."""
+    import pytest
+    import torch
+
+    from edgevt.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        main(["adapt", "--source", str(motiondigits / "source_train.txt"), "--device", "cuda", "-o", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "no CUDA GPU is visible" in err and "Traceback" not in err
