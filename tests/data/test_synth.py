@@ -158,3 +158,33 @@ def test_generate_refuses_to_replace_a_folder_that_is_not_a_data_set(tmp_path):
     generate(tmp_path / "md", cfg)
     generate(tmp_path / "md", cfg)  # its own output is replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["md", "mine"]
+
+
+def test_cli_synth_shift_and_split_errors_are_one_line(tmp_path, capsys):
+    import pytest
+
+    from edgevt.cli import main
+
+    for args, msg in [(["--shift", "fog"], "unknown --shift fog; known: photo"),
+                      (["--shift", "photo,clutter"], "both choose the scene"),
+                      (["--split", "random"], "unknown --split 'random'")]:
+        with pytest.raises(SystemExit) as e:
+            main(["synth", "-o", str(tmp_path / "x"), "--train-per-class", "1", "--test-per-class", "1", *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and msg in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_synth_writes_a_shifted_data_set_with_its_target_split(tmp_path, capsys):
+    from edgevt.cli import main
+
+    try:
+        main(["synth", "-o", str(tmp_path / "n"), "--train-per-class", "4", "--test-per-class", "1", "--size", "32",
+              "--frames", "4", "--shift", "night,rain", "--source-style", "photo"])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    meta = json.loads((tmp_path / "n" / "meta.json").read_text())
+    assert list(meta["shifts"]) == ["night", "rain"] and meta["config"]["source_style"] == "photo"
+    adapt = (tmp_path / "n" / "target_adapt.txt").read_text().split()
+    val = (tmp_path / "n" / "target_val.txt").read_text().split()
+    assert len(adapt) // 2 == 18 and len(val) // 2 == 6  # 4 per class: 3 adapt + 1 val
