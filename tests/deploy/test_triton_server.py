@@ -186,11 +186,13 @@ def test_server_killed_and_restarted_mid_stream(deploy_assets, tmp_path):
             restarted.append(new)
             new.start(timeout=120)
 
+        restarter = threading.Thread(target=restart, daemon=True)
         for d in st:
             got.append((d.frame, d.label, d.probs))
             if len(got) == 10:
                 srv.kill()
-                threading.Thread(target=restart, daemon=True).start()
+                restarter.start()
+        restarter.join(timeout=150)  # its readiness check may still be polling when the stream is done
         assert [g[:2] for g in got] == [x[:2] for x in local]
         np.testing.assert_allclose(np.stack([g[2] for g in got]), np.stack([x[2] for x in local]), atol=1e-5)
         gaps = [r for r in _records(tmp_path / "run.jsonl") if r["type"] == "gap"]
