@@ -135,19 +135,44 @@ class TritonServer:
             return ""
         return " | ".join(lines[-n:])
 
+    def _stubs(self) -> list:
+        """The python backend's stub processes (children of the server), while it runs."""
+        import psutil
+
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except (psutil.Error, AttributeError):
+            return []
+
     def kill(self) -> None:
+        """SIGKILL, as a crash would; the stubs go too (they outlive a killed server, about 1 GB each)."""
         if self.proc is not None and self.proc.poll() is None:
+            stubs = self._stubs()
             self.proc.kill()
             self.proc.wait(timeout=30)
+            for c in stubs:
+                try:
+                    c.kill()
+                except Exception:
+                    pass
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            stubs = self._stubs()
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+            for c in stubs:  # a clean stop ends them; make sure
+                try:
+                    c.wait(timeout=5)
+                except Exception:
+                    try:
+                        c.kill()
+                    except Exception:
+                        pass
         if getattr(self, "_log", None) is not None:
             self._log.close()
             self._log = None

@@ -190,6 +190,8 @@ def test_server_killed_and_restarted_mid_stream(deploy_assets, tmp_path):
         for d in st:
             got.append((d.frame, d.label, d.probs))
             if len(got) == 10:
+                killed_stubs = srv._stubs()
+                assert killed_stubs  # the python model's stub processes
                 srv.kill()
                 restarter.start()
         restarter.join(timeout=150)  # its readiness check may still be polling when the stream is done
@@ -199,6 +201,7 @@ def test_server_killed_and_restarted_mid_stream(deploy_assets, tmp_path):
         assert len(gaps) == 1 and gaps[0]["recovered"] and gaps[0]["attempts"] >= 1
         assert "triton" in gaps[0]["reason"] and "replayed" in gaps[0]["reason"]
         assert st.summary.gaps == 1 and st.summary.decisions == len(local)
+        assert all(not p.is_running() for p in killed_stubs)  # a killed server leaves no stub behind
     finally:
         srv.close()
         for r in restarted:
