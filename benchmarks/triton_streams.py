@@ -274,9 +274,11 @@ def main() -> None:
                f"{kill['frames_lost']}, {kill['decisions_differ']} differ from local (max |dp| "
                f"{kill['max_prob_diff']:.1e})."]
     import os
+    import shutil
 
     md += ["", f"Load average at the end: {os.getloadavg()[0]:.2f} (2 cores, shared)."]
     print(write_results(args.name, "\n".join(md), data))
+    shutil.rmtree(tmp, ignore_errors=True)  # the generated bundle, video and repository
 
 
 if __name__ == "__main__":
