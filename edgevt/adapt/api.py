@@ -33,8 +33,6 @@ DEFAULT_MODEL = "tsn_tinycnn"
 def mix_in(train_set, extra):
     """``train_set`` plus the clips of ``extra`` (a few labeled target clips), repeated so that they
     make up about a third of the mixture: a handful among hundreds would barely be seen."""
-    from edgevt.adapt.data import subset
-
     reps = max(1, round(0.5 * len(train_set) / len(extra)))
     mixed = subset(train_set, range(len(train_set)))
     mixed.records = mixed.records + [r for _ in range(reps) for r in extra.records]
