@@ -133,16 +133,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgevt_adapt_shifts"))
     ap.add_argument("--name", default=None)
-    ap.add_argument("--rewrite", type=Path, default=None, help="only rewrite the tables from this results JSON")
+    ap.add_argument("--rewrite", type=Path, nargs="+", default=None,
+                    help="only rewrite the tables from these results JSONs (several: one merged table, --name)")
     args = ap.parse_args()
     if args.rewrite is not None:
-        d = json.loads(args.rewrite.read_text())
-        for k, v in d["args"].items():
+        name = args.name
+        docs = [json.loads(p.read_text()) for p in args.rewrite]
+        for k, v in docs[0]["args"].items():
             setattr(args, k, int(v) if v.isdigit() else v)
         torch.set_num_threads(int(args.threads))  # the provenance then names the run's thread count
-        rows = [r for r in d["results"] if d["results"][r]]
-        write(args.rewrite.stem, args, rows, d["results"], d.get("seconds", 0),
-              note=f"Tables recomputed from {args.rewrite.name} (the same runs) with `--rewrite`.")
+        results = {r: v for d in docs for r, v in d["results"].items() if v}
+        args.shifts = ",".join(results)
+        write(name or args.rewrite[0].stem, args, list(results), results, sum(d.get("seconds", 0) for d in docs),
+              note=f"Tables recomputed from {', '.join(p.name for p in args.rewrite)} (the same runs) with `--rewrite`.")
         return
     torch.set_num_threads(args.threads)
     args.size = args.size or (32 if args.quick else 64)
