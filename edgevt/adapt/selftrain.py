@@ -49,10 +49,10 @@ def second_view(dataset, indices, kind: str, seed: int, step: int, transform=Non
         return None
     spec = dataset.spec
     rng = np.random.default_rng((seed, 5, step))
+    fast = spec.replace(frame_stride=2 * spec.frame_stride)
     views = []
     for i in indices:
         frames = dataset.video(i)
-        fast = spec.replace(frame_stride=2 * spec.frame_stride)
         use = fast if kind == "speed" and len(frames) >= fast.span else spec
         idx = sample_indices(len(frames), use, train=True, rng=rng, sampling="dense")
         clip = frames[idx]

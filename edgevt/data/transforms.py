@@ -6,7 +6,7 @@ unless a dataset says its classes are flip-invariant: flipping turns "moving lef
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -68,11 +68,7 @@ class AppearanceAugment:
     offset: float = 40.0
     noise: tuple[float, float] = (0.0, 14.0)  # per-frame Gaussian sigma, in pixel levels
     p_blur: float = 0.3
-    crop: ClipAugment = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.crop is None:
-            self.crop = ClipAugment(brightness=0.0, contrast=0.0, saturation=0.0)
+    crop: ClipAugment = field(default_factory=lambda: ClipAugment(brightness=0.0, contrast=0.0, saturation=0.0))
 
     def __call__(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         clip = self.crop(clip, rng)
