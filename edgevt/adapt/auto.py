@@ -1,17 +1,24 @@
 """``--strategy auto``: a short, budgeted ladder of recipes, chosen on labeled target-val clips.
 
-The ladder, each rung with the run's model, input and augmentation:
+The ladder, each rung with the run's model and input:
 
-1. ``source_only``: fine-tune on the labeled source (and ``--target-labeled``) clips.
-2. ``bn``: the source-only model with BatchNorm statistics re-estimated on the target (free).
-3. ``selftrain``: from the source-only model, self-training + information maximisation on the
-   target with temporal consistency (two playback speeds).
-4. ``dann+selftrain``: the same with adversarial feature alignment.
+1. ``source_only``: fine-tune on the labeled source (and ``--target-labeled``) clips with the run's
+   ``--augment``; ``source_only_plain``: the same without augmentation (only when ``--augment`` is
+   not ``none``). Neither look wins everywhere: appearance augmentation carries across light,
+   colour and background shifts, and costs accuracy on rain, blur, angle and codec shifts, where the
+   plain model is better (benchmarks/adapt_shifts.py).
+2. ``bn``, ``bn_plain``: each source-only model with BatchNorm statistics re-estimated on the target
+   (free).
+3. The *start*: the best of rungs 1-2 by the selection rule below. From it:
+   ``selftrain``: self-training + information maximisation on the target with temporal
+   consistency (two playback speeds); ``dann+selftrain``: the same with adversarial feature
+   alignment. They get half the source-only epochs at a third of its learning rate; with
+   ``--target-labeled`` (labels to learn the target's look from) the full epochs and rate.
 
-Rungs 3-4 get half the source-only epochs. With ``--target-val`` the candidate with the best
-target-val accuracy wins (ties go to the earlier, simpler rung); without it, the best
-information-maximisation score on the unlabeled target clips among candidates whose predictions did
-not collapse (the report says which criterion chose). Never a test split.
+Selection: with ``--target-val`` the candidate with the best target-val accuracy wins (ties go to the
+earlier, simpler rung); without it, the best information-maximisation score on the unlabeled target
+clips among candidates whose predictions did not collapse (the report says which criterion chose).
+Never a test split.
 """
 from __future__ import annotations
 
@@ -24,29 +31,50 @@ from edgevt.adapt.config import AdaptConfig, AdaptResult
 from edgevt.errors import EdgevtError
 from edgevt.fileio import atomic_write_text
 
-LADDER = ("source_only", "bn", "selftrain", "dann+selftrain")
+LADDER = ("source_only", "source_only_plain", "bn", "bn_plain", "selftrain", "dann+selftrain")
+SOURCE_RUNGS = {"source_only": "bn", "source_only_plain": "bn_plain"}  # each source model -> its bn rung
+
+
+def _source_base(cfg: AdaptConfig) -> AdaptConfig:
+    return replace(cfg, strategy="finetune", self_train=0.0, im_weight=0.0, bn_adapt=False,
+                   epochs=max(1, round(cfg.epochs * cfg.budget)))
+
+
+def _warm(cfg: AdaptConfig, ckpt: str) -> AdaptConfig:
+    """A rung that continues from ``ckpt``: half the epochs at a third of the rate, or, with a few
+    labeled target clips to learn from, the full schedule."""
+    base = _source_base(cfg)
+    warm = replace(base, init=ckpt, model=None, weights="none")
+    if cfg.target_labeled:
+        return warm
+    return replace(warm, epochs=max(1, round(cfg.epochs * cfg.budget / 2)), lr=cfg.lr / 3, schedule="constant")
 
 
 def ladder_configs(cfg: AdaptConfig, source_ckpt: str | None = None) -> dict[str, AdaptConfig]:
-    """The candidate configs (after the source-only rung, which the others start from)."""
+    """Without ``source_ckpt``: the source-only configs (rung 1). With it: the rungs that start from
+    that model (rung 3)."""
     root = Path(cfg.out) / "candidates"
-    half = max(1, round(cfg.epochs * cfg.budget / 2))
-    base = replace(cfg, strategy="finetune", self_train=0.0, im_weight=0.0, bn_adapt=False,
-                   epochs=max(1, round(cfg.epochs * cfg.budget)))
     if source_ckpt is None:
-        return {"source_only": replace(base, out=str(root / "source_only"))}
-    warm = replace(base, init=source_ckpt, model=None, weights="none", target_labeled=cfg.target_labeled,
-                   epochs=half, lr=cfg.lr / 3, schedule="constant")
+        base = _source_base(cfg)
+        configs = {"source_only": replace(base, out=str(root / "source_only"))}
+        if cfg.augment not in (None, False, "none"):
+            configs["source_only_plain"] = replace(base, augment="none", out=str(root / "source_only_plain"))
+        return configs
+    warm = _warm(cfg, source_ckpt)
     return {
-        "bn": replace(warm, strategy="bn", epochs=1, out=str(root / "bn")),
         "selftrain": replace(warm, strategy="selftrain", self_train=None, im_weight=None,
                              out=str(root / "selftrain")),
         "dann+selftrain": replace(warm, strategy="dann", self_train=1.0, im_weight=0.3, out=str(root / "dann_selftrain")),
     }
 
 
+def bn_config(cfg: AdaptConfig, source_ckpt: str, name: str = "bn") -> AdaptConfig:
+    """Rung 2: ``source_ckpt`` with its BatchNorm statistics re-estimated on the target clips."""
+    return replace(_warm(cfg, source_ckpt), strategy="bn", epochs=1, out=str(Path(cfg.out) / "candidates" / name))
+
+
 def choose(candidates: dict[str, dict]) -> tuple[str, str]:
-    """(winner, criterion) from each candidate's report."""
+    """(winner, criterion) from each candidate's report; ties go to the earlier candidate."""
     with_val = {k: r["eval"]["target_val"]["accuracy"] for k, r in candidates.items() if "target_val" in r["eval"]}
     if len(with_val) == len(candidates):
         best = max(with_val.values())
@@ -54,7 +82,8 @@ def choose(candidates: dict[str, dict]) -> tuple[str, str]:
     ok = {k: r["target_predictions"]["im_score"] for k, r in candidates.items()
           if r.get("target_predictions") and not r["target_predictions"]["collapsed"]}
     if not ok:
-        return "source_only", "every candidate collapsed on the target: kept source-only"
+        first = next(iter(candidates))
+        return first, f"every candidate collapsed on the target: kept {first}"
     best = max(ok.values())
     return next(k for k in candidates if ok.get(k) == best), \
         "information-maximisation score on the unlabeled target clips (no --target-val given)"
@@ -70,16 +99,21 @@ def adapt_auto(cfg: AdaptConfig, feature_cache=None, console=None) -> AdaptResul
                       "(information maximisation); label a few target clips for a reliable choice[/]")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    reports: dict[str, dict] = {}
     results: dict[str, AdaptResult] = {}
-    first = ladder_configs(cfg)["source_only"]
-    results["source_only"] = adapt(first, feature_cache=feature_cache, console=console)
-    reports["source_only"] = results["source_only"].report
-    for name, sub in ladder_configs(cfg, results["source_only"].checkpoint).items():
+
+    def run(name: str, sub: AdaptConfig) -> None:
         if console is not None:
             console.print(f"[bold]auto[/]: candidate {name}")
         results[name] = adapt(sub, feature_cache=feature_cache, console=console)
-        reports[name] = results[name].report
+
+    for name, sub in ladder_configs(cfg).items():
+        run(name, sub)
+    for name in list(results):
+        run(SOURCE_RUNGS[name], bn_config(cfg, results[name].checkpoint, SOURCE_RUNGS[name]))
+    start, start_criterion = choose({k: r.report for k, r in results.items()})
+    for name, sub in ladder_configs(cfg, results[start].checkpoint).items():
+        run(name, sub)
+    reports = {k: results[k].report for k in LADDER if k in results}
     winner, criterion = choose(reports)
     final = out / "model.pt"
     shutil.copyfile(results[winner].checkpoint, final)
@@ -89,9 +123,11 @@ def adapt_auto(cfg: AdaptConfig, feature_cache=None, console=None) -> AdaptResul
                  "target_predictions": r.get("target_predictions"), "seconds": r.get("seconds_total"),
                  "out": results[k].out} for k, r in reports.items()}
     report = {**reports[winner], "strategy": "auto", "chosen": winner, "criterion": criterion,
-              "candidates": table, "checkpoint": str(final)}
+              "start": start, "start_criterion": start_criterion, "candidates": table, "checkpoint": str(final)}
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=str))
     lines = ["# edgevt adapt --strategy auto", "", f"Chosen: **{winner}** by {criterion}.", "",
+             f"selftrain and dann+selftrain started from **{start}** (the best source-only or bn candidate "
+             f"by {start_criterion}).", "",
              "| candidate | target-val | target-test | source-test | largest target class | IM score |",
              "|---|---:|---:|---:|---:|---:|"]
 

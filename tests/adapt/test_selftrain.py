@@ -1,12 +1,14 @@
 """Target-side losses, the collapse check, BatchNorm re-estimation, and the strategies that use them."""
 import json
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from edgevt.adapt import adapt
-from edgevt.adapt.auto import choose
+from edgevt.adapt.auto import LADDER, choose, ladder_configs
 from edgevt.adapt.selftrain import (ClassBalance, collapse, information_maximisation, mcc_loss, pseudo_label_loss,
                                     ramp, reestimate_batchnorm)
 from edgevt.errors import EdgevtError
@@ -100,7 +102,23 @@ def test_auto_chooses_on_target_val_and_without_it_by_an_unsupervised_score():
 
 
 def test_auto_end_to_end_writes_every_candidate(tiny_cfg, motiondigits, tmp_path):
-    res = adapt(tiny_cfg(strategy="auto", target_val=str(motiondigits / "target_test.txt"), epochs=2))
+    res = adapt(tiny_cfg(strategy="auto", augment="appearance", target_val=str(motiondigits / "target_test.txt"), epochs=2))
     assert res.report["chosen"] in res.report["candidates"]
-    assert set(res.report["candidates"]) == {"source_only", "bn", "selftrain", "dann+selftrain"}
+    assert set(res.report["candidates"]) == set(LADDER)  # both source looks, their bn, two rungs from the start
+    start = res.report["start"]
+    assert start in ("source_only", "source_only_plain", "bn", "bn_plain")
+    rung = json.loads((Path(res.report["candidates"]["selftrain"]["out"]) / "report.json").read_text())
+    assert rung["provenance"]["paths"]["init"] == str(Path(res.report["candidates"][start]["out"]) / "model.pt")
     assert (tmp_path / "run" / "model.pt").exists() and "chosen" in (tmp_path / "run" / "report.md").read_text().lower()
+
+
+def test_auto_ladder_looks_and_budget(tiny_cfg, motiondigits):
+    cfg = tiny_cfg(strategy="auto", augment="appearance", epochs=6, lr=3e-3)
+    sources = ladder_configs(cfg)
+    assert {k: c.augment for k, c in sources.items()} == {"source_only": "appearance", "source_only_plain": "none"}
+    assert set(ladder_configs(replace(cfg, augment="none"))) == {"source_only"}  # no second look to try
+    rungs = ladder_configs(cfg, "start.pt")
+    assert all(c.init == "start.pt" and c.epochs == 3 and c.lr == pytest.approx(1e-3) for c in rungs.values())
+    labeled = ladder_configs(replace(cfg, target_labeled=str(motiondigits / "target_test.txt")), "start.pt")
+    # a few labeled target clips to learn the target's look from: the full schedule
+    assert all(c.epochs == 6 and c.lr == pytest.approx(3e-3) for c in labeled.values())
