@@ -25,11 +25,25 @@ def check_same_labels(a: LabelMap, b: LabelMap, a_name: str, b_name: str) -> Non
                           f"only in {b_name}: {only_b[:5]}); give both the same classes")
 
 
+def check_known_labels(source_labels: LabelMap, found: LabelMap, name: str) -> None:
+    """A labeled target set may hold only some of the source's classes (a handful of labeled clips,
+    a test set), but no class the source does not have: the model cannot predict it."""
+    foreign = sorted(set(found.names) - set(source_labels.names))
+    if foreign:
+        raise EdgevtError(f"{name} has labels the source does not: {foreign[:5]}; use the source's class names "
+                          f"({', '.join(sorted(source_labels.names)[:8])}) or drop those clips")
+
+
+SUBSET_OK = ("target-val", "target-labeled", "target-test", "source-test")  # sets that may miss a class
+
+
 def open_labeled(source: str, spec, labels: LabelMap, train: bool, seed: int, transform=None,
                  what: str = "source", skip_bad: bool = False) -> ClipDataset:
     if labels is not None:
         found = labels_of(source)
-        if found is not None:
+        if found is not None and what in SUBSET_OK:
+            check_known_labels(labels, found, f"--{what} {source}")
+        elif found is not None:
             check_same_labels(labels, found, "--source", f"--{what} {source}")
     return load_dataset(source, spec, labels=labels, train=train, seed=seed, transform=transform, cache=True,
                         skip_bad=skip_bad)

@@ -10,7 +10,7 @@ def test_mismatched_label_sets(tiny_cfg, motiondigits, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(motiondigits / "target" / "test", other)
     (other / "move_left").rename(other / "walk")
-    with pytest.raises(EdgevtError, match="label sets differ.*walk"):
+    with pytest.raises(EdgevtError, match="labels the source does not.*walk"):
         adapt(tiny_cfg(strategy="finetune", target_test=str(other)))
 
 
