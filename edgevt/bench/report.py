@@ -17,9 +17,32 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 
 
 def _speedup(r: BenchRow) -> str:
+    """Median over rounds of the per-round speed-up, with half the IQR across rounds as a share."""
     if r.baseline:
         return "1.00x (baseline)"
-    return "-" if r.speedup is None else f"{r.speedup:.2f}x"
+    if r.speedup is None:
+        return "-"
+    sp = r.speedup_spread
+    if sp and sp.get("rounds", 0) > 1:
+        return f"{r.speedup:.2f}x ±{sp['rel_half_iqr']:.0%}"
+    return f"{r.speedup:.2f}x"
+
+
+def _ratio_iqr(r: BenchRow) -> str:
+    sp = r.speedup_spread
+    if r.baseline or not sp:
+        return "-"
+    return f"{sp['p25']:.2f}-{sp['p75']:.2f} (n={sp['rounds']})"
+
+
+def _gflops(r: BenchRow) -> str:
+    return "—" if r.gflops is None else (f"{r.gflops:.1f}" if r.gflops < 100 else f"{r.gflops:.0f}")
+
+
+def _peak(r: BenchRow) -> str:
+    if r.peak_share is None:
+        return "—"
+    return f"{r.peak_share:.1%}" if r.peak_share < 0.1 else f"{r.peak_share:.0%}"
 
 
 def _split(r: BenchRow) -> str:
@@ -30,7 +53,8 @@ def _split(r: BenchRow) -> str:
 
 
 COLUMNS = ["backend", "precision", "batch", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ms", "min ms",
-           "max ms", "clips/s", "vs PyTorch eager", "h2d / compute / d2h ms", "runs", "noise"]
+           "max ms", "clips/s", "vs PyTorch eager", "ratio IQR (rounds)", "GFLOP/s", "% of peak",
+           "h2d / compute / d2h ms", "runs", "noise"]
 
 
 def row_cells(r: BenchRow) -> list[str]:
@@ -38,21 +62,21 @@ def row_cells(r: BenchRow) -> list[str]:
     if s is None:
         return [r.backend, r.precision, str(r.batch)] + ["-"] * (len(COLUMNS) - 4) + [f"{r.status}: {r.reason}"]
     return [r.backend, r.precision, str(r.batch), _fmt(s.p50_ms), _fmt(s.p90_ms), _fmt(s.p95_ms), _fmt(s.p99_ms),
-            _fmt(s.mean_ms), _fmt(s.min_ms), _fmt(s.max_ms), _fmt(s.throughput, 1), _speedup(r), _split(r),
-            str(s.runs), f"NOISY ({s.noise})" if s.noisy else f"ok (CV {s.cv:.0%})"]
+            _fmt(s.mean_ms), _fmt(s.min_ms), _fmt(s.max_ms), _fmt(s.throughput, 1), _speedup(r), _ratio_iqr(r),
+            _gflops(r), _peak(r), _split(r), str(s.runs), f"NOISY ({s.noise})" if s.noisy else f"ok (CV {s.cv:.0%})"]
 
 
 # What an 80-column terminal can show; the markdown and JSON always carry every column.
-COMPACT_COLUMNS = ["backend", "precision", "batch", "p50 ms", "p95 ms", "p99 ms", "clips/s", "vs PyTorch eager",
-                   "noise"]
-_COMPACT_HEADERS = {"precision": "prec", "vs PyTorch eager": "vs eager"}
+COMPACT_COLUMNS = ["backend", "precision", "batch", "p50 ms", "p99 ms", "clips/s", "vs PyTorch eager",
+                   "% of peak", "noise"]
+_COMPACT_HEADERS = {"precision": "prec", "vs PyTorch eager": "vs eager", "% of peak": "peak"}
 # Cells that must never be cut to '…'; the last column (noise / status reason) wraps instead.
 _KEY = set(COMPACT_COLUMNS) - {"noise"}
 _WRAP_LAST_AT = 24
 
 
 def _justify(c: str) -> str:
-    return "right" if c.endswith(("ms", "/s")) or c in ("batch", "runs") else "left"
+    return "right" if c.endswith(("ms", "/s", "peak")) or c in ("batch", "runs") else "left"
 
 
 def natural_width(renderable) -> int:
@@ -88,7 +112,8 @@ def _compact_table(result: BenchResult):
 
     t = Table(title=f"edgevt bench: {result.bundle}", box=box.SIMPLE_HEAD, collapse_padding=True,
               show_edge=False, pad_edge=False,
-              caption="vs eager: PyTorch eager p50 / row p50; all columns: --wide or bench.md",
+              caption="vs eager: median over rounds of eager/row, ± half the IQR; peak: share of the "
+                      "CPU's paper peak; all columns: --wide or bench.md",
               caption_justify="left")
     for c in COMPACT_COLUMNS:
         t.add_column(_COMPACT_HEADERS.get(c, c), justify=_justify(c), no_wrap=c in _KEY,
@@ -133,9 +158,14 @@ def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:
                  f"{env.get('onnxruntime')}, TensorRT {env.get('tensorrt') or 'not installed'}")
     lines.append(f"- threads: requested {th.get('requested') or 'default'}, torch intra-op {th.get('torch_intra_op')}")
     how = f"{cfg.get('runs')} timed runs" if cfg.get("runs") else f"timed for {cfg.get('duration_s')} s"
-    lines.append(f"- method: {cfg.get('warmup_s')} s warm-up, then {how} per configuration; "
+    lines.append(f"- method: {cfg.get('warmup_s')} s warm-up per configuration, then {how} per configuration, "
+                 f"cut into {cfg.get('rounds', 1)} interleaved rounds (order: {cfg.get('order', 'sequential')}; "
+                 "each round runs a slice of every row, after 1 untimed run); "
                  f"{cfg.get('timing')}; inputs: {cfg.get('inputs')}")
-    lines.append("- speed-up: PyTorch eager (torch backend, FP32, source checkpoint) p50 / row p50 at the same batch")
+    lines.append("- speed-up: per round, PyTorch eager (torch backend, FP32, source checkpoint) median / row median "
+                 "at the same batch; the table gives the median over rounds, ± half the IQR as a share of it, "
+                 "and the quartiles (ratio IQR); every per-round ratio is in the JSON")
+    lines += efficiency_lines(result.efficiency)
     la = result.provenance.get("load_average")
     if la:
         lines.append(f"- load average (1/5/15 min) before {la.get('before')}, after {la.get('after')} "
@@ -157,6 +187,24 @@ def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:
     if plot_name:
         lines += ["", f"![latency]({plot_name})"]
     return "\n".join(lines) + "\n"
+
+
+def efficiency_lines(eff: dict | None) -> list[str]:
+    """The efficiency columns' method and assumptions, as markdown bullets."""
+    if not eff:
+        return []
+    flops = eff.get("flops_per_clip")
+    lines = [f"- FLOPs per clip: {flops / 1e9:.3f} GFLOP ({eff.get('flops_source')}; {eff.get('flops_note')})"
+             if flops else f"- FLOPs per clip: — ({eff.get('flops_source') or eff.get('note')})"]
+    peak = eff.get("peak")
+    if peak:
+        lines.append(f"- CPU peak (paper figure, not measured): {peak['formula']}; GFLOP/s = FLOPs per clip x batch / "
+                     f"p50; % of peak against {peak['per_core_gflops']:.1f} GFLOP/s per core x the cores the row used "
+                     "(its threads)")
+        lines.append(f"- peak assumptions: {'; '.join(peak.get('assumptions') or [])}")
+    elif flops:
+        lines.append("- CPU peak: unknown here (no /proc/cpuinfo), no % of peak")
+    return lines
 
 
 def write_json(result: BenchResult, path: str | Path) -> Path:

@@ -1,10 +1,15 @@
 """``run_bench``: time every (backend, precision, batch) of a bundle against the PyTorch eager baseline.
 
 The baseline is the torch backend on the checkpoint the bundle was exported from (manifest
-``source.checkpoint``), in FP32, at each batch size; every other row carries its speed-up against
-the baseline at the same batch size (ratio of p50 latencies). Configurations that cannot run here
-(backend not installed, precision not in the bundle) become *skipped* rows with the reason, so the
-report says what was not measured instead of leaving it out silently.
+``source.checkpoint``), in FP32, at each batch size. Every row is opened first and warmed up, then
+timed in interleaved rounds (``edgevt.bench.rounds``): each round runs a slice of every row, in a
+rotated order, so a burst of load from another process hits all rows alike. Each row's speed-up is
+computed per round (baseline median / row median in that round, same batch size) and reported as
+the median over rounds with its spread. An efficiency column gives achieved GFLOP/s (FLOPs per clip
+from torch's flop counter on the source model) and its share of the CPU's paper peak
+(``edgevt.bench.efficiency``). Configurations that cannot run here (backend not installed,
+precision not in the bundle) become *skipped* rows with the reason, so the report says what was not
+measured instead of leaving it out silently.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevt.bench.latency import Case, LatencyStats, make_inputs, sample_clips, time_backend
+from edgevt.bench.latency import Case, LatencyStats, make_inputs, sample_clips
+from edgevt.bench.rounds import ORDERS, RatioSpread, ratio_spread, round_medians, run_rounds, warm_up
 from edgevt.errors import EdgevtError
 
 BASELINE_BACKEND = "torch"
@@ -34,8 +40,17 @@ class BenchRow:
     baseline: bool = False
     artifact: str = ""
     stats: LatencyStats | None = None
-    speedup: float | None = None  # baseline p50 / this p50, same batch size
+    speedup: float | None = None  # median over rounds of (baseline median / this median), same batch size
     samples_ms: list = field(default_factory=list)
+    # Interleaved rounds: this row's median (ms) in each round, the per-round speed-ups and their
+    # summary (RatioSpread.to_dict()), and the ratio of the pooled p50s for comparison.
+    rounds_ms: list = field(default_factory=list)
+    speedup_spread: dict | None = None
+    speedup_pooled: float | None = None
+    # Efficiency: achieved GFLOP/s at the p50 latency, its share of the peak of the cores it used.
+    gflops: float | None = None
+    peak_share: float | None = None
+    efficiency_note: str = ""
     describe: dict = field(default_factory=dict)
 
     @property
@@ -57,13 +72,15 @@ class BenchResult:
     provenance: dict
     bundle: str = ""
     eval: dict = field(default_factory=dict)  # the bundle manifest's eval section, for accuracy vs latency
+    efficiency: dict = field(default_factory=dict)  # FLOPs per clip, the CPU peak and its assumptions
 
     def ok_rows(self) -> list[BenchRow]:
         return [r for r in self.rows if r.status == "ok"]
 
     def to_dict(self) -> dict:
-        return {"format": "edgevt-bench", "format_version": 1, "bundle": self.bundle, "config": self.config,
-                "provenance": self.provenance, "eval": self.eval, "rows": [r.to_dict() for r in self.rows]}
+        return {"format": "edgevt-bench", "format_version": 2, "bundle": self.bundle, "config": self.config,
+                "provenance": self.provenance, "eval": self.eval, "efficiency": self.efficiency,
+                "rows": [r.to_dict() for r in self.rows]}
 
 
 def split_list(value: str | list | tuple, what: str) -> list[str]:
@@ -195,11 +212,16 @@ def open_case(case: Case, bundle, threads: int | None, max_batch: int = 1):
     return open_backend(case.backend, artifact, **opts)
 
 
+DEFAULT_ROUNDS = 10
+
+
 def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32",), batches=(1,),
               warmup_s: float = 2.0, duration_s: float | None = 10.0, runs: int | None = None,
               threads: int | None = None, clips: str | Path | None = None, baseline: bool = True,
-              seed: int = 0, progress=None) -> BenchResult:
-    """Time each configuration; see the module docstring. ``progress`` is a rich Progress or None."""
+              seed: int = 0, progress=None, rounds: int = DEFAULT_ROUNDS, order: str = "rotate",
+              efficiency: bool = True) -> BenchResult:
+    """Time each configuration; see the module docstring. ``duration_s`` / ``runs`` are per row, cut
+    into ``rounds`` slices. ``progress`` is a rich Progress or None."""
     from edgevt.env import environment
     from edgevt.export.bundle import Bundle
 
@@ -207,10 +229,14 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
         raise EdgevtError(f"--warmup-s {warmup_s}: must be >= 0 seconds")
     if runs is not None and runs < 1:
         raise EdgevtError(f"--runs {runs}: must be >= 1 (or omit it to time by --duration-s)")
-    if runs is None and duration_s is not None and not duration_s > 0:
+    if runs is None and (duration_s is None or not duration_s > 0):
         raise EdgevtError(f"--duration-s {duration_s}: must be > 0 seconds")
     if threads is not None and threads < 1:
         raise EdgevtError(f"--threads {threads}: must be >= 1 (omit it for the library default)")
+    if rounds < 1:
+        raise EdgevtError(f"--rounds {rounds}: must be >= 1")
+    if order not in ORDERS:
+        raise EdgevtError(f"--order {order!r}: choose from {', '.join(ORDERS)}")
     bundle = Bundle.load(bundle_path)
     spec = bundle.spec
     auto = split_list(backends, "--backend") == ["auto"]
@@ -224,33 +250,69 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
     if clips is not None:
         real = sample_clips(clips, spec, max(batches), seed)
     load_before = _loadavg()
-    cases, rows = plan_cases(bundle, backends, precisions, batches, baseline)
-    task = progress.add_task("bench", total=len(cases)) if progress is not None else None
-    for case in cases:
+    cases, skipped = plan_cases(bundle, backends, precisions, batches, baseline)
+    n_rounds = min(rounds, runs) if runs is not None else rounds
+    task = progress.add_task("bench", total=len(cases) * (n_rounds + 1)) if progress is not None else None
+
+    def say(text: str) -> None:
         if progress is not None:
-            progress.update(task, description=f"bench {case.backend} {case.precision} b{case.batch}")
-        row = BenchRow(case.backend, case.precision, case.batch, "ok", baseline=case.baseline,
-                       artifact=case.artifact)
-        try:
-            be = open_case(case, bundle, threads, max(batches))
-        except EdgevtError as e:  # the backend says it cannot run this here (precision, device...)
-            row.status, row.reason = "skipped", str(e)
-            be = None
-        except Exception as e:  # e.g. a checkpoint this edgevt can no longer load: keep the other rows
-            row.status, row.reason = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
-            be = None
-        if be is not None:
+            progress.update(task, description=text)
+
+    # 1. open every row (one backend per artifact and precision, shared by its batch sizes) and warm it up.
+    rows: list[BenchRow] = []
+    live: list[tuple[BenchRow, object]] = []  # (row, one() -> Timing)
+    opened: dict = {}
+    with _Closer() as closer:
+        for case in cases:
+            say(f"open + warm up {case.backend} {case.precision} b{case.batch}")
+            row = BenchRow(case.backend, case.precision, case.batch, "ok", baseline=case.baseline,
+                           artifact=case.artifact)
+            rows.append(row)
+            key = (case.backend, case.precision, case.path) + ((case.batch,) if case.backend == "ort-trt" else ())
             try:
-                with be:
+                if key not in opened:
+                    opened[key] = closer.add(open_case(case, bundle, threads, max(batches)))
+                be = opened[key]
+            except EdgevtError as e:  # the backend says it cannot run this here (precision, device...)
+                row.status, row.reason = "skipped", str(e)
+            except Exception as e:  # e.g. a checkpoint this edgevt can no longer load: keep the other rows
+                row.status, row.reason = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+            else:
+                try:
                     inputs = make_inputs(be.inputs, case.batch, spec, real, seed)
-                    row.stats, row.samples_ms = time_backend(be, inputs, warmup_s, duration_s, runs)
+                    one = _runner(be, inputs)
+                    warm_up(one, warmup_s)
                     row.describe = _plain(be.describe())
-            except Exception as e:  # one broken configuration must not lose the others' numbers
-                row.status, row.reason = "failed", f"{type(e).__name__}: {e}"
-        rows.append(row)
-        if progress is not None:
-            progress.advance(task)
+                    live.append((row, one))
+                except Exception as e:  # one broken configuration must not lose the others' numbers
+                    row.status, row.reason = "failed", f"{type(e).__name__}: {e}"
+            if progress is not None:
+                progress.advance(task)
+
+        # 2. interleaved rounds over every live row.
+        def on_slice(r, i):
+            if progress is not None:
+                progress.update(task, advance=1, description=f"round {r + 1}/{n_rounds} {live[i][0].label}")
+
+        def on_error(i, e):
+            live[i][0].status, live[i][0].reason = "failed", f"{type(e).__name__}: {e}"
+
+        slice_s = None if runs is not None else duration_s / n_rounds
+        min_per_slice = max(1, -(-5 // n_rounds))  # at least 5 timed runs per row in all
+        samples, timings = run_rounds([one for _, one in live], n_rounds, runs=runs, slice_s=slice_s,
+                                      min_per_slice=min_per_slice, order=order, seed=seed,
+                                      on_slice=on_slice, on_error=on_error)
+    for (row, _), per_round, tims in zip(live, samples, timings):
+        flat = [x for rr in per_round for x in rr]
+        if row.status == "ok" and flat:
+            row.stats = LatencyStats.from_samples(flat, row.batch, tims)
+            row.samples_ms = [x * 1e3 for x in flat]
+            row.rounds_ms = round_medians(per_round)
+        elif row.status == "ok":
+            row.status, row.reason = "failed", "no timed runs"
+    rows = skipped + rows
     _speedups(rows)
+    eff = _efficiency(rows, bundle, threads) if efficiency else {"note": "not computed (efficiency=False)"}
     rows.sort(key=lambda r: (not r.baseline, r.status != "ok", r.backend, r.precision, r.batch))
     provenance = {"environment": environment(), "threads": thread_info, "argv": sys.argv,
                   "host": platform.node(), "bundle_sha256": {k: a["sha256"] for k, a in bundle.artifacts.items()},
@@ -259,10 +321,42 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
                   "load_average": {"before": load_before, "after": _loadavg(), "cpus": os.cpu_count()}}
     config = {"backends": backends, "precisions": precisions, "batches": batches, "warmup_s": warmup_s,
               "duration_s": duration_s if runs is None else None, "runs": runs, "threads": threads,
+              "rounds": n_rounds, "order": order, "slice_s": slice_s, "rewarm_per_slice": 1,
               "inputs": f"real clips from {clips}" if clips is not None else "random uint8 (1..255)",
               "timing": "end to end around Backend.run: host numpy in -> host numpy out",
               "spec": spec.to_dict()}
-    return BenchResult(rows, config, provenance, str(bundle.path), dict(bundle.manifest.get("eval") or {}))
+    return BenchResult(rows, config, provenance, str(bundle.path), dict(bundle.manifest.get("eval") or {}), eff)
+
+
+class _Closer:
+    """Closes every backend opened for the rounds, even when one of them fails."""
+
+    def __init__(self):
+        self.items: list = []
+
+    def add(self, be):
+        self.items.append(be)
+        return be
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for be in reversed(self.items):
+            try:
+                be.close()
+            except Exception:  # a failing close must not hide the numbers
+                pass
+        return False
+
+
+def _runner(be, inputs):
+    def one():
+        be.run(inputs)
+        t = be.last_timing
+        return type(t)(t.h2d, t.compute, t.d2h)  # copy: backends may reuse the object
+
+    return one
 
 
 def _loadavg() -> list[float] | None:
@@ -284,10 +378,65 @@ def machine_busy(provenance: dict) -> str | None:
 
 
 def _speedups(rows: list[BenchRow]) -> None:
-    base = {r.batch: r.stats.p50_ms for r in rows if r.baseline and r.status == "ok"}
+    """Per-round speed-ups against the baseline row of the same batch: median over rounds (the
+    headline), their spread, and the ratio of the pooled p50s for comparison."""
+    base = {r.batch: r for r in rows if r.baseline and r.status == "ok" and r.stats is not None}
     for r in rows:
-        if r.status == "ok" and r.batch in base and r.stats.p50_ms > 0:
-            r.speedup = base[r.batch] / r.stats.p50_ms
+        b = base.get(r.batch)
+        if r.status != "ok" or r.stats is None or b is None:
+            continue
+        if r.stats.p50_ms > 0:
+            r.speedup_pooled = b.stats.p50_ms / r.stats.p50_ms
+        spread: RatioSpread | None = ratio_spread(b.rounds_ms, r.rounds_ms)
+        if spread is not None:
+            r.speedup, r.speedup_spread = spread.median, spread.to_dict()
+        else:
+            r.speedup = r.speedup_pooled
+
+
+def _row_cores(row: BenchRow, threads: int | None, available: int) -> int:
+    t = threads or (row.describe or {}).get("threads")
+    return max(1, min(int(t) if t else available, available))
+
+
+def _efficiency(rows: list[BenchRow], bundle, threads: int | None) -> dict:
+    """FLOPs per clip (once, from the source model), achieved GFLOP/s per row and its share of the
+    peak of the cores the row used. GPU rows get GFLOP/s but no share (no GPU peak here)."""
+    from edgevt.bench.efficiency import CPU_BACKENDS, achieved_gflops, flops_per_clip, machine_peak
+
+    ckpt = source_checkpoint(bundle)
+    if ckpt is None:
+        flops, how = None, "no source checkpoint next to the bundle (ONNX-only): FLOPs not counted"
+    else:
+        flops, how = flops_per_clip(ckpt)
+    peak = machine_peak()
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    available = min(affinity, peak.cores) if peak else affinity
+    for r in rows:
+        if r.status != "ok" or r.stats is None:
+            continue
+        r.gflops = achieved_gflops(flops, r.batch, r.stats.p50_ms)
+        on_cpu = r.backend in CPU_BACKENDS and (r.describe or {}).get("device", "cpu") == "cpu"
+        if r.gflops is None:
+            r.efficiency_note = "no FLOP count"
+        elif not on_cpu:
+            r.efficiency_note = "GPU row: no GPU peak known"
+        elif peak is None:
+            r.efficiency_note = "no CPU peak (no /proc/cpuinfo)"
+        else:
+            cores = _row_cores(r, threads, available)
+            r.peak_share = r.gflops / peak.for_cores(cores).gflops
+            r.efficiency_note = f"of {cores}-core peak"
+    out = {"flops_per_clip": flops, "flops_source": how,
+           "flops_note": "matmul/conv FLOPs (2 per multiply-add); elementwise ops not counted; INT8/FP16 rows "
+                         "use the same model FLOPs against the FP32 peak",
+           "cores_available": available}
+    if peak is not None:
+        out["peak"] = peak.to_dict()
+        out["peak_per_core_gflops"] = peak.per_core_gflops
+    else:
+        out["peak"] = None
+    return out
 
 
 def _tensorrt_info(rows: list[BenchRow]) -> dict | None:

@@ -21,6 +21,11 @@ def bench(
     warmup_s: float = typer.Option(2.0, "--warmup-s", help="Warm-up seconds per configuration (not timed)."),
     duration_s: float = typer.Option(10.0, "--duration-s", help="Timed seconds per configuration (at least 5 runs)."),
     runs: int = typer.Option(None, "--runs", help="Timed runs per configuration instead of --duration-s."),
+    rounds: int = typer.Option(10, "--rounds", help="Interleaved rounds: each round times a slice of every row "
+                                                    "(--duration-s or --runs split over them), so load from other "
+                                                    "processes hits all rows alike; speed-ups are per round."),
+    order: str = typer.Option("rotate", "--order", help="Row order within a round: rotate (round r starts at "
+                                                       "row r) or shuffle (seeded)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch and onnxruntime (default: "
                                                         "library default); what was used is recorded."),
     clips: Path = typer.Option(None, "--clips", help="Folder or list of videos to take real input clips from "
@@ -34,14 +39,18 @@ def bench(
     wide: bool = typer.Option(False, "--wide", help="Print every column even where the terminal is too narrow "
                                                     "(default: the key columns there; the reports have all)."),
 ) -> None:
-    """Time every backend x precision x batch of a bundle: warm-up by time, then timed runs; reports
-    p50/p90/p95/p99, mean, min, max, clips/s, copies vs compute where the backend separates them, and
-    the speed-up against PyTorch eager. Writes a JSON with provenance, markdown and a PNG plot."""
+    """Time every backend x precision x batch of a bundle: warm-up by time, then timed runs in
+    interleaved rounds; reports p50/p90/p95/p99, mean, min, max, clips/s, copies vs compute where the
+    backend separates them, the speed-up against PyTorch eager (median over rounds, with its spread),
+    and achieved GFLOP/s with its share of the CPU's peak. Writes a JSON with provenance, markdown and
+    a PNG plot."""
     from edgevt.bench.report import natural_width, rich_table, write_reports
 
     console = Console()
     if runs is not None and runs < 1:  # before `runs=None if not runs` below could hide it
         raise EdgevtError(f"--runs {runs}: must be >= 1 (or omit it to time by --duration-s)")
+    if rounds < 1:
+        raise EdgevtError(f"--rounds {rounds}: must be >= 1")
     if not bundle.exists():
         raise EdgevtError(f"{bundle}: no such bundle folder; create one with `edgevt export`")
     out = out or (Path(bundle) / "bench")
@@ -62,7 +71,8 @@ def bench(
                       console=console, transient=True) as progress:
             result = run_bench(bundle, backend, precision, batch, warmup_s=warmup_s,
                                duration_s=None if runs else duration_s, runs=runs, threads=threads,
-                               clips=clips, baseline=baseline, progress=progress)
+                               clips=clips, baseline=baseline, progress=progress,
+                               rounds=rounds, order=order)
         table = rich_table(result, width=console.width, wide=wide)
         # --wide: unsqueezed, so a pager (less -S) or a log gets whole cells rather than '…'.
         (Console(width=natural_width(table)) if wide else console).print(table)

@@ -60,11 +60,39 @@ def test_cli_bench_rejects_bad_values_in_one_line(bench_bundle, tmp_path, capsys
 def test_cli_bench_fails_when_every_row_failed(bench_bundle, tmp_path, capsys, monkeypatch):
     import edgevt.bench.suite as suite
 
-    def broken(*a, **k):
-        raise RuntimeError("the accelerator fell off")
+    def broken_runner(be, inputs):
+        def one():
+            raise RuntimeError("the accelerator fell off")
+        return one
 
-    monkeypatch.setattr(suite, "time_backend", broken)
+    monkeypatch.setattr(suite, "_runner", broken_runner)
     code, err = _main(["bench", str(bench_bundle), "--backend", "ort-cpu", "--runs", "3", "--warmup-s", "0",
                        "--out", str(tmp_path)], capsys)
     assert code == 2 and "no configuration could be timed" in err and "fell off" in err and "Traceback" not in err
     assert (tmp_path / "bench.json").exists()  # the failed rows are still reported
+
+
+def test_cli_bench_rounds_and_efficiency_in_reports(bench_bundle, tmp_path):
+    out = tmp_path / "r"
+    res = CliRunner().invoke(app, ["bench", str(bench_bundle), "--backend", "ort-cpu", "--precision", "fp32",
+                                   "--batch", "1,2", "--warmup-s", "0", "--runs", "8", "--rounds", "4",
+                                   "--order", "shuffle", "--threads", "1", "--out", str(out)],
+                             env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "bench.json").read_text())
+    assert data["format_version"] == 2 and data["config"]["rounds"] == 4 and data["config"]["order"] == "shuffle"
+    assert data["efficiency"]["flops_per_clip"] > 0 and data["efficiency"]["peak"]["formula"]
+    ort = [r for r in data["rows"] if r["backend"] == "ort-cpu"]
+    assert len(ort) == 2 and all(len(r["rounds_ms"]) == 4 and r["stats"]["runs"] == 8 for r in ort)
+    assert all(r["speedup_spread"]["rounds"] == 4 and r["gflops"] > 0 and 0 < r["peak_share"] < 1 for r in ort)
+    md = (out / "bench.md").read_text()
+    assert "ratio IQR (rounds)" in md and "% of peak" in md and "4 interleaved rounds (order: shuffle" in md
+    assert "peak" in res.output and "±" in res.output
+
+
+def test_cli_bench_rejects_bad_rounds(bench_bundle, tmp_path, capsys):
+    code, err = _main(["bench", str(bench_bundle), "--rounds", "0", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--rounds 0" in err
+    code, err = _main(["bench", str(bench_bundle), "--backend", "ort-cpu", "--order", "sideways", "--runs", "1",
+                       "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--order 'sideways'" in err

@@ -15,7 +15,10 @@ def _stats(ms: float, batch: int = 1, spread: float = 0.01) -> LatencyStats:
 def wide_result():
     # Widest realistic cells: a slow CPU model (4-digit ms), a fast GPU one (5-digit clips/s), a skip reason.
     rows = [BenchRow("torch", "fp32", 1, "ok", baseline=True, stats=_stats(1234.5)),
-            BenchRow("ort-cuda", "int8", 64, "ok", stats=_stats(3.2, 64), speedup=123.45),
+            BenchRow("ort-cuda", "int8", 64, "ok", stats=_stats(3.2, 64), speedup=123.45, gflops=12345.6,
+                     speedup_spread={"rounds": 10, "p25": 100.12, "p75": 150.55, "rel_half_iqr": 0.2043}),
+            BenchRow("ort-cpu", "int8", 16, "ok", stats=_stats(33.2, 16), speedup=0.31, gflops=65.4, peak_share=0.123,
+                     speedup_spread={"rounds": 100, "p25": 0.21, "p75": 0.41, "rel_half_iqr": 1.23}),
             BenchRow("tensorrt", "fp16", 64, "ok", stats=_stats(2.1, 64, spread=0.5), speedup=150.2),
             BenchRow("ort-trt", "int8", 4, "skipped", reason="onnxruntime-gpu with the TensorRT provider "
                                                              "is not installed (see `edgevt info`)")]
@@ -29,7 +32,7 @@ def _render(renderable, width: int) -> list[str]:
 
 
 def test_bench_table_fits_80_columns_without_cutting_key_cells(wide_result):
-    assert wide_result.rows[2].stats.noisy  # a noisy row has the longest noise cell
+    assert wide_result.rows[3].stats.noisy  # a noisy row has the longest noise cell
     lines = _render(rich_table(wide_result, width=80), 80)
     text = "\n".join(lines)
     assert max(map(len, lines)) <= 80
@@ -38,7 +41,7 @@ def test_bench_table_fits_80_columns_without_cutting_key_cells(wide_result):
     for r in wide_result.rows:
         cells = [row_cells(r)[i] for i in pick]
         if r.baseline:
-            cells[-1] = "baseline"
+            cells[COMPACT_COLUMNS.index("vs PyTorch eager")] = "baseline"
         # the row's key cells on one line, in order, whole
         assert any(all(c in line for c in cells) for line in lines), (r.label, text)
     assert "not installed (see `edgevt info`)" in " ".join(text.split())  # skip reason in full, under the table
@@ -46,12 +49,14 @@ def test_bench_table_fits_80_columns_without_cutting_key_cells(wide_result):
 
 
 def test_bench_table_has_every_column_when_wide(wide_result):
-    for table in (rich_table(wide_result, width=200), rich_table(wide_result, width=80, wide=True),
+    for table in (rich_table(wide_result, width=260), rich_table(wide_result, width=80, wide=True),
                   rich_table(wide_result)):
         assert [c.header for c in table.columns] == COLUMNS
     # a long skip reason wraps in the last column instead of forcing the compact table
-    lines = _render(rich_table(wide_result, width=200), 200)
-    assert max(map(len, lines)) <= 200 and "…" not in "\n".join(lines)
+    lines = _render(rich_table(wide_result, width=260), 260)
+    assert max(map(len, lines)) <= 260 and "…" not in "\n".join(lines)
+    text = "\n".join(lines)
+    assert "123.45x ±20%" in text and "100.12-150.55 (n=10)" in text and "12%" in text and "12346" in text
     assert "h2d / compute / d2h ms" in "\n".join(lines)
 
 

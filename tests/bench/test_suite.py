@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from edgevt.bench.plots import accuracy_by_precision
@@ -20,7 +21,16 @@ def test_baseline_first_and_speedups(result):
     assert result.rows[0] is base and base.baseline and base.status == "ok"
     ort = by[("ort-cpu", "fp32", 2)]
     assert ort.status == "ok" and ort.stats.runs == 6 and ort.stats.batch == 2
-    assert ort.speedup == pytest.approx(by[("torch", "fp32", 2)].stats.p50_ms / ort.stats.p50_ms)
+    base2 = by[("torch", "fp32", 2)]
+    # 6 runs over the default 10 rounds: 6 rounds of one run each; the speed-up is the median of the
+    # per-round ratios (baseline median / row median in the same round), not the ratio of pooled p50s
+    assert len(ort.rounds_ms) == len(base2.rounds_ms) == 6 and result.config["rounds"] == 6
+    ratios = [b / r for b, r in zip(base2.rounds_ms, ort.rounds_ms)]
+    assert ort.speedup_spread["ratios"] == pytest.approx(ratios)
+    assert ort.speedup == pytest.approx(float(np.median(ratios)))
+    assert ort.speedup_spread["p25"] <= ort.speedup <= ort.speedup_spread["p75"]
+    assert ort.speedup_pooled == pytest.approx(base2.stats.p50_ms / ort.stats.p50_ms)
+    assert ort.samples_ms == pytest.approx([m for m in ort.rounds_ms])  # one run per round
     # what cannot run here is reported, with the reason, not dropped
     assert by[("ort-cpu", "int8", 1)].status == "skipped" and "model.int8" in by[("ort-cpu", "int8", 1)].reason
     assert by[("torch", "int8", 1)].status == "skipped" and by[("torch", "int8", 1)].stats is None
@@ -60,11 +70,45 @@ def test_accuracy_by_precision_shapes():
     assert accuracy_by_precision({}) == {}
 
 
+def test_efficiency_columns(result):
+    eff = result.efficiency
+    assert eff["flops_per_clip"] > 0 and "flop_counter" in eff["flops_source"]
+    assert eff["peak"]["gflops"] > 0 and eff["peak"]["assumptions"]
+    for r in result.ok_rows():
+        want = eff["flops_per_clip"] * r.batch / (r.stats.p50_ms / 1e3) / 1e9
+        assert r.gflops == pytest.approx(want)
+        # --threads 1: against the peak of one core
+        assert r.peak_share == pytest.approx(r.gflops / eff["peak"]["per_core_gflops"])
+    md = to_markdown(result)
+    assert "GFLOP/s" in md and "FMA units" in md and "assumed" in md and "interleaved rounds" in md
+
+
+def test_onnx_only_bundle_has_no_flops(bench_bundle, tmp_path):
+    import shutil
+
+    from edgevt.export.bundle import Bundle
+
+    b = tmp_path / "b"
+    shutil.copytree(bench_bundle, b)
+    m = json.loads((b / "edgevt.json").read_text())
+    m["source"]["checkpoint"] = str(tmp_path / "gone.pt")
+    (b / "edgevt.json").write_text(json.dumps(m))
+    Bundle.load(b)  # still a valid bundle
+    r = run_bench(b, "ort-cpu", "fp32", "1", warmup_s=0, runs=3, threads=1, rounds=3)
+    row = next(x for x in r.rows if x.status == "ok")
+    assert row.gflops is None and row.peak_share is None and r.efficiency["flops_per_clip"] is None
+    assert "FLOPs per clip: —" in to_markdown(r)
+
+
 def test_bad_inputs(bench_bundle, tmp_path):
     with pytest.raises(EdgevtError, match="unknown backend"):
         run_bench(bench_bundle, "nope", "fp32", "1", runs=1)
     with pytest.raises(EdgevtError, match="--batch"):
         run_bench(bench_bundle, "ort-cpu", "fp32", "0", runs=1)
+    with pytest.raises(EdgevtError, match="--rounds"):
+        run_bench(bench_bundle, "ort-cpu", "fp32", "1", runs=1, rounds=0)
+    with pytest.raises(EdgevtError, match="--order"):
+        run_bench(bench_bundle, "ort-cpu", "fp32", "1", runs=1, order="random")
     with pytest.raises(EdgevtError, match="not an edgevt bundle"):
         run_bench(tmp_path, "ort-cpu", "fp32", "1", runs=1)
 
