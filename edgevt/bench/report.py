@@ -28,6 +28,17 @@ def _speedup(r: BenchRow) -> str:
     return f"{r.speedup:.2f}x"
 
 
+def _cpu_speedup(r: BenchRow) -> str:
+    if r.baseline:
+        return "1.00x (baseline)" if r.rounds_cpu_ms else "-"
+    if r.cpu_speedup is None:
+        return "-"
+    sp = r.cpu_speedup_spread
+    if sp and sp.get("rounds", 0) > 1:
+        return f"{r.cpu_speedup:.2f}x ±{sp['rel_half_iqr']:.0%}"
+    return f"{r.cpu_speedup:.2f}x"
+
+
 def _ratio_iqr(r: BenchRow) -> str:
     sp = r.speedup_spread
     if r.baseline or not sp:
@@ -53,7 +64,7 @@ def _split(r: BenchRow) -> str:
 
 
 COLUMNS = ["backend", "precision", "batch", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ms", "min ms",
-           "max ms", "clips/s", "vs PyTorch eager", "ratio IQR (rounds)", "GFLOP/s", "% of peak",
+           "max ms", "clips/s", "vs PyTorch eager", "ratio IQR (rounds)", "vs eager (CPU time)", "GFLOP/s", "% of peak",
            "h2d / compute / d2h ms", "runs", "noise"]
 
 
@@ -63,7 +74,8 @@ def row_cells(r: BenchRow) -> list[str]:
         return [r.backend, r.precision, str(r.batch)] + ["-"] * (len(COLUMNS) - 4) + [f"{r.status}: {r.reason}"]
     return [r.backend, r.precision, str(r.batch), _fmt(s.p50_ms), _fmt(s.p90_ms), _fmt(s.p95_ms), _fmt(s.p99_ms),
             _fmt(s.mean_ms), _fmt(s.min_ms), _fmt(s.max_ms), _fmt(s.throughput, 1), _speedup(r), _ratio_iqr(r),
-            _gflops(r), _peak(r), _split(r), str(s.runs), f"NOISY ({s.noise})" if s.noisy else f"ok (CV {s.cv:.0%})"]
+            _cpu_speedup(r), _gflops(r), _peak(r), _split(r), str(s.runs),
+            f"NOISY ({s.noise})" if s.noisy else f"ok (CV {s.cv:.0%})"]
 
 
 # What an 80-column terminal can show; the markdown and JSON always carry every column.
@@ -160,11 +172,16 @@ def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:
     how = f"{cfg.get('runs')} timed runs" if cfg.get("runs") else f"timed for {cfg.get('duration_s')} s"
     lines.append(f"- method: {cfg.get('warmup_s')} s warm-up per configuration, then {how} per configuration, "
                  f"cut into {cfg.get('rounds', 1)} interleaved rounds (order: {cfg.get('order', 'sequential')}; "
-                 "each round runs a slice of every row, after 1 untimed run); "
+                 "each round runs a slice of every row, after 1 untimed run for rows under 50 ms a run); "
                  f"{cfg.get('timing')}; inputs: {cfg.get('inputs')}")
     lines.append("- speed-up: per round, PyTorch eager (torch backend, FP32, source checkpoint) median / row median "
                  "at the same batch; the table gives the median over rounds, ± half the IQR as a share of it, "
                  "and the quartiles (ratio IQR); every per-round ratio is in the JSON")
+    lines.append("- vs eager (CPU time): the same per-round ratio from the process's CPU time per run "
+                 "(`time.process_time`, all threads) instead of wall time: time the process was preempted by "
+                 "other processes does not count, so it survives load that steals the core; wall time is what a "
+                 "caller waits for. CPU rows only; with several threads it counts every thread's time, spinning "
+                 "included")
     lines += efficiency_lines(result.efficiency)
     la = result.provenance.get("load_average")
     if la:

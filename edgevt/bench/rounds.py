@@ -97,36 +97,47 @@ def warm_up(run, seconds: float) -> int:
 
 def run_rounds(runners: list, n_rounds: int, runs: int | None = None, slice_s: float | None = None,
                min_per_slice: int = 1, order: str = "rotate", seed: int = 0, rewarm: int = 1,
-               on_slice=None, on_error=None, clock=time.perf_counter) -> tuple[list[list[list[float]]],
-                                                                              list[list]]:
+               rewarm_below_s: float | None = 0.05, on_slice=None, on_error=None,
+               clock=time.perf_counter, cpu_clock=time.process_time
+               ) -> tuple[list[list[list[float]]], list[list], list[list[list[float]]]]:
     """Time every runner in interleaved rounds.
 
     ``runners[i]()`` runs row i once and may return a Timing. Each round runs a slice of every live
-    row in that round's order: ``rewarm`` untimed calls (the caches went to the other rows), then
-    either a fixed count (``runs`` split over the rounds) or at least ``min_per_slice`` timed calls
+    row in that round's order: ``rewarm`` untimed calls (the caches went to the other rows; skipped
+    for a row whose last timed call took ``rewarm_below_s`` or longer, as such a call refills the
+    caches itself), then either a fixed count (``runs`` split over the rounds) or at least ``min_per_slice`` timed calls
     for ``slice_s`` seconds. A runner that raises is reported to ``on_error(i, exc)`` and dropped
-    from later rounds (its earlier samples are kept). Returns (seconds[row][round] -> list,
-    timings[row] -> list over all its timed calls)."""
+    from later rounds (its earlier samples are kept). Returns (wall seconds[row][round] -> list,
+    timings[row] -> list over all its timed calls, CPU seconds[row][round] -> list). CPU seconds
+    are ``cpu_clock`` (the process's CPU time, all threads) around each call: time the process was
+    preempted by other processes does not count, so a ratio of CPU times survives load that only
+    steals the core (not the caches); a wall ratio is what a user waits for."""
     if (runs is None) == (slice_s is None):
         raise ValueError("give exactly one of runs (a count) or slice_s (seconds per slice)")
     counts = split_runs(runs, n_rounds) if runs is not None else [None] * n_rounds
     n = len(runners)
     samples: list[list[list[float]]] = [[[] for _ in counts] for _ in range(n)]
+    cpu: list[list[list[float]]] = [[[] for _ in counts] for _ in range(n)]
     timings: list[list] = [[] for _ in range(n)]
     dead: set[int] = set()
+    timed_last: list[float | None] = [None] * n
     for r, row_order in enumerate(round_orders(n, len(counts), order, seed)):
         for i in row_order:
             if i in dead:
                 continue
             run = runners[i]
             try:
-                for _ in range(rewarm):
-                    run()
+                last = timed_last[i]
+                if rewarm_below_s is None or last is None or last < rewarm_below_s:
+                    for _ in range(rewarm):
+                        run()
                 t_end = clock() + (slice_s or 0.0)
                 while True:
-                    t0 = clock()
+                    c0, t0 = cpu_clock(), clock()
                     timing = run()
                     samples[i][r].append(clock() - t0)
+                    cpu[i][r].append(cpu_clock() - c0)
+                    timed_last[i] = samples[i][r][-1]
                     timings[i].append(timing)
                     done = len(samples[i][r])
                     if counts[r] is not None:
@@ -141,4 +152,4 @@ def run_rounds(runners: list, n_rounds: int, runs: int | None = None, slice_s: f
                 on_error(i, e)
             if on_slice is not None:
                 on_slice(r, i)
-    return samples, timings
+    return samples, timings, cpu

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,12 @@ class BenchRow:
     rounds_ms: list = field(default_factory=list)
     speedup_spread: dict | None = None
     speedup_pooled: float | None = None
+    # The same from the process's CPU time per run (time preempted by other processes not counted):
+    # its median per round, the median CPU ms over all runs, and the per-round CPU-time speed-ups.
+    rounds_cpu_ms: list = field(default_factory=list)
+    cpu_p50_ms: float | None = None
+    cpu_speedup: float | None = None
+    cpu_speedup_spread: dict | None = None
     # Efficiency: achieved GFLOP/s at the p50 latency, its share of the peak of the cores it used.
     gflops: float | None = None
     peak_share: float | None = None
@@ -259,6 +266,7 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
             progress.update(task, description=text)
 
     # 1. open every row (one backend per artifact and precision, shared by its batch sizes) and warm it up.
+    t_open = time.perf_counter()
     rows: list[BenchRow] = []
     live: list[tuple[BenchRow, object]] = []  # (row, one() -> Timing)
     opened: dict = {}
@@ -297,17 +305,21 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
         def on_error(i, e):
             live[i][0].status, live[i][0].reason = "failed", f"{type(e).__name__}: {e}"
 
+        t_rounds = time.perf_counter()
         slice_s = None if runs is not None else duration_s / n_rounds
         min_per_slice = max(1, -(-5 // n_rounds))  # at least 5 timed runs per row in all
-        samples, timings = run_rounds([one for _, one in live], n_rounds, runs=runs, slice_s=slice_s,
+        samples, timings, cpu_samples = run_rounds([one for _, one in live], n_rounds, runs=runs, slice_s=slice_s,
                                       min_per_slice=min_per_slice, order=order, seed=seed,
                                       on_slice=on_slice, on_error=on_error)
-    for (row, _), per_round, tims in zip(live, samples, timings):
+        t_done = time.perf_counter()
+    for (row, _), per_round, tims, cpu_round in zip(live, samples, timings, cpu_samples):
         flat = [x for rr in per_round for x in rr]
         if row.status == "ok" and flat:
             row.stats = LatencyStats.from_samples(flat, row.batch, tims)
             row.samples_ms = [x * 1e3 for x in flat]
             row.rounds_ms = round_medians(per_round)
+            row.rounds_cpu_ms = round_medians(cpu_round)
+            row.cpu_p50_ms = float(np.median([x for rr in cpu_round for x in rr])) * 1e3
         elif row.status == "ok":
             row.status, row.reason = "failed", "no timed runs"
     rows = skipped + rows
@@ -318,10 +330,13 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
                   "host": platform.node(), "bundle_sha256": {k: a["sha256"] for k, a in bundle.artifacts.items()},
                   "tensorrt": _tensorrt_info(rows),
                   # Other processes on the machine: a load above the CPU count means the cores were shared.
-                  "load_average": {"before": load_before, "after": _loadavg(), "cpus": os.cpu_count()}}
+                  "load_average": {"before": load_before, "after": _loadavg(), "cpus": os.cpu_count()},
+                  # wall seconds of each phase: opening + warm-up, then the timed rounds
+                  "phases_s": {"open_warmup": round(t_rounds - t_open, 3), "rounds": round(t_done - t_rounds, 3)}}
     config = {"backends": backends, "precisions": precisions, "batches": batches, "warmup_s": warmup_s,
               "duration_s": duration_s if runs is None else None, "runs": runs, "threads": threads,
-              "rounds": n_rounds, "order": order, "slice_s": slice_s, "rewarm_per_slice": 1,
+              "rounds": n_rounds, "order": order, "slice_s": slice_s,
+              "rewarm_per_slice": "1 untimed run before each slice of a row whose last run took < 50 ms",
               "inputs": f"real clips from {clips}" if clips is not None else "random uint8 (1..255)",
               "timing": "end to end around Backend.run: host numpy in -> host numpy out",
               "spec": spec.to_dict()}
@@ -379,7 +394,8 @@ def machine_busy(provenance: dict) -> str | None:
 
 def _speedups(rows: list[BenchRow]) -> None:
     """Per-round speed-ups against the baseline row of the same batch: median over rounds (the
-    headline), their spread, and the ratio of the pooled p50s for comparison."""
+    headline), their spread, and the ratio of the pooled p50s for comparison; the same from CPU
+    time for rows that run on the CPU."""
     base = {r.batch: r for r in rows if r.baseline and r.status == "ok" and r.stats is not None}
     for r in rows:
         b = base.get(r.batch)
@@ -392,6 +408,11 @@ def _speedups(rows: list[BenchRow]) -> None:
             r.speedup, r.speedup_spread = spread.median, spread.to_dict()
         else:
             r.speedup = r.speedup_pooled
+        on_cpu = all((x.describe or {}).get("device", "cpu") == "cpu" and x.backend in ("ort-cpu", "torch")
+                     for x in (r, b))
+        cpu_spread = ratio_spread(b.rounds_cpu_ms, r.rounds_cpu_ms) if on_cpu else None
+        if cpu_spread is not None:  # a GPU row's host CPU time says nothing about its speed
+            r.cpu_speedup, r.cpu_speedup_spread = cpu_spread.median, cpu_spread.to_dict()
 
 
 def _row_cores(row: BenchRow, threads: int | None, available: int) -> int:

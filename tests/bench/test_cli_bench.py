@@ -86,7 +86,8 @@ def test_cli_bench_rounds_and_efficiency_in_reports(bench_bundle, tmp_path):
     assert len(ort) == 2 and all(len(r["rounds_ms"]) == 4 and r["stats"]["runs"] == 8 for r in ort)
     assert all(r["speedup_spread"]["rounds"] == 4 and r["gflops"] > 0 and 0 < r["peak_share"] < 1 for r in ort)
     md = (out / "bench.md").read_text()
-    assert "ratio IQR (rounds)" in md and "% of peak" in md and "4 interleaved rounds (order: shuffle" in md
+    assert all(r["cpu_speedup_spread"]["rounds"] == 4 and r["cpu_speedup"] > 0 for r in ort)
+    assert "ratio IQR (rounds)" in md and "vs eager (CPU time)" in md and "% of peak" in md and "4 interleaved rounds (order: shuffle" in md
     assert "peak" in res.output and "±" in res.output
 
 

@@ -31,10 +31,11 @@ def test_split_runs():
 def test_run_rounds_interleaves_rows_by_count():
     log = []
     runners = [lambda i=i: log.append(i) for i in range(3)]
-    samples, timings = run_rounds(runners, 3, runs=6, rewarm=1)
+    samples, timings, cpu = run_rounds(runners, 3, runs=6, rewarm=1)
     # each slice: 1 untimed re-warm + 2 timed calls; round r starts with row r
     assert log == [0] * 3 + [1] * 3 + [2] * 3 + [1] * 3 + [2] * 3 + [0] * 3 + [2] * 3 + [0] * 3 + [1] * 3
     assert [len(s) for s in samples[0]] == [2, 2, 2] and len(timings[0]) == 6
+    assert [len(s) for s in cpu[2]] == [2, 2, 2]
 
 
 def test_run_rounds_by_time_uses_slices_of_every_row():
@@ -51,7 +52,7 @@ def test_run_rounds_by_time_uses_slices_of_every_row():
         return run
 
     # slices of 1 s: row 0 costs 0.25 s a call, row 1 costs 0.5 s
-    samples, _ = run_rounds([make(0, 0.25), make(1, 0.5)], 2, slice_s=1.0, rewarm=0, clock=clock)
+    samples, _, _ = run_rounds([make(0, 0.25), make(1, 0.5)], 2, slice_s=1.0, rewarm=0, clock=clock)
     assert [len(s) for s in samples[0]] == [4, 4] and [len(s) for s in samples[1]] == [2, 2]
     assert samples[0][0] == pytest.approx([0.25] * 4)
     assert order == [0] * 4 + [1] * 2 + [1] * 2 + [0] * 4  # round 2 is rotated
@@ -71,7 +72,7 @@ def test_a_burst_of_load_hits_every_row_of_its_round():
     def clock():
         return t[0]
 
-    samples, _ = run_rounds([make(0.02), make(0.01)], 10, slice_s=0.6, rewarm=1, clock=clock)
+    samples, _, _ = run_rounds([make(0.02), make(0.01)], 10, slice_s=0.6, rewarm=1, clock=clock)
     med = [round_medians(s) for s in samples]
     sp = ratio_spread(med[0], med[1])
     assert sp.median == pytest.approx(2.0, rel=0.05) and sp.rounds == 10
@@ -90,7 +91,7 @@ def test_run_rounds_drops_a_failing_row_and_keeps_the_rest():
             raise RuntimeError("device lost")
 
     errors = []
-    samples, _ = run_rounds([flaky, lambda: None], 4, runs=4, rewarm=0, on_error=lambda i, e: errors.append((i, str(e))))
+    samples, _, _ = run_rounds([flaky, lambda: None], 4, runs=4, rewarm=0, on_error=lambda i, e: errors.append((i, str(e))))
     assert errors == [(0, "device lost")]
     assert sum(map(len, samples[0])) == 3 and sum(map(len, samples[1])) == 4
     with pytest.raises(ValueError):
@@ -113,3 +114,41 @@ def test_ratio_spread():
 
 def test_round_medians():
     assert round_medians([[0.001, 0.003, 0.002], [], [0.004]]) == pytest.approx([2.0, None, 4.0])
+
+
+def test_rewarm_is_skipped_for_slow_rows():
+    t = [0.0]
+    calls = [0, 0]
+
+    def make(i, cost):
+        def run():
+            calls[i] += 1
+            t[0] += cost
+        return run
+
+    run_rounds([make(0, 0.01), make(1, 0.2)], 3, runs=3, rewarm=1, rewarm_below_s=0.05, clock=lambda: t[0])
+    # the fast row re-warms before every slice; the slow one only before its first
+    assert calls == [6, 4]
+
+
+def test_cpu_time_ignores_time_the_process_was_preempted():
+    """Wall time grows while another process holds the core; CPU time does not: the fake CPU clock
+    advances only by the work a call does."""
+    wall, cpu_t = [0.0], [0.0]
+
+    def make(cost, stolen):
+        def run():
+            cpu_t[0] += cost
+            wall[0] += cost + stolen[0]
+        return run
+
+    stolen_a, stolen_b = [0.0], [0.0]
+    rows = [make(0.02, stolen_a), make(0.01, stolen_b)]
+    samples, _, cpu = run_rounds(rows, 4, runs=4, rewarm=0, clock=lambda: wall[0], cpu_clock=lambda: cpu_t[0])
+    assert ratio_spread(round_medians(cpu[0]), round_medians(cpu[1])).median == pytest.approx(2.0)
+    # a load that steals more from the short row (scheduling quanta) changes the wall ratio only
+    wall[0] = cpu_t[0] = 0.0
+    stolen_a[0], stolen_b[0] = 0.01, 0.02
+    samples, _, cpu = run_rounds(rows, 4, runs=4, rewarm=0, clock=lambda: wall[0], cpu_clock=lambda: cpu_t[0])
+    assert ratio_spread(round_medians(samples[0]), round_medians(samples[1])).median == pytest.approx(1.0)
+    assert ratio_spread(round_medians(cpu[0]), round_medians(cpu[1])).median == pytest.approx(2.0)

@@ -31,6 +31,10 @@ def test_baseline_first_and_speedups(result):
     assert ort.speedup_spread["p25"] <= ort.speedup <= ort.speedup_spread["p75"]
     assert ort.speedup_pooled == pytest.approx(base2.stats.p50_ms / ort.stats.p50_ms)
     assert ort.samples_ms == pytest.approx([m for m in ort.rounds_ms])  # one run per round
+    # the same from CPU time: a CPU-bound 1-thread run uses about its wall time in CPU time
+    assert len(ort.rounds_cpu_ms) == 6 and ort.cpu_p50_ms > 0
+    assert ort.cpu_speedup == pytest.approx(float(np.median([b / r for b, r in zip(base2.rounds_cpu_ms,
+                                                                                    ort.rounds_cpu_ms)])))
     # what cannot run here is reported, with the reason, not dropped
     assert by[("ort-cpu", "int8", 1)].status == "skipped" and "model.int8" in by[("ort-cpu", "int8", 1)].reason
     assert by[("torch", "int8", 1)].status == "skipped" and by[("torch", "int8", 1)].stats is None
