@@ -97,6 +97,10 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
     """Run one adaptation; writes ``model.pt``, ``last.pt``, ``metrics.json``, ``report.json/.md``
     under ``cfg.out``. ``feature_cache`` may be shared between calls to encode each data set once."""
     cfg.validate()
+    if cfg.pixel != "none":  # pixel-level adaptation (edgevt.adapt.pixel): train on the translated source clips
+        from edgevt.adapt.pixel import pixel_config
+
+        cfg = pixel_config(cfg, console=console)
     if cfg.strategy == "auto":
         from edgevt.adapt.auto import adapt_auto
 

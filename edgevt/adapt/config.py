@@ -78,6 +78,7 @@ class AdaptConfig:
     target_val: str | None = None  # labeled target clips for choosing (auto) and early stopping; never a test split
     budget: float = 1.0  # auto: scales every recipe's epochs
     bn_adapt: bool = False  # re-estimate BatchNorm statistics on the target clips at the end
+    pixel: str = "none"  # pixel-level adaptation first: gan | fda | hist | none (edgevt.adapt.pixel)
     # meta-learning / few-shot
     ways: int = 5
     shots: int = 1
@@ -133,6 +134,10 @@ class AdaptConfig:
             check(self.source is not None, f"--strategy {self.strategy} needs --source with labeled clips")
         if self.strategy in TWO_DOMAIN + ("bn", "auto") or self.bn_adapt or self.uses_target_losses:
             check(self.target is not None, f"--strategy {self.strategy} needs --target with (unlabeled) target clips")
+        check(self.pixel in ("none", "gan", "fda", "hist"), f"unknown --pixel {self.pixel!r}; use gan, fda, hist or none")
+        if self.pixel != "none":
+            check(self.source is not None and self.target is not None,
+                  f"--pixel {self.pixel} translates --source clips towards --target clips: pass both")
         if self.strategy == "bn":
             check(self.init is not None, "--strategy bn re-estimates BatchNorm of a trained model: pass --init CKPT")
 
