@@ -18,7 +18,8 @@ The ladder, each rung with the run's model and input:
 Selection: with ``--target-val`` the candidate with the best target-val accuracy wins (ties go to the
 earlier, simpler rung); without it, the best information-maximisation score on the unlabeled target
 clips among candidates whose predictions did not collapse (the report says which criterion chose).
-Never a test split.
+Never a test split. ``--rungs`` runs only some candidates (e.g. a recipe a benchmark proved best) and
+``--budget`` scales every candidate's epochs.
 """
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from edgevt.adapt.config import AdaptConfig, AdaptResult
+from edgevt.adapt.config import AUTO_RUNGS, AdaptConfig, AdaptResult
 from edgevt.errors import EdgevtError
 from edgevt.fileio import atomic_write_text
 
-LADDER = ("source_only", "source_only_plain", "bn", "bn_plain", "selftrain", "dann+selftrain")
+LADDER = AUTO_RUNGS  # --rungs runs a subset (in this order)
 SOURCE_RUNGS = {"source_only": "bn", "source_only_plain": "bn_plain"}  # each source model -> its bn rung
 
 
@@ -106,13 +107,19 @@ def adapt_auto(cfg: AdaptConfig, feature_cache=None, console=None) -> AdaptResul
             console.print(f"[bold]auto[/]: candidate {name}")
         results[name] = adapt(sub, feature_cache=feature_cache, console=console)
 
-    for name, sub in ladder_configs(cfg).items():
+    wanted = cfg.auto_rungs
+    sources = {k: c for k, c in ladder_configs(cfg).items() if k in wanted}
+    if not sources:  # only source_only_plain asked for, with --augment none: the same model
+        sources = {"source_only": ladder_configs(cfg)["source_only"]}
+    for name, sub in sources.items():
         run(name, sub)
     for name in list(results):
-        run(SOURCE_RUNGS[name], bn_config(cfg, results[name].checkpoint, SOURCE_RUNGS[name]))
+        if SOURCE_RUNGS[name] in wanted:
+            run(SOURCE_RUNGS[name], bn_config(cfg, results[name].checkpoint, SOURCE_RUNGS[name]))
     start, start_criterion = choose({k: r.report for k, r in results.items()})
     for name, sub in ladder_configs(cfg, results[start].checkpoint).items():
-        run(name, sub)
+        if name in wanted:
+            run(name, sub)
     reports = {k: results[k].report for k in LADDER if k in results}
     winner, criterion = choose(reports)
     final = out / "model.pt"

@@ -14,6 +14,8 @@ META = ("maml", "fomaml", "reptile")
 STRATEGIES = ("finetune",) + TWO_DOMAIN + META + ("fewshot", "bn", "auto")
 MODES = ("linear", "partial", "full")
 SCHEDULES = ("cosine", "dann", "constant")
+# --strategy auto's candidates, simplest first (ties go to the earlier one); edgevt.adapt.auto runs them
+AUTO_RUNGS = ("source_only", "source_only_plain", "bn", "bn_plain", "selftrain", "dann+selftrain")
 
 
 @dataclass
@@ -77,6 +79,7 @@ class AdaptConfig:
     target_labeled: str | None = None  # a few labeled target clips mixed into the labeled training set
     target_val: str | None = None  # labeled target clips for choosing (auto) and early stopping; never a test split
     budget: float = 1.0  # auto: scales every recipe's epochs
+    rungs: str = "all"  # auto: which candidates of AUTO_RUNGS to run, comma-separated, or all
     bn_adapt: bool = False  # re-estimate BatchNorm statistics on the target clips at the end
     pixel: str = "none"  # pixel-level adaptation first: gan | fda | hist | none (edgevt.adapt.pixel)
     # meta-learning / few-shot
@@ -122,6 +125,14 @@ class AdaptConfig:
         check(self.ways >= 2 and self.shots >= 1 and self.queries >= 1, "need --ways >= 2, --shots >= 1, --queries >= 1")
         check(self.consistency in CONSISTENCY, f"unknown --consistency {self.consistency!r}; use {', '.join(CONSISTENCY)}")
         check(self.budget > 0, f"--budget must be > 0, got {self.budget}")
+        if self.rungs != "all":
+            chosen = self.auto_rungs
+            unknown = [r for r in chosen if r not in AUTO_RUNGS]
+            check(not unknown, f"unknown --rungs {', '.join(unknown)}; use all or some of {', '.join(AUTO_RUNGS)}")
+            check(any(r in chosen for r in AUTO_RUNGS[:2]),
+                  "--rungs needs a source-only candidate (source_only or source_only_plain): the others start from it")
+            for bn, src in (("bn", "source_only"), ("bn_plain", "source_only_plain")):
+                check(bn not in chosen or src in chosen, f"--rungs {bn} re-estimates BatchNorm of {src}: list {src} too")
         check(0.0 < self.pl_threshold <= 1.0, f"--pl-threshold must be in (0, 1], got {self.pl_threshold}")
         for name in ("self_train", "im_weight", "mcc_weight", "adv_weight"):
             v = getattr(self, name)
@@ -140,6 +151,14 @@ class AdaptConfig:
                   f"--pixel {self.pixel} translates --source clips towards --target clips: pass both")
         if self.strategy == "bn":
             check(self.init is not None, "--strategy bn re-estimates BatchNorm of a trained model: pass --init CKPT")
+
+    @property
+    def auto_rungs(self) -> tuple[str, ...]:
+        """The --strategy auto candidates to run, in ladder order."""
+        if self.rungs == "all":
+            return AUTO_RUNGS
+        names = [r.strip() for r in self.rungs.split(",") if r.strip()]
+        return tuple(r for r in AUTO_RUNGS if r in names) + tuple(r for r in names if r not in AUTO_RUNGS)
 
     @property
     def self_train_weight(self) -> float:

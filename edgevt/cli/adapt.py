@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from edgevt.adapt.config import STRATEGIES
+from edgevt.adapt.config import AUTO_RUNGS, STRATEGIES
 
 
 def adapt(
@@ -71,6 +71,8 @@ def adapt(
                               "clips towards --target (as `edgevt translate`, into --out/pixel_<method>) and "
                               "the strategy trains on them; none: off."),
     budget: float = typer.Option(1.0, help="--strategy auto: scales the epochs of every recipe in the ladder."),
+    rungs: str = typer.Option("all", help="--strategy auto: the candidates to run, comma-separated, from "
+                              f"{', '.join(AUTO_RUNGS)}; or all."),
     ways: int = typer.Option(5, help="Meta/few-shot: classes per task (N-way)."),
     shots: int = typer.Option(1, help="Meta/few-shot: labeled clips per class (K-shot)."),
     queries: int = typer.Option(5, help="Meta: query clips per class per task."),
@@ -115,7 +117,7 @@ def adapt(
         label_smoothing=label_smoothing, patience=patience, amp=amp, adv_weight=adv_weight,
         importance_weighting=importance_weighting, self_train=self_train, pl_threshold=pl_threshold,
         consistency=consistency, im_weight=im_weight, mcc_weight=mcc_weight, target_labeled=target_labeled,
-        target_val=target_val, bn_adapt=bn_adapt, pixel=pixel, budget=budget, ways=ways, shots=shots, queries=queries, inner_steps=inner_steps,
+        target_val=target_val, bn_adapt=bn_adapt, pixel=pixel, budget=budget, rungs=rungs, ways=ways, shots=shots, queries=queries, inner_steps=inner_steps,
         inner_lr=inner_lr, meta_batch=meta_batch, episodes_per_epoch=episodes, fewshot_method=fewshot_method,
         seed=seed, checkpoint_every=checkpoint_every, resume=resume, device=device)
     run_adapt(cfg)

@@ -122,3 +122,15 @@ def test_auto_ladder_looks_and_budget(tiny_cfg, motiondigits):
     labeled = ladder_configs(replace(cfg, target_labeled=str(motiondigits / "target_test.txt")), "start.pt")
     # a few labeled target clips to learn the target's look from: the full schedule
     assert all(c.epochs == 6 and c.lr == pytest.approx(3e-3) for c in labeled.values())
+
+
+def test_auto_rungs_runs_a_subset_and_refuses_a_ladder_without_its_start(tiny_cfg, motiondigits):
+    res = adapt(tiny_cfg(strategy="auto", augment="appearance", rungs="source_only,dann+selftrain",
+                         target_val=str(motiondigits / "target_test.txt"), epochs=1))
+    assert set(res.report["candidates"]) == {"source_only", "dann+selftrain"} and res.report["start"] == "source_only"
+    with pytest.raises(EdgevtError, match="needs a source-only candidate"):
+        tiny_cfg(strategy="auto", rungs="bn,selftrain").validate()
+    with pytest.raises(EdgevtError, match="bn_plain re-estimates BatchNorm of source_only_plain"):
+        tiny_cfg(strategy="auto", rungs="source_only,bn_plain").validate()
+    with pytest.raises(EdgevtError, match="unknown --rungs coral"):
+        tiny_cfg(strategy="auto", rungs="source_only,coral").validate()
