@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 GOAL = 0.15  # issue 14: ratios agree within 15%
 
+from edgevt.bench.rounds import DRIFT_FLAG, ratio_drift
+
 
 def busy_loop(cpu: int | None) -> subprocess.Popen:
     code = "import os,sys\nc=int(sys.argv[1])\nif c>=0: os.sched_setaffinity(0,{c})\nwhile True: pass\n"
@@ -75,7 +77,8 @@ def ratios(run: dict) -> dict[str, dict]:
             out[f"{r['backend']} {r['precision']} b{r['batch']}"] = {
                 "speedup": r["speedup"], "p25": sp.get("p25"), "p75": sp.get("p75"),
                 "pooled": r.get("speedup_pooled"), "p50_ms": r["stats"]["p50_ms"],
-                "cpu": r.get("cpu_speedup"), "cpu_p25": cp.get("p25"), "cpu_p75": cp.get("p75")}
+                "cpu": r.get("cpu_speedup"), "cpu_p25": cp.get("p25"), "cpu_p75": cp.get("p75"),
+                "drift": ratio_drift(sp.get("ratios") or []), "cpu_drift": ratio_drift(cp.get("ratios") or [])}
     return out
 
 
@@ -101,11 +104,19 @@ def _cell(r: dict, key: str) -> str:
     return f"{r[key]:.2f}x"
 
 
+def _drift(r: dict, key: str) -> str:
+    d = r.get("cpu_drift" if key == "cpu" else "drift")
+    if d is None:
+        return "-"
+    return f"{d:+.0%}" + (" (flagged)" if abs(d) > DRIFT_FLAG else "")
+
+
 def table(rows: list[dict], key: str) -> list[str]:
-    lines = ["| row | quiet run | run with load from halfway | change | within 15% |", "|---|---:|---:|---:|---|"]
+    lines = ["| row | quiet run | run with load from halfway | change | within 15% | drift, quiet / loaded run |",
+             "|---|---:|---:|---:|---|---|"]
     for c in rows:
         lines.append(f"| {c['row']} | {_cell(c['quiet'], key)} | {_cell(c['loaded'], key)} | {c['change']:+.1%} | "
-                     f"{'yes' if c['within'] else 'no'} |")
+                     f"{'yes' if c['within'] else 'no'} | {_drift(c['quiet'], key)} / {_drift(c['loaded'], key)} |")
     return lines
 
 
@@ -158,27 +169,48 @@ def main(argv: list[str] | None = None) -> None:
                     help="pin the bench and the busy loop to one CPU (the last one this process may use)")
     ap.add_argument("--name", default="bench_stability")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_stability/out"))
+    ap.add_argument("--from-json", action="store_true",
+                    help="rewrite results/<name>.md from the runs saved in results/<name>.json (no timing)")
     args = ap.parse_args(argv)
+    cmd = " ".join(["python benchmarks/bench_stability.py", *(argv if argv is not None else sys.argv[1:])])
+    saved = None
+    if args.from_json:
+        from _common import RESULTS
+
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+        for k in ("bundle", "backend", "precision", "batch", "warmup_s", "duration_s"):
+            setattr(args, k, saved["config"][k])
+        args.sequential = any(k.startswith("sequential") for k in saved["runs"])
+        args.rounds = int(saved["config"]["rounds"])
+        cmd = saved.get("command") or cmd
 
     from _common import write_results
 
-    if args.bundle is None:
+    if args.bundle is None and saved is None:
         from edgevt.demo import SIZES, run_demo
 
         demo = run_demo(args.work / args.size, SIZES[args.size], until="export")
         args.bundle, args.clips = demo.out / "bundle", args.clips or demo.out / "data" / "target_test.txt"
     cpu = max(os.sched_getaffinity(0)) if args.pin and hasattr(os, "sched_getaffinity") else None
+    if saved is not None:
+        cpu = saved.get("pinned_cpu", cpu)
     args.rounds_for = {}
     modes = [("interleaved", args.rounds)] + ([("sequential", 1)] if args.sequential else [])
     runs, sections, summary = {}, [], {}
     for mode, n_rounds in modes:
         q, ld = f"{mode}_quiet", f"{mode}_loaded"
         args.rounds_for[q] = args.rounds_for[ld] = n_rounds
-        print(f"[{mode}] quiet run ...", flush=True)
-        runs[q] = bench_once(args.bundle, args.out, q, args, cpu, None)
-        half = halfway(runs[q])
-        print(f"[{mode}] quiet run took {runs[q]['wall_s']:.0f} s; run with the load from {half:.0f} s ...", flush=True)
-        runs[ld] = bench_once(args.bundle, args.out, ld, args, cpu, half)
+        if saved is not None:
+            for k in (q, ld):
+                runs[k] = {kk: vv for kk, vv in saved["runs"][k].items() if kk != "bench"} | {
+                    "data": saved["runs"][k]["bench"]}
+        else:
+            print(f"[{mode}] quiet run ...", flush=True)
+            runs[q] = bench_once(args.bundle, args.out, q, args, cpu, None)
+            half = halfway(runs[q])
+            print(f"[{mode}] quiet run took {runs[q]['wall_s']:.0f} s; run with the load from {half:.0f} s ...",
+                  flush=True)
+            runs[ld] = bench_once(args.bundle, args.out, ld, args, cpu, half)
         rows = compare(runs[q], runs[ld])
         met, worst, how = verdict(rows)
         pooled = compare(runs[q], runs[ld], "pooled")
@@ -199,8 +231,14 @@ def main(argv: list[str] | None = None) -> None:
                      "CPU-time speed-up (`time.process_time` per run; time preempted by the load not counted):",
                      "", *table(cpu_rows, "cpu"), ""]
         if n_rounds > 1:
+            fq = sum(1 for c in rows if c["quiet"]["drift"] is not None and abs(c["quiet"]["drift"]) > DRIFT_FLAG)
+            fl = sum(1 for c in rows if c["loaded"]["drift"] is not None and abs(c["loaded"]["drift"]) > DRIFT_FLAG)
+            summary[mode]["drift_flagged"] = {"quiet": fq, "loaded": fl, "rows": len(rows)}
             sections += [("The same runs, ratio of pooled p50s instead of per-round ratios: "
-                          f"{summary[mode]['pooled_verdict']}."), ""]
+                          f"{summary[mode]['pooled_verdict']}."), "",
+                         (f"Drift (median ratio over the second half of the rounds / first half - 1; `edgevt bench` "
+                          f"flags more than {DRIFT_FLAG:.0%} under the table): flagged in {fl} of {len(rows)} rows of "
+                          f"the run with the load, {fq} of {len(rows)} of the quiet run."), ""]
         la = runs[ld]["data"]["provenance"].get("load_average")
         started = runs[ld]["load_started_s"]
         sections += [(f"- load: busy loop started {started:.0f} s into a " if started is not None else
@@ -209,7 +247,6 @@ def main(argv: list[str] | None = None) -> None:
                         f"{summary[mode]['load']}; load average after {la.get('after') if la else '?'}"), ""]
     d = runs[modes[0][0] + "_quiet"]["data"]
     eff = d.get("efficiency") or {}
-    cmd = " ".join(["python benchmarks/bench_stability.py", *(argv if argv is not None else sys.argv[1:])])
     head = [f"# `edgevt bench` ratios on a busy machine ({args.bundle})", "",
             f"Command: `{cmd}`", "",
             f"Each run: `edgevt bench {args.bundle} --backend {args.backend} --precision {args.precision} "
@@ -219,11 +256,17 @@ def main(argv: list[str] | None = None) -> None:
             + ", started when the quiet run was half-way through its timed rounds. 'quiet' means no load of "
               "ours: other processes on this shared machine ran throughout (load average before the first run "
               f"{d['provenance'].get('load_average', {}).get('before')}).", ""]
+    if saved is not None:
+        timed = saved.get("timed") or saved["provenance"]
+        head += [(f"Timed on {timed['date']} ({timed['cpu']}); this page was rewritten from the saved JSON "
+                  "with `--from-json` (same numbers, new drift column)."), ""]
     if eff.get("flops_per_clip"):
-        head += [f"FLOPs per clip {eff['flops_per_clip'] / 1e9:.3f} GFLOP; CPU peak {eff['peak']['formula']}"
-                 if eff.get("peak") else "", ""]
+        head += [(f"FLOPs per clip {eff['flops_per_clip'] / 1e9:.3f} GFLOP; CPU peak {eff['peak']['formula']}"
+                  if eff.get("peak") else ""), ""]
     md = "\n".join(head + sections)
-    path = write_results(args.name, md, {"summary": summary, "config": {k: str(v) for k, v in vars(args).items()},
+    extra = {"timed": saved.get("timed") or saved["provenance"]} if saved is not None else {}
+    path = write_results(args.name, md, {**extra, "command": cmd, "pinned_cpu": cpu, "summary": summary,
+                                         "config": {k: str(v) for k, v in vars(args).items()},
                                          "runs": {k: {kk: vv for kk, vv in v.items() if kk != "data"}
                                                   | {"bench": _lean(v["data"])} for k, v in runs.items()}})
     print(md)

@@ -68,14 +68,28 @@ COLUMNS = ["backend", "precision", "batch", "p50 ms", "p90 ms", "p95 ms", "p99 m
            "h2d / compute / d2h ms", "runs", "noise"]
 
 
+def drifted(r: BenchRow) -> float | None:
+    """The row's ratio drift (second half of the rounds vs the first) when above DRIFT_FLAG."""
+    from edgevt.bench.rounds import DRIFT_FLAG
+
+    d = (r.speedup_spread or {}).get("drift")
+    return d if d is not None and abs(d) > DRIFT_FLAG else None
+
+
+def _noise(r: BenchRow) -> str:
+    s = r.stats
+    cell = f"NOISY ({s.noise})" if s.noisy else f"ok (CV {s.cv:.0%})"
+    d = drifted(r)
+    return cell + (f"; ratio drift {d:+.0%}" if d is not None else "")
+
+
 def row_cells(r: BenchRow) -> list[str]:
     s = r.stats
     if s is None:
         return [r.backend, r.precision, str(r.batch)] + ["-"] * (len(COLUMNS) - 4) + [f"{r.status}: {r.reason}"]
     return [r.backend, r.precision, str(r.batch), _fmt(s.p50_ms), _fmt(s.p90_ms), _fmt(s.p95_ms), _fmt(s.p99_ms),
             _fmt(s.mean_ms), _fmt(s.min_ms), _fmt(s.max_ms), _fmt(s.throughput, 1), _speedup(r), _ratio_iqr(r),
-            _cpu_speedup(r), _gflops(r), _peak(r), _split(r), str(s.runs),
-            f"NOISY ({s.noise})" if s.noisy else f"ok (CV {s.cv:.0%})"]
+            _cpu_speedup(r), _gflops(r), _peak(r), _split(r), str(s.runs), _noise(r)]
 
 
 # What an 80-column terminal can show; the markdown and JSON always carry every column.
@@ -201,9 +215,24 @@ def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:
     noisy = [r.label for r in result.ok_rows() if r.stats.noisy]
     if noisy:
         lines += ["", f"Noisy measurements (machine busy; rerun on a quiet machine before quoting): {', '.join(noisy)}."]
+    drift = drift_warning(result)
+    if drift:
+        lines += ["", f"**{drift}.**"]
     if plot_name:
         lines += ["", f"![latency]({plot_name})"]
     return "\n".join(lines) + "\n"
+
+
+def drift_warning(result: BenchResult) -> str | None:
+    """One line naming the rows whose speed-up drifted between the first and second half of the rounds."""
+    from edgevt.bench.rounds import DRIFT_FLAG
+
+    rows = [(r.label, drifted(r)) for r in result.ok_rows() if drifted(r) is not None]
+    if not rows:
+        return None
+    return (f"Speed-up drift: the ratio's median over the second half of the rounds differs from the first half's "
+            f"by more than {DRIFT_FLAG:.0%} for " + ", ".join(f"{lab} ({d:+.0%})" for lab, d in rows)
+            + "; the load changed during the run and these ratios depend on it: rerun before quoting")
 
 
 def efficiency_lines(eff: dict | None) -> list[str]:

@@ -63,8 +63,28 @@ class RatioSpread:
         """Half the IQR as a share of the median: the '±' the report prints."""
         return self.iqr / 2 / self.median if self.median > 0 else 0.0
 
+    @property
+    def drift(self) -> float | None:
+        return ratio_drift(self.ratios)
+
     def to_dict(self) -> dict:
-        return asdict(self) | {"rounds": self.rounds, "iqr": self.iqr, "rel_half_iqr": self.rel_half_iqr}
+        return asdict(self) | {"rounds": self.rounds, "iqr": self.iqr, "rel_half_iqr": self.rel_half_iqr,
+                               "drift": self.drift}
+
+
+# A ratio whose second-half median differs from its first-half median by more than this is flagged:
+# the load changed during the run, and the ratio depends on it.
+DRIFT_FLAG = 0.15
+
+
+def ratio_drift(ratios) -> float | None:
+    """median(second half of the rounds) / median(first half) - 1; None under 4 rounds."""
+    a = [float(x) for x in ratios]
+    if len(a) < 4:
+        return None
+    half = len(a) // 2
+    first, second = float(np.median(a[:half])), float(np.median(a[len(a) - half:]))
+    return second / first - 1 if first > 0 else None
 
 
 def ratio_spread(base_ms, row_ms) -> RatioSpread | None:

@@ -416,8 +416,10 @@ def _speedups(rows: list[BenchRow]) -> None:
 
 
 def _row_cores(row: BenchRow, threads: int | None, available: int) -> int:
+    """Cores a row could use: its threads (requested, else what the backend says), at most those
+    available; a backend on its library default ("default") may use them all."""
     t = threads or (row.describe or {}).get("threads")
-    return max(1, min(int(t) if t else available, available))
+    return max(1, min(t if isinstance(t, int) and t > 0 else available, available))
 
 
 def _efficiency(rows: list[BenchRow], bundle, threads: int | None) -> dict:

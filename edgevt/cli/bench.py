@@ -84,6 +84,11 @@ def bench(
         noisy = [r.label for r in result.ok_rows() if r.stats.noisy]
         if noisy:
             console.print(f"[yellow]noisy:[/] {', '.join(noisy)} (busy machine: high spread); rerun before quoting")
+        from edgevt.bench.report import drift_warning
+
+        drift = drift_warning(result)
+        if drift:
+            console.print(f"[yellow]{drift}[/]")
         files = write_reports(result, out, name)
     for kind, f in files.items():
         console.print(f"{kind}: {f}")

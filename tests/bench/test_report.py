@@ -75,3 +75,14 @@ def test_stream_table_fits_80_columns():
     assert max(map(len, lines)) <= 80 and "…" not in text
     assert all(k in text for k in STAGES) and "end to end" in text
     assert f"{r.latency.p99_ms:.2f}" in text
+
+
+def test_ratio_drift_is_flagged(wide_result):
+    from edgevt.bench.report import drift_warning
+
+    assert drift_warning(wide_result) is None
+    wide_result.rows[1].speedup_spread["drift"] = 0.42
+    md = to_markdown(wide_result)
+    assert "ratio drift +42%" in md and "Speed-up drift" in md and "ort-cuda int8 b64 (+42%)" in md
+    wide_result.rows[1].speedup_spread["drift"] = -0.1
+    assert drift_warning(wide_result) is None

@@ -152,3 +152,12 @@ def test_cpu_time_ignores_time_the_process_was_preempted():
     samples, _, cpu = run_rounds(rows, 4, runs=4, rewarm=0, clock=lambda: wall[0], cpu_clock=lambda: cpu_t[0])
     assert ratio_spread(round_medians(samples[0]), round_medians(samples[1])).median == pytest.approx(1.0)
     assert ratio_spread(round_medians(cpu[0]), round_medians(cpu[1])).median == pytest.approx(2.0)
+
+
+def test_ratio_drift_flags_a_load_that_changed_mid_run():
+    from edgevt.bench.rounds import ratio_drift
+
+    assert ratio_drift([2.0, 2.1, 1.9, 2.0, 3.0, 3.2, 3.1, 2.9]) == pytest.approx(3.05 / 2.0 - 1)
+    assert ratio_drift([2.0, 2.1, 2.0, 1.9, 2.0]) == pytest.approx(1.95 / 2.05 - 1)  # odd: middle round left out
+    assert ratio_drift([2.0, 3.0, 4.0]) is None
+    assert ratio_spread([4, 4, 6, 6], [2, 2, 2, 2]).to_dict()["drift"] == pytest.approx(0.5)

@@ -134,3 +134,12 @@ def test_busy_machine_is_said():
         "machine busy: load average 9.5 on 2 CPUs")
     assert machine_busy({"load_average": {"before": [0.5, 1, 1], "after": [1.0, 1, 1], "cpus": 2}}) is None
     assert machine_busy({}) is None
+
+
+def test_row_cores_for_the_peak():
+    from edgevt.bench.suite import BenchRow, _row_cores
+
+    row = BenchRow("ort-cpu", "fp32", 1, "ok", describe={"threads": "default"})
+    assert _row_cores(row, None, 2) == 2  # library default: every core
+    assert _row_cores(row, 1, 2) == 1
+    assert _row_cores(BenchRow("torch", "fp32", 1, "ok", describe={"threads": 8}), None, 2) == 2
