@@ -2,10 +2,10 @@
 pretrained backbone beats training from scratch when the source is realistic.
 
 Section A (the numbers behind README's "What the demo's model reaches"): at the demo's quick size
-(``edgevt.demo.SIZES["quick"]``: 64x64, 20 clips per class, the default photo shift in the
-``cameras`` split), for each seed: the data the demo generates, then exactly the demo's adapt step
-(``edgevt.demo.adapt_config``: ``--strategy auto`` over source-only, bn, selftrain and
-dann+selftrain, chosen on target-val), the same model and input trained on the labeled
+(``edgevt.demo.SIZES["quick"]``: its frame size, clips per class and epochs; the default photo
+shift in the ``cameras`` split), for each seed: the data the demo generates, then exactly the demo's
+adapt step (``edgevt.demo.adapt_config``: ``--strategy auto`` over the demo's rungs, chosen on
+target-val), the same model and input trained on the labeled
 target-train clips (the oracle, with its train accuracy), and the chosen checkpoint streamed over
 the demo's target stream video (the share of decisions that match the ground truth).
 

@@ -37,10 +37,10 @@ def test_cli_rejects_two_sizes():
 
 
 @pytest.mark.parametrize("args, model, weights, epochs", [
-    ([], "tsm_tinycnn", "none", 20),
+    ([], "tsm_tinycnn", "none", SIZES["quick"].epochs),
     (["--model", "tsm_tinycnn", "--epochs", "6"], "tsm_tinycnn", "none", 6),
-    (["--model", "tsn_efficientnet_lite0"], "tsn_efficientnet_lite0", "pretrained", 20),
-    (["--model", "tsm_efficientnet_lite0_s4", "--weights", "none"], "tsm_efficientnet_lite0_s4", "none", 20),
+    (["--model", "tsn_efficientnet_lite0"], "tsn_efficientnet_lite0", "pretrained", SIZES["quick"].epochs),
+    (["--model", "tsm_efficientnet_lite0_s4", "--weights", "none"], "tsm_efficientnet_lite0_s4", "none", SIZES["quick"].epochs),
 ])
 def test_cli_picks_model_weights_and_epochs(monkeypatch, tmp_path, args, model, weights, epochs):
     """Lite0 models get the offline ImageNet weights, others start from scratch (their weights would need
@@ -92,7 +92,7 @@ def test_demo_end_to_end_and_reuse(tmp_path):
     assert json.loads(lines[0])["type"] == "start" and json.loads(lines[-1])["type"] == "summary"
     assert (out / "stream" / "annotated.mp4").stat().st_size > 0
     runs = first.records["adapt"]["summary"]["runs"]
-    assert set(runs) == {"source_only", "bn", "selftrain", "dann+selftrain"}  # every auto candidate reported
+    assert set(runs) == set(SIZES["tiny"].rungs.split(","))  # every auto candidate the demo runs, reported
     assert all(r["target_val_top1"] is not None for r in runs.values())
     assert bundle["spec"]["streaming"] == "window"  # frame differences need whole clips
     chosen = first.records["adapt"]["summary"]["best"]
