@@ -43,7 +43,7 @@ def bench_once(bundle: Path, out: Path, name: str, args, cpu: int | None, load_a
     if args.clips:
         cmd += ["--clips", str(args.clips)]
 
-    t0 = time.perf_counter()
+    t0, launched = time.perf_counter(), time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "200"})
     if cpu is not None:  # pinned before its imports are done: long before any timing starts
@@ -64,7 +64,8 @@ def bench_once(bundle: Path, out: Path, name: str, args, cpu: int | None, load_a
     if proc.returncode != 0:
         raise SystemExit(f"edgevt bench failed ({proc.returncode}):\n{output[-3000:]}")
     data = json.loads((out / f"{name}.json").read_text())
-    return {"name": name, "wall_s": wall, "load_started_s": load_started, "data": data, "cmd": cmd}
+    return {"name": name, "wall_s": wall, "launched_unix": launched, "load_started_s": load_started, "data": data,
+            "cmd": cmd}
 
 
 def ratios(run: dict) -> dict[str, dict]:
@@ -138,11 +139,14 @@ def load_hit(quiet: dict, loaded: dict) -> str:
 
 
 def halfway(run: dict) -> float:
-    """Seconds after launch at which the quiet run was half-way through its timed rounds (start-up =
-    wall time minus the phases the bench itself recorded)."""
+    """Seconds after launch at which the quiet run was half-way through its timed rounds: from the
+    wall-clock time the bench says its rounds began (older bench JSONs: wall time minus the phases,
+    which counts the reports written after the rounds as start-up and so starts the load late)."""
     ph = run["data"]["provenance"].get("phases_s") or {}
     if not ph:
         return run["wall_s"] / 2
+    if ph.get("rounds_started_unix") and run.get("launched_unix"):
+        return max(0.0, ph["rounds_started_unix"] - run["launched_unix"]) + ph["rounds"] / 2
     startup = max(0.0, run["wall_s"] - ph["open_warmup"] - ph["rounds"])
     return startup + ph["open_warmup"] + ph["rounds"] / 2
 

@@ -305,7 +305,7 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
         def on_error(i, e):
             live[i][0].status, live[i][0].reason = "failed", f"{type(e).__name__}: {e}"
 
-        t_rounds = time.perf_counter()
+        t_rounds, rounds_unix = time.perf_counter(), time.time()
         slice_s = None if runs is not None else duration_s / n_rounds
         min_per_slice = max(1, -(-5 // n_rounds))  # at least 5 timed runs per row in all
         samples, timings, cpu_samples = run_rounds([one for _, one in live], n_rounds, runs=runs, slice_s=slice_s,
@@ -332,7 +332,8 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
                   # Other processes on the machine: a load above the CPU count means the cores were shared.
                   "load_average": {"before": load_before, "after": _loadavg(), "cpus": os.cpu_count()},
                   # wall seconds of each phase: opening + warm-up, then the timed rounds
-                  "phases_s": {"open_warmup": round(t_rounds - t_open, 3), "rounds": round(t_done - t_rounds, 3)}}
+                  "phases_s": {"open_warmup": round(t_rounds - t_open, 3), "rounds": round(t_done - t_rounds, 3),
+                               "rounds_started_unix": round(rounds_unix, 3)}}
     config = {"backends": backends, "precisions": precisions, "batches": batches, "warmup_s": warmup_s,
               "duration_s": duration_s if runs is None else None, "runs": runs, "threads": threads,
               "rounds": n_rounds, "order": order, "slice_s": slice_s,
