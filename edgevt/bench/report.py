@@ -186,7 +186,7 @@ def to_markdown(result: BenchResult, plot_name: str | None = None) -> str:
     how = f"{cfg.get('runs')} timed runs" if cfg.get("runs") else f"timed for {cfg.get('duration_s')} s"
     lines.append(f"- method: {cfg.get('warmup_s')} s warm-up per configuration, then {how} per configuration, "
                  f"cut into {cfg.get('rounds', 1)} interleaved rounds (order: {cfg.get('order', 'sequential')}; "
-                 "each round runs a slice of every row, after 1 untimed run for rows under 50 ms a run); "
+                 "each round runs a slice of every row, after 1 untimed run when the row's last run took under 50 ms); "
                  f"{cfg.get('timing')}; inputs: {cfg.get('inputs')}")
     lines.append("- speed-up: per round, PyTorch eager (torch backend, FP32, source checkpoint) median / row median "
                  "at the same batch; the table gives the median over rounds, ± half the IQR as a share of it, "

@@ -78,9 +78,10 @@ DRIFT_FLAG = 0.15
 
 
 def ratio_drift(ratios) -> float | None:
-    """median(second half of the rounds) / median(first half) - 1; None under 4 rounds."""
+    """median(second half of the rounds) / median(first half) - 1; None under 6 rounds (two halves
+    of 2 rounds say little)."""
     a = [float(x) for x in ratios]
-    if len(a) < 4:
+    if len(a) < 6:
         return None
     half = len(a) // 2
     first, second = float(np.median(a[:half])), float(np.median(a[len(a) - half:]))

@@ -158,6 +158,7 @@ def test_ratio_drift_flags_a_load_that_changed_mid_run():
     from edgevt.bench.rounds import ratio_drift
 
     assert ratio_drift([2.0, 2.1, 1.9, 2.0, 3.0, 3.2, 3.1, 2.9]) == pytest.approx(3.05 / 2.0 - 1)
-    assert ratio_drift([2.0, 2.1, 2.0, 1.9, 2.0]) == pytest.approx(1.95 / 2.05 - 1)  # odd: middle round left out
-    assert ratio_drift([2.0, 3.0, 4.0]) is None
-    assert ratio_spread([4, 4, 6, 6], [2, 2, 2, 2]).to_dict()["drift"] == pytest.approx(0.5)
+    # odd count: the middle round is left out
+    assert ratio_drift([2.0, 2.1, 2.2, 9.0, 1.9, 2.0, 2.1]) == pytest.approx(2.0 / 2.1 - 1)
+    assert ratio_drift([2.0, 3.0, 4.0, 5.0, 6.0]) is None  # too few rounds to split
+    assert ratio_spread([4, 4, 4, 6, 6, 6], [2] * 6).to_dict()["drift"] == pytest.approx(0.5)
