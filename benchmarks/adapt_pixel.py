@@ -66,7 +66,7 @@ def run_seed(data: Path, seed: int, args, runs: Path) -> dict:
 
     run("source-only (plain)", replace(base, augment="none", target=None, target_val=None, out=str(runs / "plain")))
     run("source-only", ladder_configs(base)["source_only"])
-    for method in ("fda", "gan"):
+    for method in args.methods.split(","):
         t0 = time.perf_counter()
         tr = translate(TranslateConfig(source=base.source, target=base.target, out=str(runs / f"pixel_{method}"),
                                        method=method, size=args.size, num_frames=8, frame_stride=1,
@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--input", default="diff")
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--methods", default="fda,gan", help="pixel methods to run (seeds finished earlier keep theirs)")
+    ap.add_argument("--note", default="", help="a line added under the table (e.g. how earlier seeds were run)")
     ap.add_argument("--gan-steps", type=int, default=250)
     ap.add_argument("--gan-batch", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
@@ -159,17 +161,27 @@ def write(name, args, rows, results, reference, seconds) -> None:
                 "source-only": [s["source-only"]["target_test"] for s in seeds],
                 "best feature-only": [s[best_f]["target_test"] for s in ref],
                 "oracle": [s["oracle"]["target_test"] for s in ref]}
-        vals.update({m: [s[m]["target_test"] for s in seeds] for m in PIXEL})
-        cells = [fmt(vals[c]) + (f" ({best_f})" if c == "best feature-only" else "") for c in COLUMNS]
+        vals.update({m: [s[m]["target_test"] for s in seeds if m in s] for m in PIXEL})
+
+        def cell(c):
+            n = len(vals[c])
+            return (fmt(vals[c]) + (f" ({best_f})" if c == "best feature-only" else "")
+                    + (f" (n={n})" if 0 < n < len(seeds) else ""))
+
+        cells = [cell(c) for c in COLUMNS]
         md.append(f"| {row} | {len(seeds)} | " + " | ".join(cells) + " |")
         summary[row] = {c: mean_std(v) for c, v in vals.items()}
-        combos = [m for m in PIXEL if "+" in m]
-        best_p = max(combos, key=lambda m: summary[row][m][0])
-        delta = 100 * (summary[row][best_p][0] - summary[row]["best feature-only"][0])
-        goal.append(f"| {row} | {best_f} {fmt(vals['best feature-only'])} | {best_p} {fmt(vals[best_p])} | "
-                    f"{delta:+.1f} |")
+        for fam in ("fda", "gan"):  # each family against feature-only on the seeds it ran
+            combos = [m for m in PIXEL if m.startswith(fam + "+") and vals[m]]
+            if not combos:
+                continue
+            best_p = max(combos, key=lambda m: summary[row][m][0])
+            idx = [i for i, s in enumerate(seeds) if best_p in s]
+            feat = [vals["best feature-only"][i] for i in idx]
+            delta = 100 * (summary[row][best_p][0] - mean_std(feat)[0])
+            goal.append(f"| {row} | {best_f} {fmt(feat)} | {best_p} {fmt(vals[best_p])} | {delta:+.1f} | {len(idx)} |")
         same = [abs(a["source-only"]["target_test"] - b["source-only"]["target_test"]) < 1e-9 for a, b in zip(seeds, ref)]
-        tr = {m: [s[m]["translate"] for s in seeds] for m in ("fda", "gan")}
+        tr = {m: [s[m]["translate"] for s in seeds if m in s] for m in ("fda", "gan")}
         extra.append(f"| {row} | {np.mean([t['source_frame_change'] for t in tr['fda']]):.4f} | "
                      f"{np.mean([t['ratio'] for t in tr['fda']]):.2f} | {np.mean([t['ratio'] for t in tr['gan']]):.2f} | "
                      f"{np.mean([t['train_seconds'] for t in tr['gan']]):.0f} | "
@@ -177,14 +189,16 @@ def write(name, args, rows, results, reference, seconds) -> None:
                      f"{sum(same)}/{len(same)} |")
     md += ["", "Goal: the best pixel + feature recipe against the best feature-only recipe (means; both chosen "
            "per shift on target-test, so both are optimistic):", "",
-           "| shift | best feature-only | best pixel + feature | difference (points) |", "|---|---|---|---:|"] + goal
+           "| shift | best feature-only | best pixel + feature | difference (points) | seeds compared |",
+           "|---|---|---|---:|---:|"] + goal
     md += ["", "Temporal consistency (frame-to-frame change of translated / source clips, mean over seeds; 1.0 = as "
            "steady as the source) and translator time (torch threads as below):", "",
            "| shift | source frame change | fda ratio | gan ratio | GAN training s | GAN total s (classifier + "
            "training + writing) | fda total s | seeds where source-only reproduces the reference |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"] + extra
     md += ["", f"Wall clock {seconds / 60:.0f} min. Command: `python benchmarks/adapt_pixel.py"
-           f"{' --quick' if args.quick else ''} --seeds {args.seeds} --shifts \"{args.shifts}\" --threads {args.threads}`"]
+           f"{' --quick' if args.quick else ''} --seeds {args.seeds} --shifts \"{args.shifts}\" --threads {args.threads}"
+           f" --methods {args.methods}`"] + ([args.note] if args.note else [])
     write_results(name, "\n".join(md), {"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
                                         "summary": summary, "seconds": seconds})
 

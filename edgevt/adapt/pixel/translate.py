@@ -109,6 +109,14 @@ def is_translation(path: str | Path) -> bool:
         return False
 
 
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _device(name: str) -> torch.device:
     from edgevt.env import check_torch_device
 
@@ -440,6 +448,7 @@ def translate(cfg: TranslateConfig, console=None) -> TranslateResult:
                 report["train"]["final_losses"] = training["history"][-1] if training["history"] else {}
                 report["train"]["history"] = training["history"][::max(1, len(training["history"]) // 50)]
             atomic_write_text(stage / MARKER, json.dumps(report, indent=1, default=str))
+            stage.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the output is read by other users and services
             replace_dir(stage, out, is_translation, what)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
