@@ -134,6 +134,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="32x32 frames, 12 train / 10 test clips per class, 15 epochs")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed+seeds-1 "
+                    "(split one benchmark over several processes, then merge with --rewrite)")
     ap.add_argument("--shifts", default=",".join(SHIFT_ROWS), help=f"rows, comma-separated: {', '.join(SHIFT_ROWS)}")
     ap.add_argument("--model", default="tsm_tinycnn")
     ap.add_argument("--weights", default="none")
@@ -152,10 +154,15 @@ def main() -> None:
         for k, v in docs[0]["args"].items():
             setattr(args, k, int(v) if v.isdigit() else v)
         torch.set_num_threads(int(args.threads))  # the provenance then names the run's thread count
-        results = {r: v for d in docs for r, v in d["results"].items() if v}
+        results: dict = {}
+        for d in docs:  # several files: their rows, and their seeds of one row, are merged
+            for r, v in d["results"].items():
+                results.setdefault(r, []).extend(v)
+        results = {r: v for r, v in results.items() if v}
         args.shifts = ",".join(results)
+        args.seeds = max(len(v) for v in results.values())
         write(name or args.rewrite[0].stem, args, list(results), results, sum(d.get("seconds", 0) for d in docs),
-              note=f"Tables recomputed from {', '.join(p.name for p in args.rewrite)} (the same runs) with `--rewrite`.")
+              note=f"Tables recomputed from {', '.join(p.name for p in args.rewrite)} (the same runs; wall clock summed over them, though they may have run in parallel) with `--rewrite`.")
         return
     torch.set_num_threads(args.threads)
     args.size = args.size or (32 if args.quick else 64)
@@ -169,7 +176,7 @@ def main() -> None:
     name = args.name or ("adapt_shifts_quick" if args.quick else "adapt_shifts")
     t_start = time.time()
     results: dict = {r: [] for r in rows}
-    for seed in range(args.seeds):  # seed-major: every row gets seed 0 before any gets seed 1
+    for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major: every row gets seed 0 before any gets seed 1
         for row in rows:
             print(f"[{time.time() - t_start:6.0f} s] {row}, seed {seed}", flush=True)
             data = make_data(args.work / "data", row, seed, args.size, per_class)
