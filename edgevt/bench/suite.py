@@ -308,9 +308,9 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
         t_rounds, rounds_unix = time.perf_counter(), time.time()
         slice_s = None if runs is not None else duration_s / n_rounds
         min_per_slice = max(1, -(-5 // n_rounds))  # at least 5 timed runs per row in all
-        samples, timings, cpu_samples = run_rounds([one for _, one in live], n_rounds, runs=runs, slice_s=slice_s,
-                                      min_per_slice=min_per_slice, order=order, seed=seed,
-                                      on_slice=on_slice, on_error=on_error)
+        samples, timings, cpu_samples = run_rounds(
+            [one for _, one in live], n_rounds, runs=runs, slice_s=slice_s, min_per_slice=min_per_slice,
+            order=order, seed=seed, on_slice=on_slice, on_error=on_error)
         t_done = time.perf_counter()
     for (row, _), per_round, tims, cpu_round in zip(live, samples, timings, cpu_samples):
         flat = [x for rr in per_round for x in rr]
