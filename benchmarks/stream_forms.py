@@ -34,7 +34,7 @@ def main() -> None:
 
     from edgevt.bench.streaming import bench_stream
     from edgevt.data.synth import make_stream_video
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
     from edgevt.stream.loop import FORMS, ROLES
 
     bundle = Bundle.load(args.bundle)

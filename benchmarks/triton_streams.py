@@ -37,7 +37,7 @@ def make_bundle(root: Path, size: int, t: int) -> Path:
     """tsm_efficientnet_lite0_s4 (ImageNet prefix, causal shift, untrained blocks): window + stateful forms."""
     import torch
 
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
     from edgevt.export.streaming import export_stream_forms
     from edgevt.models.checkpoint import save_checkpoint
     from edgevt.models.preprocess import FramesClassifier
@@ -156,7 +156,7 @@ def main() -> None:
     from edgevt.data.synth import make_stream_video
     from edgevt.deploy.server import TritonServer
     from edgevt.deploy.triton import write_triton_repository
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     counts = [int(s) for s in args.streams.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="edgevt-triton-bench."))

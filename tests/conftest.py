@@ -48,7 +48,7 @@ def make_tiny_checkpoint(tmp_path_factory, tiny_spec):
 @pytest.fixture(scope="session")
 def stream_assets(tmp_path_factory, tiny_spec):
     from edgevt.data.synth import make_stream_video
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
     from edgevt.export.streaming import export_stream_forms
     from edgevt.models.checkpoint import save_checkpoint
     from edgevt.models.preprocess import FramesClassifier

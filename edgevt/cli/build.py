@@ -28,7 +28,7 @@ def build(
     """
     from rich.console import Console
 
-    from edgevt.backends.onnxruntime import parse_batch
+    from edgevt.backends.base import parse_batch
     from edgevt.backends.trt_build import build_bundle
 
     precisions = None

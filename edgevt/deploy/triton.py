@@ -156,9 +156,9 @@ def onnx_io(path: Path) -> tuple[list, list]:
     """(inputs, outputs) of an ONNX graph as (name, numpy dtype, shape with str for dynamic axes)."""
     import onnx
 
-    from edgevt.backends.onnxruntime import load_graph
+    from edgevt.bundle import load_onnx_graph
 
-    m = load_graph(path)
+    m = load_onnx_graph(path)
     init = {i.name for i in m.graph.initializer}
 
     def rows(values):
@@ -222,7 +222,7 @@ def write_triton_repository(bundle_path: str | Path, out: str | Path, *, name: s
                             platforms: tuple = PLATFORMS, max_streams: int = 16, instances: int = 1,
                             threads: int = 0, max_batch: int = 8) -> TritonRepository:
     """Write the model repository atomically (replacing only an earlier edgevt repository)."""
-    from edgevt.export.bundle import MANIFEST, Bundle
+    from edgevt.bundle import MANIFEST, Bundle
     from edgevt.fileio import check_replaceable, replace_dir, staging_dir
 
     bundle = Bundle.load(bundle_path)

@@ -65,7 +65,7 @@ def test_incremental_roles_with_a_temporal_conv_head(tmp_path, tiny_spec, clips)
 def test_stateful_role_streams_like_the_exported_stateful_graph(tmp_path, tiny_spec):
     """torch's stateful role (one frame + shift buffers) gives the same embeddings and buffers as the
     causal reference, frame after frame, feeding its outputs back as edgevt.stream does."""
-    from edgevt.export.streaming import causal_clip_embeddings
+    from edgevt.models.forms import causal_clip_embeddings
     from edgevt.models.checkpoint import save_checkpoint
     from edgevt.models.zoo import create_model
 

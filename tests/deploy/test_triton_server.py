@@ -111,7 +111,7 @@ def test_concurrent_streams_share_the_server(served, deploy_assets):
 def test_bad_input_is_one_line(served, deploy_assets, tmp_path):
     from edgevt.backends.triton import TritonBackend
     from edgevt.errors import EdgevtError
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     srv, video, tsm = served["server"], deploy_assets["video"], deploy_assets["tsm_tinycnn"]
     p = _run(video, tsm, f"triton://{srv.url}/nope", tmp_path / "x.jsonl")

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from edgevt.errors import EdgevtError
-from edgevt.export.bundle import Bundle
+from edgevt.bundle import Bundle
 from edgevt.export.exporter import ExportConfig, export_bundle, parse_tolerance, register_form
 from edgevt.export.onnx import ort_session
 
@@ -181,7 +181,7 @@ def test_failed_export_keeps_old_bundle_and_leaves_nothing_half_written(tmp_path
 
 def test_unreadable_calibration_video_skipped_or_an_error_with_skip_bad_off(tmp_path, ex_ckpt, tiny_spec,
                                                                             motiondigits):
-    from edgevt.export.calibration import load_clips
+    from edgevt.data.datasets import load_clips
 
     bad = tmp_path / "x.mp4"
     bad.write_bytes(b"garbage, not a video" * 8)

@@ -13,7 +13,7 @@ import edgevt
 from edgevt.backends import Backend, open_backend
 from edgevt.data.video import read_frames
 from edgevt.errors import EdgevtError
-from edgevt.export.streaming import causal_stream_logits
+from edgevt.models.forms import causal_stream_logits
 from edgevt.stream.sinks import JsonlSink
 
 
