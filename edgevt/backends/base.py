@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgevt.errors import EdgevtError
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -114,7 +116,6 @@ def resolve_artifact(artifact, *, key: str | None = None, role: str = "model", p
     from pathlib import Path
 
     from edgevt.bundle import ENGINE_SUFFIXES, MANIFEST, ONNX_SUFFIXES, Bundle, artifact_key
-    from edgevt.errors import EdgevtError
 
     if isinstance(artifact, Bundle):
         bundle = artifact
@@ -177,7 +178,6 @@ def numpy_dtype_name(onnx_type: str) -> str:
 
 def check_inputs(backend: "Backend", inputs: dict) -> dict:
     """Contiguous arrays with the declared dtypes; a clear error for a missing or mistyped input."""
-    from edgevt.errors import EdgevtError
 
     out = {}
     for t in backend.inputs:

@@ -43,7 +43,7 @@ def served(deploy_assets, tmp_path_factory):
 
 
 def _run(video, bundle, backend, jsonl, *extra):
-    p = subprocess.run([sys.executable, "-m", "edgevt", "run", str(video), str(bundle), "--backend", backend,
+    p = subprocess.run([sys.executable, "-m", "edgevt", "run", str(bundle), str(video), "--backend", backend,
                         "--jsonl", str(jsonl), "--drop", "none", "--no-live", *extra],
                        capture_output=True, text=True, timeout=300)
     return p
