@@ -180,3 +180,43 @@ def test_stream_forms_with_a_temporal_conv_head(tmp_path, tiny_spec, arch):
     head = _session(b.artifact_path("head.fp32"))
     assert head.get_inputs()[0].shape[1:] == [tiny_spec.num_frames, model.encoder.dim]
     assert all(e["parity"]["max_abs_diff"] < 1e-3 for e in entries.values())
+
+
+@pytest.mark.parametrize("arch, form", [("tsn_tinycnn", "incremental"), ("tsm_tinycnn", "stateful")])
+def test_int8_stream_forms_with_parity_and_gate(tmp_path, tiny_spec, motiondigits, make_tiny_checkpoint, arch, form):
+    """The one export path gives the stream forms INT8 too: every graph calibrated on what the loop
+    feeds it, the form's gate on the eval clips, and the loop streams the INT8 form."""
+    from pathlib import Path
+
+    import edgevt
+    from edgevt.export.exporter import export_bundle
+
+    sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
+    cfg = ExportConfig(precisions=("fp32", "int8"), calib=sample, eval=motiondigits / "target" / "test",
+                       max_drop=100.0, forms=["stream"], calib_cache=tmp_path / "cache", threads=1)
+    b = export_bundle(make_tiny_checkpoint(arch), tmp_path / "b", cfg)
+    roles = ["encoder", "head"] if form == "incremental" else ["stateful", "head"]
+    checks = b.manifest["checks"]
+    gate = checks[f"gate.{form}"]
+    assert gate["clips"] == 12 and gate["passed"] and 0.0 <= gate["agreement"] <= 100.0
+    assert checks[f"parity.{form}.fp32"]["passed"] and checks[f"parity.{form}.int8"]["clips"] > 0
+    assert set(checks[f"int8.{form}"]["graphs"]) == set(roles)
+    for r in roles:
+        e = b.artifact(f"{r}.int8")
+        assert e["form"] == form and e["gate"]["passed"] and e["parity"]["top1_agreement"] is not None
+        m = onnx_load(b.path / e["file"])
+        assert any(n.op_type == "QuantizeLinear" for n in m.graph.node) or r == "head"
+        assert [i["dtype"] for i in e["inputs"]] == [i["dtype"] for i in b.artifact(f"{r}.fp32")["inputs"]]
+    # every role's calibration saw what the loop feeds it: T frames per clip for the per-frame graph
+    rows = checks[f"int8.{form}"]["calibration"]["rows"]
+    assert rows[roles[0]] == 8 * tiny_spec.num_frames and rows["head"] == 8
+    decisions = list(edgevt.stream(motiondigits / "target" / "test" / "move_left" / sorted(
+        p.name for p in (motiondigits / "target" / "test" / "move_left").iterdir())[0], b.path, form=form,
+        precision="int8"))
+    assert decisions and all(d.label in tiny_spec.labels for d in decisions)
+
+
+def onnx_load(path):
+    import onnx
+
+    return onnx.load(str(path))

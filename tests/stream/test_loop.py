@@ -82,10 +82,15 @@ def test_drop_latest_bounds_latency_under_a_slow_backend(stream_assets):
         runs[drop] = ([d.latency for d in st], st.summary)
     lat, s = runs["latest"]
     assert s.dropped > 0 and s.decisions + s.dropped == 45 - spec.num_frames + 1
-    assert max(lat) < 0.5  # ~ one inference + one frame, not a growing queue
     lat_none, s_none = runs["none"]
     assert s_none.dropped == 0 and s_none.decisions == 42
-    assert max(lat_none) > 2 * max(lat)  # without dropping, the queue (and latency) grows
+    # Relative, not a wall-clock limit (the machine may be busy): without dropping the queue -- and
+    # the latency -- grows from the first decisions to the last; with drop latest it stays flat.
+    def growth(x):
+        return float(np.mean(x[-5:]) - np.mean(x[:5]))
+
+    assert growth(lat_none) > 4 * max(growth(lat), slow.delay)
+    assert max(lat_none) > 2 * max(lat)
 
 
 def test_sinks_and_early_stop(stream_assets, tmp_path):
