@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgevt.bundle import ROLES, EngineSidecar, engine_file, read_sidecar, sidecar_path  # noqa: F401
+from edgevt.bundle import PRECISIONS, ROLES, EngineSidecar, engine_file, read_sidecar, sidecar_path  # noqa: F401
 from edgevt.errors import EdgevtError
 from edgevt.fileio import atomic_write_bytes
 
@@ -57,7 +57,7 @@ def choose_build_path(version: str, has_precision_flags: bool, has_strongly_type
     ``has_precision_flags`` is ``hasattr(trt.BuilderFlag, "FP16")`` (False on 11.x);
     ``has_strongly_typed`` is ``hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")``.
     """
-    if precision not in ("fp32", "fp16", "int8"):
+    if precision not in PRECISIONS:
         raise EdgevtError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
     v = parse_version(version)
     if v[0] < 10:
@@ -310,7 +310,7 @@ def build_bundle(bundle_path: str | Path, *, precisions: list[str] | None = None
         raise EdgevtError(f"--role {role!r}: choose from {', '.join(ROLES)}")
     import_tensorrt()  # fail fast with the install hint before touching the bundle
     bundle = Bundle.load(bundle_path)
-    have = [p for p in ("fp32", "fp16", "int8") if f"{role}.{p}" in bundle.artifacts]
+    have = [p for p in PRECISIONS if f"{role}.{p}" in bundle.artifacts]
     if precisions is None:
         precisions = have
     missing = [p for p in precisions if p not in have]

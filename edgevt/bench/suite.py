@@ -24,11 +24,11 @@ import numpy as np
 
 from edgevt.bench.latency import Case, LatencyStats, make_inputs, sample_clips
 from edgevt.bench.rounds import ORDERS, RatioSpread, ratio_spread, round_medians, run_rounds, warm_up
+from edgevt.bundle import PRECISIONS
 from edgevt.errors import EdgevtError
 
 BASELINE_BACKEND = "torch"
 BASELINE_PRECISION = "fp32"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
