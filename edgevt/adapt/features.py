@@ -44,11 +44,17 @@ def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn
 
     New layers are the temporal head, the classifier and any new stages the backbone puts on a
     pretrained prefix (``new_stages``): they always train, at the full learning rate. ``partial``
-    trains the last ``unfreeze`` pretrained stages too. The frozen stage count is None when the
-    backbone cannot be cut into stages (3D models, other 2D backbones): then ``partial`` trains
-    everything but the stem and nothing is cacheable.
+    trains the last ``unfreeze`` pretrained stages too. The stages are the ones the model says it
+    has (edgevt.models). The frozen stage count is None when the model has no stages to cut (MViT):
+    ``partial`` is then refused (there is no honest choice of what to train), ``linear`` and ``full``
+    work, and nothing is cacheable.
     """
-    stages = frame_stages(model)
+    from edgevt.errors import EdgevtError
+
+    stages = model_stages(model)
+    if stages is None and mode == "partial":
+        raise EdgevtError(f"--mode partial: {getattr(model, 'arch', type(model).__name__)} has no stages to choose "
+                          "from; use --mode linear (classifier only) or --mode full")
     new = new_stages(model)
     n_new = len(new)
     head_modules = [m for m in (getattr(model, "tconv", None), getattr(model, "tnorm", None), model.fc) if m is not None]
