@@ -105,7 +105,7 @@ def main() -> None:
         model = train(root, spec, args.arch, stages, args.seed)
         save_checkpoint(ckpt, model, spec, arch=args.arch)
 
-    from edgevt.export.calibration import load_clips
+    from edgevt.data.datasets import load_clips
     from edgevt.export.exporter import ExportConfig, export_bundle
 
     bundle = work / "bundle"

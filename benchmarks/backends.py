@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from dataclasses import replace
 
     from edgevt.demo import SIZES, run_demo
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
     from edgevt.models.zoo import model_info
 
     console = Console()

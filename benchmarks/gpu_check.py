@@ -94,7 +94,7 @@ def main() -> int:
         print(f"SKIP {what}: {why}", flush=True)
 
     # 1. model + bundle -------------------------------------------------------------------------
-    from edgevt.export.calibration import load_clips
+    from edgevt.data.datasets import load_clips
     from edgevt.export.exporter import ExportConfig, export_bundle
 
     root, ckpt = make_model(work, args)
@@ -105,7 +105,7 @@ def main() -> int:
                                                  calib_clips=64, max_batch=max(64, args.batch), threads=args.threads),
                       log=lambda m: print("  export:", m, flush=True))
         print(f"exported {args.arch} fp32/fp16/int8 in {time.time() - t0:.0f} s", flush=True)
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     spec = Bundle.load(bundle).spec
     clips, _, _ = load_clips(root / "target_test.txt", spec, None, labeled=True, what="evaluation")

@@ -34,12 +34,11 @@ def main() -> None:
 
     from edgevt.bench.streaming import bench_stream
     from edgevt.data.synth import make_stream_video
-    from edgevt.export.bundle import Bundle
-    from edgevt.stream.loop import FORMS, ROLES
+    from edgevt.bundle import FORMS, Bundle
 
     bundle = Bundle.load(args.bundle)
     spec = bundle.spec
-    forms = [f for f in FORMS if all(f"{r}.fp32" in bundle.artifacts for r in ROLES[f])]
+    forms = [f for f in FORMS if bundle.has_form(f, "fp32")]
     rows, data = [], {"bundle": str(args.bundle), "default_form": spec.streaming, "forms": forms, "runs": []}
     with tempfile.TemporaryDirectory(prefix="edgevt-stream-forms.") as tmp:
         for domain in ("source", "target"):

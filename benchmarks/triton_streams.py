@@ -37,10 +37,8 @@ def make_bundle(root: Path, size: int, t: int) -> Path:
     """tsm_efficientnet_lite0_s4 (ImageNet prefix, causal shift, untrained blocks): window + stateful forms."""
     import torch
 
-    from edgevt.export.bundle import Bundle
-    from edgevt.export.streaming import export_stream_forms
+    from edgevt.export.exporter import ExportConfig, export_bundle
     from edgevt.models.checkpoint import save_checkpoint
-    from edgevt.models.preprocess import FramesClassifier
     from edgevt.models.zoo import create_model
     from edgevt.spec import ClipSpec
 
@@ -50,14 +48,7 @@ def make_bundle(root: Path, size: int, t: int) -> Path:
     model = create_model(arch, 6, num_frames=t, weights="pretrained", **kw).eval()
     ckpt = root / "model.pt"
     save_checkpoint(ckpt, model, spec, arch=arch, model_kwargs=kw)
-    b = Bundle.staging(root / "bundle", spec, {"checkpoint": str(ckpt), "arch": arch})
-    x = torch.randint(0, 256, (2, t, size, size, 3), dtype=torch.uint8)
-    torch.onnx.export(FramesClassifier(model, spec).eval(), (x,), str(b.path / "model.onnx"), input_names=["frames"],
-                      output_names=["logits"], external_data=False, verbose=False,
-                      dynamic_shapes={"frames": {0: torch.export.Dim("batch", min=1, max=64)}})
-    b.add_artifact("model.fp32", "model.onnx", kind="onnx", form="window", role="model", precision="fp32")
-    export_stream_forms(model, b)
-    return b.commit().path
+    return export_bundle(ckpt, root / "bundle", ExportConfig(forms=["stateful"])).path
 
 
 class GapSink:
@@ -156,7 +147,7 @@ def main() -> None:
     from edgevt.data.synth import make_stream_video
     from edgevt.deploy.server import TritonServer
     from edgevt.deploy.triton import write_triton_repository
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     counts = [int(s) for s in args.streams.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="edgevt-triton-bench."))

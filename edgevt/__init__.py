@@ -11,13 +11,16 @@ from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
 
 __version__ = "0.1.0"
-__all__ = ["ClipSpec", "EdgevtError", "__version__", "stream"]
+__all__ = ["ClipSpec", "EdgevtError", "__version__", "adapt", "eval", "stream"]
+
+# Verbs that are callable packages, imported on first use (``import edgevt`` stays light):
+# ``edgevt.adapt(AdaptConfig(...))``, ``edgevt.eval(artifact, data)``, ``edgevt.stream(source, model)``.
+_LAZY = ("adapt", "eval", "stream")
 
 
 def __getattr__(name: str):
-    # Lazy: ``edgevt.stream(source, model)`` (a callable package) without importing OpenCV at ``import edgevt``.
-    if name == "stream":
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module("edgevt.stream")
+        return importlib.import_module(f"edgevt.{name}")
     raise AttributeError(f"module 'edgevt' has no attribute {name!r}")

@@ -6,6 +6,7 @@ deploys them), and renamed over the destination. On any failure it is removed.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -98,3 +99,12 @@ def replace_dir(stage: str | Path, final: str | Path, is_ours, what: str) -> Non
         shutil.rmtree(aside, ignore_errors=True)
     else:
         stage.rename(final)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

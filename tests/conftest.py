@@ -48,10 +48,8 @@ def make_tiny_checkpoint(tmp_path_factory, tiny_spec):
 @pytest.fixture(scope="session")
 def stream_assets(tmp_path_factory, tiny_spec):
     from edgevt.data.synth import make_stream_video
-    from edgevt.export.bundle import Bundle
-    from edgevt.export.streaming import export_stream_forms
+    from edgevt.export.exporter import ExportConfig, export_bundle
     from edgevt.models.checkpoint import save_checkpoint
-    from edgevt.models.preprocess import FramesClassifier
     from edgevt.models.zoo import create_model
 
     root = tmp_path_factory.mktemp("stream")
@@ -63,15 +61,8 @@ def stream_assets(tmp_path_factory, tiny_spec):
         model = create_model(arch, tiny_spec.num_classes, num_frames=tiny_spec.num_frames, **kw).eval()
         ckpt = root / f"{arch}.pt"
         save_checkpoint(ckpt, model, tiny_spec, arch=arch, model_kwargs=kw)
-        b = Bundle.staging(root / arch, tiny_spec, {"checkpoint": str(ckpt), "arch": arch})
-        # The window form (model.fp32), exported minimally here; the exporter's own API is tested elsewhere.
-        x = torch.randint(0, 256, (2, tiny_spec.num_frames, *tiny_spec.size, 3), dtype=torch.uint8)
-        torch.onnx.export(FramesClassifier(model, tiny_spec).eval(), (x,), str(b.path / "model.onnx"),
-                          input_names=["frames"], output_names=["logits"], external_data=False, verbose=False,
-                          dynamic_shapes={"frames": {0: torch.export.Dim("batch", min=1, max=64)}})
-        b.add_artifact("model.fp32", "model.onnx", kind="onnx", form="window", role="model", precision="fp32")
-        export_stream_forms(model, b)
-        out[arch] = b.commit().path
+        # fp32 window + the model's stream form, through the exporter (parity on random frames)
+        out[arch] = export_bundle(ckpt, root / arch, ExportConfig(forms=["stream"], threads=1)).path
         out[arch + ".pt"] = ckpt
         out[arch + ".model"] = model
     video = root / "stream.mp4"

@@ -13,3 +13,8 @@ def adapt(config: AdaptConfig, **kwargs) -> AdaptResult:
 
 
 __all__ = ["AdaptConfig", "AdaptResult", "STRATEGIES", "adapt"]
+
+# ``edgevt.adapt(config)`` runs ``adapt`` (the package stays importable as ``edgevt.adapt``).
+from edgevt._callable import make_callable  # noqa: E402
+
+make_callable(__name__, adapt)

@@ -24,6 +24,7 @@ from edgevt.data.datasets import LabelMap
 from edgevt.data.transforms import make_augment
 from edgevt.errors import EdgevtError
 from edgevt.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from edgevt.models.forms import default_stream_form
 from edgevt.models.zoo import create_model, model_info
 from edgevt.spec import ClipSpec
 
@@ -69,18 +70,8 @@ def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch
         return model, spec, kwargs
     arch = cfg.model or DEFAULT_MODEL
     info = model_info(arch)
-    mean = tuple(cfg.mean) if cfg.mean else info.mean
-    std = tuple(cfg.std) if cfg.std else info.std
-    # The default stream form is one that computes this model: a bidirectional TSM's stateful form
-    # is causal, so it differs from the trained model (exported too, but chosen only explicitly).
-    causal = info.family == "tsm" and cfg.shift_direction == "causal"
-    streaming = "incremental" if info.family == "tsn" else "stateful" if causal else "window"
-    if cfg.input != "rgb":
-        if info.family == "3d":
-            raise EdgevtError(f"--input {cfg.input} applies to TSN/TSM models, not the 3D model {arch}")
-        streaming = "window"  # frame differences need whole clips
-    spec = ClipSpec(num_frames=cfg.num_frames, frame_stride=cfg.frame_stride, size=(cfg.size, cfg.size),
-                    mean=mean, std=std, sampling=cfg.sampling, labels=list(labels.names), streaming=streaming)
+    if cfg.input != "rgb" and info.family == "3d":
+        raise EdgevtError(f"--input {cfg.input} applies to TSN/TSM models, not the 3D model {arch}")
     kwargs = {"num_frames": cfg.num_frames}
     if info.family != "3d":
         kwargs.update(temporal=cfg.temporal, temporal_dim=cfg.temporal_dim)
@@ -89,6 +80,8 @@ def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch
     if cfg.shift_direction != "bidirectional":  # the model refuses it where it does not apply (TSN, 3D)
         kwargs.update(shift_direction=cfg.shift_direction)
     model = create_model(arch, len(labels), weights=cfg.weights, **kwargs)
+    # The default stream form is one that computes this model (edgevt.models.forms decides it).
+    spec = cfg.clip_spec(labels.names, info.mean, info.std, streaming=default_stream_form(model))
     return model, spec, kwargs
 
 

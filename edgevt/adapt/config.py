@@ -7,6 +7,7 @@ from edgevt.adapt.selftrain import CONSISTENCY
 from edgevt.data.transforms import AUGMENTS
 from edgevt.errors import EdgevtError
 from edgevt.models.zoo import INPUTS
+from edgevt.spec import ClipSpec
 
 ALIGNMENTS = ("dann", "cdan", "mmd", "coral")  # feature alignment losses
 TWO_DOMAIN = ALIGNMENTS + ("selftrain",)  # strategies that train on labeled source + unlabeled target
@@ -151,6 +152,13 @@ class AdaptConfig:
                   f"--pixel {self.pixel} translates --source clips towards --target clips: pass both")
         if self.strategy == "bn":
             check(self.init is not None, "--strategy bn re-estimates BatchNorm of a trained model: pass --init CKPT")
+
+    def clip_spec(self, labels: list[str], mean: tuple, std: tuple, streaming: str = "window") -> ClipSpec:
+        """The ClipSpec this run trains with (T, frame stride, size and sampling come from here only;
+        the model gives the normalisation and its stream form)."""
+        return ClipSpec(num_frames=self.num_frames, frame_stride=self.frame_stride, size=(self.size, self.size),
+                        mean=tuple(self.mean) if self.mean else mean, std=tuple(self.std) if self.std else std,
+                        sampling=self.sampling, labels=list(labels), streaming=streaming)
 
     @property
     def auto_rungs(self) -> tuple[str, ...]:

@@ -21,35 +21,21 @@ from edgevt.data.sampling import sample_indices
 from edgevt.models.preprocess import FramePreprocess
 
 
-def frame_stages(model: nn.Module) -> list[nn.Module] | None:
-    """The encoder as an ordered list of modules (then a global mean pool), or None if unknown."""
-    encoder = getattr(model, "encoder", None)
-    net = getattr(encoder, "net", None)
-    if net is None:
-        return None
-    if hasattr(net, "frame_stages"):  # backbones that list their own stages (Lite0S4)
-        return list(net.frame_stages())
-    if hasattr(net, "_blocks") and hasattr(net, "_conv_head"):  # EfficientNet-Lite0
-        from edgevt.models.efficientnet_lite import LITE0_STAGES
+def model_stages(model: nn.Module) -> list[nn.Module] | None:
+    """The stages the model says it has (edgevt.models: ``model.stages()``), or None."""
+    stages = getattr(model, "stages", None)
+    return stages() if callable(stages) else None
 
-        stages, start = [nn.Sequential(net._conv_stem, net._bn0, net.act)], 0
-        for *_, repeats in LITE0_STAGES:
-            stages.append(net._blocks[start:start + repeats])
-            start += repeats
-        stages.append(nn.Sequential(net._conv_head, net._bn1, net.act))
-        return stages
-    if hasattr(net, "stem") and hasattr(net, "blocks"):  # TinyCNN
-        return [net.stem, *net.blocks]
-    if hasattr(net, "layer4"):  # torchvision ResNet
-        return [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), net.layer1, net.layer2, net.layer3,
-                net.layer4]
-    return None
+
+def frame_stages(model: nn.Module) -> list[nn.Module] | None:
+    """The per-frame encoder's stages (then a global mean pool): 2D models only (cacheable)."""
+    return model_stages(model) if hasattr(model, "encode_frames") else None
 
 
 def new_stages(model: nn.Module) -> list[nn.Module]:
-    """The last frame stages that are new layers on a pretrained prefix (none for most backbones)."""
-    stages = frame_stages(model) or []
-    n = int(getattr(getattr(getattr(model, "encoder", None), "net", None), "new_stages", 0))
+    """The last stages that are new layers on a pretrained prefix (none for most backbones)."""
+    stages = model_stages(model) or []
+    n = int(getattr(model, "new_stages", 0))
     return stages[len(stages) - n:] if n else []
 
 
@@ -58,11 +44,17 @@ def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn
 
     New layers are the temporal head, the classifier and any new stages the backbone puts on a
     pretrained prefix (``new_stages``): they always train, at the full learning rate. ``partial``
-    trains the last ``unfreeze`` pretrained stages too. The frozen stage count is None when the
-    backbone cannot be cut into stages (3D models, other 2D backbones): then ``partial`` trains
-    everything but the stem and nothing is cacheable.
+    trains the last ``unfreeze`` pretrained stages too. The stages are the ones the model says it
+    has (edgevt.models). The frozen stage count is None when the model has no stages to cut (MViT):
+    ``partial`` is then refused (there is no honest choice of what to train), ``linear`` and ``full``
+    work, and nothing is cacheable.
     """
-    stages = frame_stages(model)
+    from edgevt.errors import EdgevtError
+
+    stages = model_stages(model)
+    if stages is None and mode == "partial":
+        raise EdgevtError(f"--mode partial: {getattr(model, 'arch', type(model).__name__)} has no stages to choose "
+                          "from; use --mode linear (classifier only) or --mode full")
     new = new_stages(model)
     n_new = len(new)
     head_modules = [m for m in (getattr(model, "tconv", None), getattr(model, "tnorm", None), model.fc) if m is not None]
@@ -76,12 +68,6 @@ def trainable_split(model: nn.Module, mode: str, unfreeze: int) -> tuple[list[nn
         p.requires_grad_(False)
     if mode == "linear":
         return [], head, len(stages) - n_new if stages else None
-    if stages is None:  # partial without known stages: everything below the classifier but the first layers
-        params = [p for p in backbone]
-        cut = max(1, len(params) // 2)
-        for p in params[cut:]:
-            p.requires_grad_(True)
-        return params[cut:], head, None
     pretrained_stages = stages[:len(stages) - n_new]
     n = max(0, min(unfreeze, len(pretrained_stages)))
     trained = [p for s in pretrained_stages[len(pretrained_stages) - n:] for p in s.parameters()]
@@ -96,7 +82,7 @@ def set_train_mode(model: nn.Module, frozen_stages: int | None, freeze_bn: bool)
     BatchNorm in new stages on a pretrained prefix always trains: it has no statistics to keep, and
     frozen at its initial ones it would not normalise at all."""
     model.train()
-    stages = frame_stages(model) or []
+    stages = model_stages(model) or []
     for s in stages[:frozen_stages or 0]:
         s.eval()
     if freeze_bn:
@@ -151,7 +137,7 @@ def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool, sampli
     (dense sampling: one per start offset), which is exact as long as windows are enumerable.
     """
     if frozen_stages is None or frame_stages(model) is None:
-        return False, "the backbone cannot be cut into stages (3D or unsupported 2D model)"
+        return False, "the model has no per-frame stages to cache (3D model)"
     if getattr(model, "input", "rgb") != "rgb":
         return False, "frame-difference input: the frozen stages see differences of sampled frames, not frames"
     if frozen_stages == 0:

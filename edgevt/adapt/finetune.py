@@ -63,8 +63,3 @@ class FinetuneTask(Task):
         if self.val_set is None:
             return {}
         return {"val_acc": accuracy(self.net, self.val_set, self.info.device)}
-
-
-def head_params(model: nn.Module) -> list[nn.Parameter]:
-    return [p for m in (getattr(model, "tconv", None), getattr(model, "tnorm", None), model.fc) if m is not None
-            for p in m.parameters()]

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgevt.errors import EdgevtError
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -95,52 +97,61 @@ class BackendEntry:
 
 
 # -- helpers shared by backends ------------------------------------------------------------------
-PRECISIONS = ("fp32", "fp16", "int8")
-ROLES = ("model", "encoder", "head", "stateful")
-
-
 @dataclass
 class ResolvedArtifact:
     """What a backend opens: a file, and the bundle entry it came from (if any)."""
 
     path: "object"  # pathlib.Path
     key: str | None = None  # bundle artifact key, e.g. "model.int8"
-    bundle: "object" = None  # edgevt.export.bundle.Bundle or None
+    bundle: "object" = None  # edgevt.bundle.Bundle or None
     meta: dict = field(default_factory=dict)  # the bundle's artifact entry
 
 
 def resolve_artifact(artifact, *, key: str | None = None, role: str = "model", precision: str | None = None,
-                     kind: str = "onnx", suffixes: tuple = (".onnx",)) -> ResolvedArtifact:
+                     kind: str = "onnx", suffixes: tuple | None = None) -> ResolvedArtifact:
     """A file path, or a bundle folder/manifest (or Bundle) + ``key`` / ``role`` + ``precision``.
 
     ``precision`` defaults to fp32. For ``kind="engine"`` the key is ``engine.<role>.<precision>``.
     """
     from pathlib import Path
 
-    from edgevt.errors import EdgevtError
-    from edgevt.export.bundle import MANIFEST, Bundle
+    from edgevt.bundle import ENGINE_SUFFIXES, MANIFEST, ONNX_SUFFIXES, Bundle, artifact_key
 
     if isinstance(artifact, Bundle):
         bundle = artifact
     else:
         p = Path(artifact)
-        if p.is_file() and p.name != MANIFEST:
-            if suffixes and p.suffix not in suffixes:
+        if p.is_file() and p.name != MANIFEST:  # a bare file: no bundle entry, no spec needed to open it
+            suffixes = suffixes or (ENGINE_SUFFIXES if kind == "engine" else ONNX_SUFFIXES)
+            if p.suffix not in suffixes:
                 raise EdgevtError(f"{p}: expected a {' or '.join(suffixes)} file or an edgevt bundle folder")
             return ResolvedArtifact(path=p)
         if not p.exists():
             raise EdgevtError(f"{p}: no such file or bundle folder")
         bundle = Bundle.load(p, verify=False)
     if key is None:
-        if role not in ROLES:
-            raise EdgevtError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
-        precision = precision or "fp32"
-        if precision not in PRECISIONS:
-            raise EdgevtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-        key = f"engine.{role}.{precision}" if kind == "engine" else f"{role}.{precision}"
+        key = artifact_key(role, precision or "fp32", engine=kind == "engine")
     meta = bundle.artifact(key)
     bundle.verify([key])  # a missing or altered file is caught before it is run
     return ResolvedArtifact(path=bundle.artifact_path(key), key=key, bundle=bundle, meta=dict(meta))
+
+
+def parse_batch(batch) -> tuple[int, int, int]:
+    """``"1,8,32"`` / ``(1, 8, 32)`` / ``8`` -> (min, opt, max), checked min <= opt <= max."""
+    if isinstance(batch, int):
+        vals = (batch, batch, batch)
+    elif isinstance(batch, str):
+        try:
+            vals = tuple(int(v) for v in batch.split(","))
+        except ValueError:
+            raise EdgevtError(f"--batch {batch!r}: expected min,opt,max integers, e.g. 1,8,32") from None
+    else:
+        vals = tuple(int(v) for v in batch)
+    if len(vals) == 1:
+        vals = vals * 3
+    if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
+        raise EdgevtError(f"batch {batch!r}: need min,opt,max with 1 <= min <= opt <= max")
+    return vals  # type: ignore[return-value]
 
 
 def cuda_device_count() -> int:
@@ -167,7 +178,6 @@ def numpy_dtype_name(onnx_type: str) -> str:
 
 def check_inputs(backend: "Backend", inputs: dict) -> dict:
     """Contiguous arrays with the declared dtypes; a clear error for a missing or mistyped input."""
-    from edgevt.errors import EdgevtError
 
     out = {}
     for t in backend.inputs:

@@ -18,29 +18,19 @@ import numpy as np
 
 from edgevt.backends import register_backend
 from edgevt.backends.base import (Backend, BackendEntry, TensorInfo, Timing, check_inputs, cuda_device_count,
-                                  numpy_dtype_name, resolve_artifact)
+                                  numpy_dtype_name, parse_batch, resolve_artifact)
+from edgevt.bundle import load_onnx_graph
 from edgevt.errors import EdgevtError
 
 GPU_HINT = "pip install 'edgevt[gpu]'"
 TRT_HINT = "pip install 'edgevt[tensorrt]'"
 
 
-def load_graph(path: Path):
-    """The ONNX graph without its weights (cheap), or a clear error for a file that is not ONNX."""
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise EdgevtError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                          "re-export it with `edgevt export`") from None
-
-
 def onnx_precision(path: Path) -> str:
     """int8 when the graph has Q/DQ nodes, fp16 when it holds float16 weights, else fp32."""
     import onnx
 
-    m = load_graph(path)
+    m = load_onnx_graph(path)
     ops = {n.op_type for n in m.graph.node}
     if ops & {"QuantizeLinear", "DequantizeLinear"}:
         return "int8"
@@ -71,31 +61,13 @@ def trt_profile_shapes(inputs: list[TensorInfo], batch: tuple[int, int, int]) ->
     return out
 
 
-def parse_batch(batch) -> tuple[int, int, int]:
-    """``"1,8,32"`` / ``(1, 8, 32)`` / ``8`` -> (min, opt, max), checked min <= opt <= max."""
-    if isinstance(batch, int):
-        vals = (batch, batch, batch)
-    elif isinstance(batch, str):
-        try:
-            vals = tuple(int(v) for v in batch.split(","))
-        except ValueError:
-            raise EdgevtError(f"--batch {batch!r}: expected min,opt,max integers, e.g. 1,8,32") from None
-    else:
-        vals = tuple(int(v) for v in batch)
-    if len(vals) == 1:
-        vals = vals * 3
-    if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
-        raise EdgevtError(f"batch {batch!r}: need min,opt,max with 1 <= min <= opt <= max")
-    return vals  # type: ignore[return-value]
-
-
 def trt_provider_options(onnx_path: Path, precision: str, batch, cache_dir: Path, *, workspace_mb: int | None = None,
                          dla_core: int | None = None, device_id: int = 0) -> dict:
     """onnxruntime TensorRT provider options: engine + timing caches in ``cache_dir``, a profile for
     the dynamic batch, and the precision flags for the graph. A Q/DQ (int8) graph is explicit
     quantization: ``trt_int8_enable`` lets the weakly typed 10.x builder honour it, and no
     calibration table is ever passed."""
-    m = load_graph(onnx_path)
+    m = load_onnx_graph(onnx_path)
     init = {i.name for i in m.graph.initializer}
     infos = []
     for vi in m.graph.input:

@@ -19,7 +19,8 @@ import numpy as np
 from edgevt.backends import register_backend
 from edgevt.backends.base import Backend, BackendEntry, TensorInfo, Timing, check_inputs, resolve_artifact
 from edgevt.backends.trt_build import (TRT_HINT, check_engine_compatible, check_sidecar_matches, gpu_identity,
-                                       import_tensorrt, read_sidecar)
+                                       import_tensorrt)
+from edgevt.bundle import read_sidecar
 from edgevt.errors import EdgevtError
 
 # TensorRT DataType names -> numpy (trt.nptype lacks uint8 on some 10.x releases).
@@ -45,8 +46,7 @@ class TensorRTBackend(Backend):
         trt = import_tensorrt()
         if key is not None and not key.startswith("engine."):
             key = f"engine.{key}"
-        self.art = resolve_artifact(artifact, key=key, role=role, precision=precision, kind="engine",
-                                    suffixes=(".engine", ".plan"))
+        self.art = resolve_artifact(artifact, key=key, role=role, precision=precision, kind="engine")
         self.path = Path(self.art.path)
         self.sidecar = read_sidecar(self.path)
         gpu, cc = gpu_identity(device_id)

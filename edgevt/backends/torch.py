@@ -26,28 +26,6 @@ from edgevt.backends.base import Backend, BackendEntry, TensorInfo, Timing, chec
 from edgevt.errors import EdgevtError
 
 
-class _EncoderModule(nn.Module):
-    """frames [M, H, W, 3] uint8 -> [M, D]: preprocessing + the 2D model's per-frame encoder."""
-
-    def __init__(self, preprocess: nn.Module, model: nn.Module):
-        super().__init__()
-        self.preprocess, self.model = preprocess, model
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_frames(self.preprocess(frames))
-
-
-class _HeadModule(nn.Module):
-    """embeddings [N, T, D] -> logits: temporal pooling + classifier."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.model.temporal_head(embeddings)
-
-
 def _load_model(artifact, spec):
     """-> (nn.Module in eval mode, ClipSpec, source description)."""
     from edgevt.models.checkpoint import model_from_checkpoint
@@ -59,11 +37,11 @@ def _load_model(artifact, spec):
     if isinstance(artifact, dict):
         model, spec = model_from_checkpoint(artifact)
         return model, spec, {"checkpoint": None, "arch": artifact.get("arch")}
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle, artifact_kind
 
     p = artifact.path if isinstance(artifact, Bundle) else Path(artifact)  # the stream loop passes Bundles
-    if p.is_dir() or p.name == "edgevt.json":
-        b = Bundle.load(p, verify=False)
+    if artifact_kind(artifact) == "bundle":
+        b = artifact if isinstance(artifact, Bundle) else Bundle.load(p, verify=False)
         ck = b.manifest.get("source", {}).get("checkpoint")
         if not ck:
             raise EdgevtError(f"{b.path}: the bundle does not name its source checkpoint; "
@@ -84,7 +62,8 @@ class TorchBackend(Backend):
     def __init__(self, artifact, *, spec=None, role: str = "model", device: str = "auto",
                  precision: str | None = None, threads: int | None = None, **_ignored):
         super().__init__()
-        from edgevt.models.preprocess import FramePreprocess, FramesClassifier
+        from edgevt.models.forms import StatefulFrameModel, StreamEncoder, StreamHead
+        from edgevt.models.preprocess import FramesClassifier
 
         model, self.spec, self.source = _load_model(artifact, spec)
         if device == "auto":
@@ -109,21 +88,16 @@ class TorchBackend(Backend):
             self.inputs = [TensorInfo("frames", ("batch", t, h, w, 3), "uint8")]
             self.outputs = [TensorInfo("logits", ("batch", c), "float32")]
         elif role in ("encoder", "head"):
-            if not hasattr(model, "encode_frames") or (role == "encoder" and getattr(model, "shift", False)):
-                raise EdgevtError(f"torch backend: role {role!r} needs a 2D model with a per-frame encoder "
-                                  f"(TSN for the encoder role), not {getattr(model, 'arch', '?')}")
+            # StreamEncoder/StreamHead refuse models without a per-frame encoder (and TSM for the encoder)
+            module = StreamEncoder(model, self.spec) if role == "encoder" else StreamHead(model)
             d = model.encoder.dim  # per-frame embeddings (the temporal head may be wider: conv)
             if role == "encoder":
-                module = _EncoderModule(FramePreprocess(self.spec), model)
                 self.inputs = [TensorInfo("frames", ("batch", h, w, 3), "uint8")]
                 self.outputs = [TensorInfo("embedding", ("batch", d), "float32")]
             else:
-                module = _HeadModule(model)
                 self.inputs = [TensorInfo("embeddings", ("batch", t, d), "float32")]
                 self.outputs = [TensorInfo("logits", ("batch", c), "float32")]
         elif role == "stateful":
-            from edgevt.export.streaming import StatefulFrameModel
-
             module = StatefulFrameModel(model, self.spec)  # a clear error for models without shifts
             frames_in, *buffers_in = module.input_names
             embedding_out, *buffers_out = module.output_names

@@ -333,7 +333,7 @@ def open_triton(url: str, artifact=None, *, spec=None, form: str | None = None, 
     model must match (or pass ``spec=``)."""
     from pathlib import Path
 
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     bundle_path = None
     if spec is None:

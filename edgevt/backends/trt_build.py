@@ -24,12 +24,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgevt.bundle import PRECISIONS, ROLES, EngineSidecar, engine_file, read_sidecar, sidecar_path  # noqa: F401
 from edgevt.errors import EdgevtError
 from edgevt.fileio import atomic_write_bytes
 
 TRT_HINT = "pip install 'edgevt[tensorrt]'"
-ROLES = ("model", "encoder", "head", "stateful")
-SIDECAR_FORMAT = "edgevt-engine"
 CACHE_DIR = "trt_cache"
 
 
@@ -58,7 +57,7 @@ def choose_build_path(version: str, has_precision_flags: bool, has_strongly_type
     ``has_precision_flags`` is ``hasattr(trt.BuilderFlag, "FP16")`` (False on 11.x);
     ``has_strongly_typed`` is ``hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")``.
     """
-    if precision not in ("fp32", "fp16", "int8"):
+    if precision not in PRECISIONS:
         raise EdgevtError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
     v = parse_version(version)
     if v[0] < 10:
@@ -96,10 +95,6 @@ def profile_shapes(inputs: list[tuple[str, tuple]], batch: tuple[int, int, int])
     return out
 
 
-def has_dynamic_axes(profile: dict) -> bool:
-    return any(s["min"] != s["max"] for s in profile.values())
-
-
 def dla_decision(dla_core: int | None, family: str | None, batch: tuple[int, int, int],
                  precision: str = "fp16") -> str | None:
     """None when no DLA was asked for; raises when the request cannot work; returns a note otherwise."""
@@ -119,62 +114,9 @@ def dla_decision(dla_core: int | None, family: str | None, batch: tuple[int, int
     return note
 
 
-def engine_file(role: str, precision: str) -> str:
-    return f"{role}.{precision}.engine"
-
-
-def sidecar_path(engine_path: str | Path) -> Path:
-    p = Path(engine_path)
-    return p.with_name(p.name + ".json")
-
-
 def timing_cache_file(trt_version: str, compute_capability: str) -> str:
     """Timing caches are only valid for one TensorRT version and GPU architecture: name them so."""
     return f"timing-trt{trt_version}-sm{compute_capability.replace('.', '')}.cache"
-
-
-@dataclass
-class EngineSidecar:
-    tensorrt: str
-    gpu: str
-    compute_capability: str  # "8.7"
-    precision: str
-    role: str
-    profile: dict  # {input: {min, opt, max}}
-    source_onnx: dict  # {"key", "file", "sha256"}
-    spec: dict
-    strongly_typed: bool
-    flags: list = field(default_factory=list)
-    workspace_mib: int | None = None
-    opt_level: int | None = None
-    dla: str | None = None
-    engine_sha256: str = ""
-    build_seconds: float = 0.0
-    built_at: str = ""
-    edgevt: str = ""
-    state: dict = field(default_factory=dict)
-    format: str = SIDECAR_FORMAT
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EngineSidecar":
-        if d.get("format") != SIDECAR_FORMAT:
-            raise EdgevtError("not an edgevt engine sidecar")
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def read_sidecar(engine_path: str | Path) -> EngineSidecar:
-    sc = sidecar_path(engine_path)
-    if not sc.exists():
-        raise EdgevtError(f"{engine_path}: no sidecar {sc.name}, so its TensorRT version and GPU are unknown; "
-                          "rebuild it with `edgevt build BUNDLE`")
-    try:
-        return EngineSidecar.from_dict(json.loads(sc.read_text()))
-    except (json.JSONDecodeError, TypeError, EdgevtError) as e:
-        raise EdgevtError(f"{sc}: unreadable engine sidecar ({e}); rebuild with `edgevt build BUNDLE`") from None
 
 
 def rebuild_hint(engine_path: str | Path, sidecar: EngineSidecar) -> str:
@@ -264,8 +206,8 @@ def build_engine(bundle, key: str, *, batch=(1, 1, 8), workspace_mib: int | None
     """Build one engine from the bundle's ONNX artifact ``key`` (e.g. "model.int8"); register it as
     ``engine.<key>`` in the bundle (the caller saves the manifest)."""
     import edgevt
-    from edgevt.backends.onnxruntime import parse_batch
-    from edgevt.models.checkpoint import file_sha256
+    from edgevt.backends.base import parse_batch
+    from edgevt.fileio import file_sha256
 
     trt = import_tensorrt()
     art = bundle.artifact(key)
@@ -362,13 +304,13 @@ def build_bundle(bundle_path: str | Path, *, precisions: list[str] | None = None
                  opt_level: int | None = None, verbose: bool = False, log=print) -> list[BuildResult]:
     """Build engines for ``role`` at each precision the bundle has (or the ones asked for); saves the
     manifest after each engine so a later failure keeps the engines already built."""
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     if role not in ROLES:
         raise EdgevtError(f"--role {role!r}: choose from {', '.join(ROLES)}")
     import_tensorrt()  # fail fast with the install hint before touching the bundle
     bundle = Bundle.load(bundle_path)
-    have = [p for p in ("fp32", "fp16", "int8") if f"{role}.{p}" in bundle.artifacts]
+    have = [p for p in PRECISIONS if f"{role}.{p}" in bundle.artifacts]
     if precisions is None:
         precisions = have
     missing = [p for p in precisions if p not in have]

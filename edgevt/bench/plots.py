@@ -106,21 +106,3 @@ def plot_accuracy_vs_latency(points: list[tuple[str, float, float]], path: str |
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(plt, fig, path)
-
-
-def plot_confusion(matrix, labels: list[str], path: str | Path, title: str = "confusion matrix") -> Path:
-    """Row-normalised confusion matrix with counts in the cells."""
-    m = np.asarray(matrix, dtype=np.float64)
-    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    plt, (fig, ax) = _figure(figsize=(1.0 + 0.6 * len(labels), 0.8 + 0.55 * len(labels)))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    return _save(plt, fig, path)

@@ -259,10 +259,6 @@ def write_json(result: BenchResult, path: str | Path) -> Path:
     return path
 
 
-def load_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 def write_reports(result: BenchResult, out: str | Path, name: str = "bench") -> dict[str, Path]:
     """Write ``<name>.json``, ``<name>.md`` and ``<name>.png`` (latency plot) under ``out``."""
     from edgevt.bench.plots import accuracy_points, plot_accuracy_vs_latency, plot_latency

@@ -24,11 +24,11 @@ import numpy as np
 
 from edgevt.bench.latency import Case, LatencyStats, make_inputs, sample_clips
 from edgevt.bench.rounds import ORDERS, RatioSpread, ratio_spread, round_medians, run_rounds, warm_up
+from edgevt.bundle import PRECISIONS
 from edgevt.errors import EdgevtError
 
 BASELINE_BACKEND = "torch"
 BASELINE_PRECISION = "fp32"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -230,7 +230,7 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
     """Time each configuration; see the module docstring. ``duration_s`` / ``runs`` are per row, cut
     into ``rounds`` slices. ``progress`` is a rich Progress or None."""
     from edgevt.env import environment
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     if not warmup_s >= 0:
         raise EdgevtError(f"--warmup-s {warmup_s}: must be >= 0 seconds")

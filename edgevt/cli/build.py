@@ -28,15 +28,17 @@ def build(
     """
     from rich.console import Console
 
-    from edgevt.backends.onnxruntime import parse_batch
+    from edgevt.backends.base import parse_batch
     from edgevt.backends.trt_build import build_bundle
 
     precisions = None
     if precision:
         precisions = [p.strip() for p in precision.split(",") if p.strip()]
-        bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
+        from edgevt.bundle import PRECISIONS
+
+        bad = [p for p in precisions if p not in PRECISIONS]
         if bad:
-            raise EdgevtError(f"--precision {','.join(bad)}: choose from fp32, fp16, int8")
+            raise EdgevtError(f"--precision {','.join(bad)}: choose from {', '.join(PRECISIONS)}")
     console = Console()
     with console.status("building TensorRT engines (minutes per engine on a Jetson)..."):
         results = build_bundle(bundle, precisions=precisions, role=role, batch=parse_batch(batch),

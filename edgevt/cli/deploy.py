@@ -28,7 +28,7 @@ def triton(
     max_batch: int = typer.Option(8, help="Platform models with a dynamic batch: max_batch_size."),
 ) -> None:
     """Write a Triton model repository: a python model that runs the bundle with one state per camera
-    (what `edgevt run SOURCE BUNDLE --backend triton://HOST:PORT/NAME` streams to), and onnxruntime_onnx /
+    (what `edgevt run BUNDLE SOURCE --backend triton://HOST:PORT/NAME` streams to), and onnxruntime_onnx /
     tensorrt_plan configs for GPU servers (window form: dynamic batching; stateful form: sequence batching
     with the shift buffers as implicit state). REPO/README.md says how to start the server."""
     from edgevt.deploy.triton import write_triton_repository
@@ -39,7 +39,7 @@ def triton(
     for m, v in repo.models.items():
         typer.echo(f"{m}: {v['platform']} ({v['form']} form{', ' + v['role'] if v.get('role') else ''})")
     typer.echo(f"repository: {repo.path} (start the server as in {repo.path / 'README.md'}; then "
-               f"edgevt run SOURCE {bundle} --backend triton://127.0.0.1:8001/{repo.name})")
+               f"edgevt run {bundle} SOURCE --backend triton://127.0.0.1:8001/{repo.name})")
 
 
 @deploy_app.command("deepstream")

@@ -32,7 +32,8 @@ def eval_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from edgevt.errors import EdgevtError
-    from edgevt.eval.evaluate import artifact_kind, evaluate, evaluate_all
+    from edgevt.bundle import artifact_kind
+    from edgevt.eval.evaluate import evaluate, evaluate_all
 
     from edgevt.cli._options import at_least, threads as check_threads
 

@@ -85,17 +85,18 @@ def print_summary(bundle) -> None:
     acc = checks.get("accuracy", {})
     for key, a in bundle.artifacts.items():
         p = a.get("precision", "")
-        par = checks.get(f"parity.{p}", {}) if key.startswith("model.") else {}
+        par = a.get("parity") or {}  # the same schema for every form's artifacts
         e = acc.get(p, {}) if key.startswith("model.") else {}
         top1 = e.get("top1")
         t.add_row(key, a["file"], f"{par['max_abs_diff']:.2e}" if par else "",
-                  f"{par['top1_agreement'] * 100:.1f}%" if par else "",
+                  f"{par['top1_agreement']:.1f}%" if par else "",
                   f"{top1:.2f}" if top1 is not None else (f"agree {e['agreement_with_fp32']:.1f}%" if e else ""))
     Console().print(t)
-    g = checks.get("gate")
-    if g:
+    for key in [k for k in checks if k == "gate" or k.startswith("gate.")]:
+        g = checks[key]
         kept = len(g["kept_high_precision"])
-        typer.echo(f"INT8 gate: drop {g['drop']:.2f} points (max {g['max_drop']}), {kept} layer(s) kept in "
+        form = key.partition(".")[2] or "window"
+        typer.echo(f"INT8 gate ({form}): drop {g['drop']:.2f} points (max {g['max_drop']}), {kept} layer(s) kept in "
                    f"higher precision -> {'passed' if g['passed'] else 'FAILED'}")
 
 

@@ -27,10 +27,17 @@ def _print_summary(s, console) -> None:
     console.print(t)
 
 
+def _looks_like_model(path: str) -> bool:
+    from edgevt.bundle import CHECKPOINT_SUFFIXES, MANIFEST
+
+    p = Path(path)
+    return (p / MANIFEST).is_file() or p.name == MANIFEST or (p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+
+
 def run(
+    model: Path = typer.Argument(..., help="Bundle folder from `edgevt export`, or a .pt checkpoint (torch backend)."),
     source: str = typer.Argument(..., help="Video file, camera index (0), rtsp://... / http://... URL, or a "
                                            "GStreamer pipeline ending in appsink (needs OpenCV with GStreamer)."),
-    model: Path = typer.Argument(..., help="Bundle folder from `edgevt export`, or a .pt checkpoint (torch backend)."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="ort-cpu, ort-cuda, ort-trt, torch, ... "
                                           "(`edgevt info` lists them), or triton://HOST:PORT/MODEL for a model "
                                           "served by `edgevt deploy triton` (gRPC port). Default: ort-cpu for a "
@@ -62,7 +69,8 @@ def run(
     live: Optional[bool] = typer.Option(None, "--live/--no-live", help="Live terminal panel (default: when "
                                                                        "stderr is a terminal)."),
 ) -> None:
-    """Run a video classifier on a stream: decisions with latency, smoothed scores, events.
+    """Run the classifier MODEL (a bundle, or a checkpoint) on the stream SOURCE: decisions with
+    latency, smoothed scores, events. The artifact comes first, as in every verb.
 
     Ctrl-C or SIGTERM stops cleanly: every sink is flushed and the summary printed (exit 0). A
     source that ends badly -- a file cut short, a live source lost (without --reconnect) or not
@@ -76,11 +84,15 @@ def run(
     from edgevt.stream.sinks import JsonlSink, LiveSummary, VideoSink
 
     console = Console(stderr=True)
+    if not _looks_like_model(str(model)) and _looks_like_model(source):
+        raise EdgevtError(f"edgevt run takes the bundle first, then the source: edgevt run {source} {model}")
     check_threads(threads)
     if not (video_fps > 0):
         raise EdgevtError(f"--video-fps {video_fps}: must be > 0")
     if backend is None:
-        backend = "torch" if model.is_file() and model.suffix in (".pt", ".pth") else "ort-cpu"
+        from edgevt.bundle import artifact_kind
+
+        backend = "torch" if model.exists() and artifact_kind(model) == "checkpoint" else "ort-cpu"
     options = {"threads": threads} if threads is not None else {}
     st = Stream(source, model, form=form, backend=backend, precision=precision, stride=stride, drop=drop,
                 smooth=smooth, smooth_alpha=smooth_alpha, smooth_window=smooth_window, onset=onset,

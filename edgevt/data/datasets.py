@@ -7,6 +7,7 @@ samples clips by the ClipSpec. Bad files raise a one-line ``EdgevtError`` naming
 from __future__ import annotations
 
 import csv
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from edgevt.data.sampling import sample_indices
 from edgevt.data.video import is_video_file, probe_video, read_frames
 from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
+
+LIST_SUFFIXES = (".txt", ".csv", ".lst")
+
+
+class NoClipsError(EdgevtError):
+    """A data source holds no (readable) video at all: callers that can do without it catch this
+    type rather than matching the message."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,7 @@ def resolve_source(source: str | Path, labels: LabelMap | None = None,
     if not p.exists():
         raise EdgevtError(f"{p}: no such file or folder")
     if p.is_file():
-        if p.suffix.lower() not in (".txt", ".csv", ".lst"):
+        if p.suffix.lower() not in LIST_SUFFIXES:
             raise EdgevtError(f"{p}: expected a folder of videos or a .txt/.csv annotation list")
         records, lm = read_annotation_list(p, labels)
         if not labeled:
@@ -143,7 +151,7 @@ def resolve_source(source: str | Path, labels: LabelMap | None = None,
             return mapped, labels
         return records, found
     if labeled:
-        raise EdgevtError(f"{p}: no class subfolders with videos; a labeled dataset needs "
+        raise NoClipsError(f"{p}: no class subfolders with videos; a labeled dataset needs "
                           "<root>/<class>/<video> or an annotation list")
     return scan_unlabeled(p), labels
 
@@ -174,7 +182,7 @@ class ClipDataset(Dataset):
         else:
             self.skipped = []
         if not records:
-            raise EdgevtError("no readable clips in the dataset")
+            raise NoClipsError("no readable clips in the dataset")
         self.records = records
         self.spec = spec
         self.train = train
@@ -224,7 +232,69 @@ def load_dataset(source: str | Path, spec: ClipSpec, labels: LabelMap | None = N
     """A ClipDataset from any supported source; ``labels`` fixes the index order across domains."""
     records, lm = resolve_source(source, labels, labeled)
     if not records:
-        raise EdgevtError(f"{source}: contains no video files")
+        raise NoClipsError(f"{source}: contains no video files")
     ds = ClipDataset(records, spec, **kwargs)
     ds.label_map = lm
     return ds
+
+
+def has_labels(source) -> bool:
+    """Whether a data source says each clip's class: an annotation list, or a folder with class
+    subfolders of videos. A Python list of paths or a flat folder of videos does not."""
+    if isinstance(source, (list, tuple)):
+        return False
+    p = Path(source)
+    if p.is_file():
+        return p.suffix.lower() in LIST_SUFFIXES
+    return p.is_dir() and any(d.is_dir() and any(is_video_file(f) for f in d.rglob("*")) for d in p.iterdir())
+
+
+def _unlabeled_list(path: Path) -> list:
+    """The clips of a 'path label' / CSV list with their labels ignored (whatever they say)."""
+    class AnyLabel(LabelMap):
+        def index(self, label: str, where: str = "") -> int:
+            return -1
+
+    records, _ = read_annotation_list(path, AnyLabel([]))
+    if not records:
+        raise NoClipsError(f"{path}: contains no video files")
+    return [ClipRecord(r.path, None, r.start, r.end) for r in records]
+
+
+def load_clips(source: str | Path | list, spec: ClipSpec, max_clips: int | None = None, *,
+               labeled: bool = False, what: str = "calibration",
+               skip_bad: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(uint8 clips [N,T,H,W,3], labels [N] (-1 unlabeled), paths) from a data source.
+
+    ``max_clips`` picks clips evenly spread over the source (deterministic), so a class-sorted
+    folder still gives every class. Unreadable videos are skipped with a warning (none readable is an
+    error); ``skip_bad=False`` makes the first one an error naming the file, as ``adapt`` does by default.
+    """
+    labels = LabelMap(spec.labels) if labeled and spec.labels else None
+    try:
+        if isinstance(source, (list, tuple)):
+            ds = ClipDataset([ClipRecord(str(p)) for p in source], spec, train=False, skip_bad=skip_bad)
+        elif not labeled and Path(source).is_file() and Path(source).suffix.lower() in LIST_SUFFIXES:
+            # Unlabeled use of a list (calibration): its labels are ignored, so an unknown one is no error.
+            ds = ClipDataset(_unlabeled_list(Path(source)), spec, train=False, skip_bad=skip_bad)
+        else:
+            ds = load_dataset(source, spec, labels=labels, labeled=labeled, train=False, skip_bad=skip_bad)
+    except EdgevtError as e:
+        if isinstance(e, NoClipsError):
+            raise EdgevtError(f"{source}: no readable {what} clips ({e}); point it at a folder or list "
+                              "of target-domain videos") from None
+        raise
+    if ds.skipped:
+        # Calibration and evaluation carry on without them, but never silently.
+        names = ", ".join(Path(p).name for p, _ in ds.skipped[:5]) + (" ..." if len(ds.skipped) > 5 else "")
+        warnings.warn(f"{what}: skipped {len(ds.skipped)} unreadable video(s) in {source}: {names}", stacklevel=2)
+    n = len(ds)
+    idx = np.arange(n) if not max_clips or max_clips >= n else np.unique(np.linspace(0, n - 1, max_clips).round()
+                                                                          .astype(int))
+    clips, labs, paths = [], [], []
+    for i in idx:
+        clip, label = ds[int(i)]
+        clips.append(clip.numpy())
+        labs.append(int(label))
+        paths.append(ds.records[int(i)].path)
+    return np.stack(clips), np.asarray(labs, dtype=np.int64), paths

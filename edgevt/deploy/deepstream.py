@@ -176,7 +176,7 @@ class DeepStreamConfigs:
 
 def write_deepstream_configs(bundle_path: str | Path, out: str | Path, *, precision: str = "fp32", batch: int = 1,
                              sources: int = 1, stride: int = 1, gie_id: int = 1) -> DeepStreamConfigs:
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
     from edgevt.fileio import check_replaceable, replace_dir, staging_dir
 
     bundle = Bundle.load(bundle_path)

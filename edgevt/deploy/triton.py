@@ -18,7 +18,7 @@ END as control inputs): a request carries the camera's next frames ``FRAMES`` ui
 and ``DECIDE`` uint8 [k] (1 where a decision ends); the reply ``LOGITS`` float32 [k, C] holds the
 logits of the window ending at each marked frame. The model keeps each sequence's form state
 (frame window, embedding ring, shift buffers) keyed by CORRID; START resets it, END frees it.
-``edgevt run SOURCE BUNDLE --backend triton://HOST:PORT/NAME`` is its client.
+``edgevt run BUNDLE SOURCE --backend triton://HOST:PORT/NAME`` is its client.
 
 The platform models are the bundle's ONNX graphs (``1/model.onnx``) or TensorRT engines
 (``1/model.plan``, copied when the bundle holds one for that role and precision; otherwise build it
@@ -34,6 +34,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgevt.bundle import FORM_ROLES
 from edgevt.errors import EdgevtError
 
 REPO_MARKER = "edgevt-repo.json"
@@ -41,7 +42,6 @@ PLATFORMS = ("python", "onnxruntime_onnx", "tensorrt_plan")
 SUFFIX = {"onnxruntime_onnx": "onnx", "tensorrt_plan": "plan"}
 TRITON_DTYPES = {"uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
                  "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64", "bool": "TYPE_BOOL"}
-FORM_ROLES = {"window": ("model",), "incremental": ("encoder", "head"), "stateful": ("stateful", "head")}
 
 
 def is_repository(path: str | Path) -> bool:
@@ -63,9 +63,8 @@ def spec_json(spec) -> str:
 
 
 def default_form(bundle, precision: str = "fp32") -> str:
-    """The form `edgevt run` picks for this bundle: its ClipSpec's, when those artifacts exist."""
-    form = bundle.spec.streaming
-    return form if all(f"{r}.{precision}" in bundle.artifacts for r in FORM_ROLES[form]) else "window"
+    """The form `edgevt run` picks for this bundle (``Bundle.stream_form``)."""
+    return bundle.stream_form(precision)
 
 
 # -- protobuf text helpers ----------------------------------------------------------------------------
@@ -156,9 +155,9 @@ def onnx_io(path: Path) -> tuple[list, list]:
     """(inputs, outputs) of an ONNX graph as (name, numpy dtype, shape with str for dynamic axes)."""
     import onnx
 
-    from edgevt.backends.onnxruntime import load_graph
+    from edgevt.bundle import load_onnx_graph
 
-    m = load_graph(path)
+    m = load_onnx_graph(path)
     init = {i.name for i in m.graph.initializer}
 
     def rows(values):
@@ -204,7 +203,7 @@ PYTHONPATH=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib']
   tritonserver --model-repository={repo} --model-control-mode=explicit --load-model={name} \\
                --grpc-port 8001 --http-port 8000 --metrics-port 8002
 # or, with the server from the nvidia-pytriton wheel: python -m edgevt.deploy.server {repo} --model {name}
-edgevt run SOURCE {bundle} --backend triton://127.0.0.1:8001/{name}
+edgevt run {bundle} SOURCE --backend triton://127.0.0.1:8001/{name}
 ```
 
 A GPU server with the onnxruntime and tensorrt backends loads the platform models too
@@ -222,7 +221,7 @@ def write_triton_repository(bundle_path: str | Path, out: str | Path, *, name: s
                             platforms: tuple = PLATFORMS, max_streams: int = 16, instances: int = 1,
                             threads: int = 0, max_batch: int = 8) -> TritonRepository:
     """Write the model repository atomically (replacing only an earlier edgevt repository)."""
-    from edgevt.export.bundle import MANIFEST, Bundle
+    from edgevt.bundle import MANIFEST, Bundle
     from edgevt.fileio import check_replaceable, replace_dir, staging_dir
 
     bundle = Bundle.load(bundle_path)

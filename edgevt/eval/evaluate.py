@@ -9,7 +9,6 @@ bundle and stores the results in the manifest's ``eval`` section.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,11 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevt.errors import EdgevtError
+from edgevt.metrics import top1 as top1_of
 from edgevt.spec import ClipSpec
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
 
 @dataclass
 class EvalResult:
@@ -58,7 +54,7 @@ class ClipSet:
 
 def load_eval_clips(data, spec: ClipSpec, max_clips: int | None = None, skip_bad: bool = True) -> ClipSet:
     """skip_bad: skip unreadable videos with a warning (default); False: the first one is an error."""
-    from edgevt.export.calibration import load_clips
+    from edgevt.data.datasets import load_clips
 
     if max_clips is not None and max_clips < 1:
         raise EdgevtError(f"--max-clips {max_clips}: must be >= 1 (omit it to evaluate every clip)")
@@ -69,79 +65,26 @@ def load_eval_clips(data, spec: ClipSpec, max_clips: int | None = None, skip_bad
 
 
 # -- what to open ------------------------------------------------------------------------------
-def artifact_kind(artifact) -> str:
-    from edgevt.export.bundle import Bundle
-
-    if isinstance(artifact, Bundle):
-        return "bundle"
-    p = Path(artifact)
-    if p.is_dir() or p.name == "edgevt.json":
-        return "bundle"
-    if not p.exists():
-        raise EdgevtError(f"{p}: no such checkpoint, ONNX file, engine or bundle")
-    if p.suffix in CHECKPOINT_SUFFIXES:
-        return "checkpoint"
-    if p.suffix == ".onnx":
-        return "onnx"
-    if p.suffix in ENGINE_SUFFIXES:
-        return "engine"
-    raise EdgevtError(f"{p}: expected a checkpoint (.pt), an ONNX file, a TensorRT engine or a bundle folder")
-
-
-def artifact_spec(artifact, kind: str) -> ClipSpec:
-    """The ClipSpec that travels with the artifact (checkpoint, bundle, ONNX metadata, engine sidecar)."""
-    from edgevt.export.bundle import Bundle
-
-    if kind == "checkpoint":
-        from edgevt.models.checkpoint import load_checkpoint
-
-        return ClipSpec.from_dict(load_checkpoint(artifact)["spec"])
-    if kind == "bundle":
-        b = artifact if isinstance(artifact, Bundle) else Bundle.load(artifact, verify=False)
-        return b.spec
-    if kind == "onnx":
-        from edgevt.backends.onnxruntime import load_graph
-
-        m = load_graph(Path(artifact))  # a truncated or foreign file is a one-line error
-        props = {p.key: p.value for p in m.metadata_props}
-        if "edgevt.spec" not in props:
-            raise EdgevtError(f"{artifact}: no ClipSpec in its metadata (not exported by edgevt); "
-                              "evaluate the bundle or re-export with `edgevt export`")
-        return ClipSpec.from_json(props["edgevt.spec"])
-    sidecar = Path(str(artifact) + ".json")
-    for cand in (sidecar, Path(artifact).with_suffix(".json")):
-        if cand.exists():
-            d = json.loads(cand.read_text())
-            if "spec" in d:
-                return ClipSpec.from_dict(d["spec"])
-    raise EdgevtError(f"{artifact}: no JSON sidecar with the ClipSpec beside the engine; build it with "
-                      "`edgevt build`")
-
-
-def default_backend(kind: str) -> str:
-    return {"checkpoint": "torch", "onnx": "ort-cpu", "bundle": "ort-cpu", "engine": "tensorrt"}[kind]
-
-
-def open_artifact(artifact, kind: str, backend: str | None, precision: str | None, threads: int | None):
+def open_backend_for(art, backend: str | None, precision: str | None, threads: int | None):
+    """(backend name, opened Backend) for an Artifact (``edgevt.bundle.open_artifact``)."""
     from edgevt.backends import open_backend
 
-    name = backend or default_backend(kind)
+    name = backend or art.default_backend
     opts = {}
     if threads:
         opts["threads"] = threads
-    if kind == "bundle" or precision:
+    if art.kind == "bundle" or precision:
         opts["precision"] = precision or "fp32"
-    if name == "torch" and hasattr(artifact, "path"):
-        artifact = artifact.path  # the torch backend opens a bundle folder (its source checkpoint)
-    return name, open_backend(name, artifact, **opts)
+    target = art.bundle if art.bundle is not None and name != "torch" else art.path
+    return name, open_backend(name, target, **opts)
 
 
 def _model_inputs(backend, clips: np.ndarray, spec: ClipSpec) -> tuple[str, np.ndarray]:
-    from edgevt.export.calibration import as_model_input
+    from edgevt.models.preprocess import model_input
 
     info = backend.inputs[0]
     float_input = info.dtype.startswith("float") and len(info.shape) == 5 and info.shape[2] == 3
-    x = as_model_input(clips, spec, float_input)
+    x = model_input(clips, spec, float_input)
     if info.dtype == "float16":
         x = x.astype(np.float16)
     return info.name, x
@@ -151,7 +94,7 @@ def _model_inputs(backend, clips: np.ndarray, spec: ClipSpec) -> tuple[str, np.n
 def accuracy_metrics(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
     n_cls = logits.shape[1]
     pred = logits.argmax(1)
-    top1 = float((pred == labels).mean() * 100)
+    top1 = top1_of(logits, labels)
     top5 = None
     if n_cls > 5:
         top5_idx = np.argsort(-logits, axis=1)[:, :5]
@@ -200,14 +143,16 @@ def evaluate(artifact, data=None, *, precision: str | None = None, backend: str 
     out_dir: where to write the confusion matrix PNG (none written when None).
     skip_bad: skip unreadable videos in ``data`` with a warning; False makes the first one an error.
     """
-    kind = artifact_kind(artifact)
-    spec = artifact_spec(artifact, kind)
+    from edgevt.bundle import open_artifact
+
+    art = open_artifact(artifact)
+    spec = art.spec
     if clipset is None:
         if data is None:
             raise EdgevtError("evaluate needs data (a labeled folder or list) or a loaded clipset")
         clipset = load_eval_clips(data, spec, max_clips, skip_bad=skip_bad)
     _check_same_spec(clipset.spec, spec, artifact)
-    name, be = open_artifact(artifact, kind, backend, precision, threads)
+    name, be = open_backend_for(art, backend, precision, threads)
     try:
         logits, lat = predict(be, clipset.clips, spec, batch_size, progress)
         desc = be.describe()
@@ -217,7 +162,7 @@ def evaluate(artifact, data=None, *, precision: str | None = None, backend: str 
         raise EdgevtError(f"{artifact}: outputs {logits.shape[1]} classes but its spec has {len(spec.labels)} labels")
     prec = precision or desc.get("precision") or "fp32"
     m = accuracy_metrics(logits, clipset.labels, spec.labels)
-    res = EvalResult(artifact=str(getattr(artifact, "path", artifact)), backend=name, precision=prec,
+    res = EvalResult(artifact=str(art.path), backend=name, precision=prec,
                      data=clipset.source, clips=len(clipset.labels), labels=list(spec.labels), latency=lat,
                      batch_size=batch_size, device=desc, **m)
     if out_dir is not None:
@@ -246,13 +191,18 @@ def evaluate_all(bundle, data=None, *, backend: str | None = None, batch_size: i
                  save: bool = True, include_checkpoint: bool = False, progress=None,
                  skip_bad: bool = True) -> list[EvalResult]:
     """Every model.<precision> of a bundle on the same clips; stored in the manifest's ``eval``."""
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import open_artifact
 
-    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    art = open_artifact(bundle, verify=True)
+    if art.kind != "bundle":
+        raise EdgevtError(f"{art.path}: evaluating every precision needs a bundle folder (from `edgevt export`)")
+    b = art.bundle
     precisions = [k.split(".", 1)[1] for k in b.artifacts if k.startswith("model.")]
     if not precisions:
         raise EdgevtError(f"{b.path}: bundle has no model.<precision> artifacts")
     clipset = load_eval_clips(data, b.spec, max_clips, skip_bad=skip_bad)
+    from edgevt.metrics import top1_agreement
+
     results, logits = [], {}
     rows = []
     if include_checkpoint:
@@ -266,7 +216,7 @@ def evaluate_all(bundle, data=None, *, backend: str | None = None, batch_size: i
     ref = next((lg for (bn, p), lg in logits.items() if p == "fp32" and bn != "torch"), None)
     if ref is not None:
         for r in results:
-            r.agreement_with["fp32"] = float((logits[(r.backend, r.precision)].argmax(1) == ref.argmax(1)).mean() * 100)
+            r.agreement_with["fp32"] = top1_agreement(logits[(r.backend, r.precision)], ref)
     if save:
         for r in results:
             d = r.to_dict()

@@ -1,6 +1,6 @@
 """Export stage: checkpoint -> bundle (ONNX, FP16, INT8 Q/DQ, streaming forms).
 
-Library API (imported lazily so that ``edgevt.export.bundle`` stays light)::
+Library API (imported lazily: ``import edgevt.export`` stays light)::
 
     from edgevt.export import ExportConfig, export_bundle
     bundle = export_bundle("model.pt", "bundle/", ExportConfig(precisions=("fp32", "fp16", "int8"),
@@ -9,7 +9,7 @@ Library API (imported lazily so that ``edgevt.export.bundle`` stays light)::
 
 _LAZY = {"ExportConfig": "edgevt.export.exporter", "export_bundle": "edgevt.export.exporter",
          "register_form": "edgevt.export.exporter", "ExportContext": "edgevt.export.exporter",
-         "Bundle": "edgevt.export.bundle", "export_onnx": "edgevt.export.onnx"}
+         "export_onnx": "edgevt.export.onnx"}
 
 
 def __getattr__(name):

@@ -1,18 +1,26 @@
-"""``export_bundle``: checkpoint -> bundle with a parity-checked FP32 ONNX, FP16 and INT8 graphs.
+"""``export_bundle``: checkpoint -> bundle; one export path for every form.
 
-Steps (each records its result in the manifest's ``checks``):
+For each form -- ``window`` (the model), and the streaming forms asked for with ``forms``
+(``incremental``: encoder + head; ``stateful``: TSM per-frame model with its shift buffers + head) --
+the same steps run, and each records its result in the manifest's ``checks`` under one schema
+(``edgevt.bundle.check_key``: ``parity.fp32`` for the window form, ``parity.stateful.fp32`` for a
+stream form; ``int8``/``gate`` likewise):
 
-1. load the checkpoint (EdgevtError if it is not ours), export ``model.onnx`` (uint8 frames in),
-   onnx checker + shape inference, parity PyTorch vs onnxruntime on real clips;
-2. ``fp16``: FP16 graph with FP32 I/O, parity vs PyTorch on onnxruntime CPU;
-3. ``int8``: calibrate on target clips (same ClipSpec sampling as inference; ranges cached),
-   quantize (flavour ``tensorrt`` or ``cpu``), accuracy gate on ``eval`` clips with per-layer
-   exclusion until within ``max_drop``; the delivered INT8 file is the one measured;
-4. extra *forms* (streaming artifacts): every builder in ``config.forms`` is called with the
-   ``ExportContext`` (staged bundle, model, spec, clips) before the commit, so it can write files
-   into ``ctx.bundle.path`` and ``ctx.bundle.add_artifact(...)`` them (see ``register_form``);
-5. commit: the bundle is assembled in a staging folder beside ``<out>`` and renamed into place only when every
-   step passed; a failure removes the staging folder (nothing half-written looks valid).
+1. export every graph of the form (``edgevt.export.onnx.export_graph``: the configured exporter and
+   opset, checker + strict shape inference, ClipSpec in the metadata, atomic single-file write);
+2. parity: the whole form on onnxruntime against PyTorch on the same clips (real ones when
+   ``--eval``/``--calib`` data is given), within ``tolerance``; top-1 agreement in percent;
+3. ``fp16``: FP16 graphs with FP32/uint8 I/O, the same parity check;
+4. ``int8``: calibrate every graph of the form on target clips (the window graph on the clips as the
+   device feeds them; the per-frame graphs on what the stream loop feeds them, recorded while the
+   FP32 form runs over the clips; ranges cached), quantize (flavour ``tensorrt`` or ``cpu``), and the
+   accuracy gate on ``eval`` clips (``edgevt.export.gate.run_gate``: the most sensitive layers kept
+   in higher precision until within ``max_drop``); the delivered INT8 files are the ones measured;
+5. the artifacts go into the manifest with their I/O, parity and (for INT8) gate;
+6. extra artifacts: every builder registered with ``register_form`` and named in ``config.forms``
+   is called with the ``ExportContext`` before the commit;
+7. commit: the bundle is assembled in a staging folder beside ``<out>`` and renamed into place only
+   when every step passed; a failure removes the staging folder (nothing half-written looks valid).
 """
 from __future__ import annotations
 
@@ -26,21 +34,24 @@ from typing import Callable
 import numpy as np
 import torch
 
+from edgevt.bundle import (PRECISIONS, Bundle, check_key, is_bundle, load_onnx_graph, onnx_file)
+from edgevt.data.datasets import has_labels, load_clips
 from edgevt.errors import EdgevtError
-from edgevt.fileio import check_replaceable
 from edgevt.export import gate as gate_mod
-from edgevt.export.bundle import Bundle, is_bundle
-from edgevt.export.calibration import (MIN_SENSIBLE_CLIPS, ClipCalibrationReader, as_model_input, cache_path,
-                                       data_hash, load_clips)
-from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, compare_logits, deploy_module, example_input,
-                                export_onnx, ort_session, run_onnx, run_torch)
+from edgevt.export.calibration import MIN_SENSIBLE_CLIPS, ClipCalibrationReader, CalibrationSet, cache_path, data_hash
+from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, example_input, export_graph,
+                                form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
+                                torch_runner)
 from edgevt.export.precision import CALIB_METHODS, FLAVOURS, convert_fp16, preprocess_for_quantization, \
     quantize_int8
-from edgevt.models.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
+from edgevt.fileio import check_replaceable, file_sha256
+from edgevt.metrics import top1, top1_agreement
+from edgevt.models.checkpoint import load_checkpoint, model_from_checkpoint
+from edgevt.models.forms import default_stream_form, stream_forms_for
+from edgevt.models.preprocess import model_input
 from edgevt.spec import ClipSpec
 
-PRECISIONS = ("fp32", "fp16", "int8")
-FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+STREAM_FORMS = ("incremental", "stateful")  # built by the export path; "stream": whichever the model has
 # Max abs logit difference allowed, relative to max(1, max |FP32 logit|).
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2}
 
@@ -48,7 +59,7 @@ DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2}
 @dataclass
 class ExportConfig:
     precisions: tuple = ("fp32",)
-    calib: str | Path | list | None = None  # target-domain clips (folder, list file, or list of paths)
+    calib: str | Path | list | None = None  # target-domain clips (calibration set, folder, list file, or paths)
     calib_clips: int = 256
     calib_method: str = "entropy"
     flavour: str = "tensorrt"  # INT8 flavour: tensorrt | cpu
@@ -63,7 +74,7 @@ class ExportConfig:
     calib_cache: str | Path | None = None  # folder for cached ranges (default ~/.cache/edgevt/calibration)
     max_batch: int = 64
     keep_first_conv: bool = True  # tensorrt flavour: keep 3-input-channel convs out of INT8
-    forms: list = field(default_factory=list)  # names from register_form, or callables(ctx)
+    forms: list = field(default_factory=list)  # stream | incremental | stateful, names from register_form, callables(ctx)
     threads: int | None = None  # onnxruntime intra-op threads for the checks
     skip_bad: bool = True  # skip unreadable calib/eval videos with a warning; False: the first one is an error
 
@@ -107,23 +118,44 @@ _FORMS: dict[str, Callable[[ExportContext], None]] = {}
 
 
 def register_form(name: str, builder: Callable[[ExportContext], None]) -> None:
-    """Register an extra-artifact builder (e.g. streaming forms) usable as ``ExportConfig(forms=[name])``."""
+    """Register an extra-artifact builder usable as ``ExportConfig(forms=[name])``."""
+    if name in STREAM_FORMS or name == "stream":
+        raise EdgevtError(f"{name!r} is a built-in streaming form; register extra artifacts under another name")
     _FORMS[name] = builder
 
 
-def _stream_form(name: str | None) -> Callable[[ExportContext], None]:
-    def build(ctx: ExportContext) -> None:
-        from edgevt.export.streaming import export_stream_forms
-
-        export_stream_forms(ctx.model, ctx.bundle, None if name is None else [name])
-
-    build.__name__ = name or "stream"
-    return build
+def known_forms() -> list[str]:
+    """Every name ``ExportConfig.forms`` accepts."""
+    return ["stream", *STREAM_FORMS, *_FORMS]
 
 
-# Streaming forms (edgevt.export.streaming): "stream" adds whichever the model supports.
-for _name in ("incremental", "stateful", None):
-    register_form(_name or "stream", _stream_form(_name))
+def stream_forms(model: torch.nn.Module, names: list) -> list[str]:
+    """The streaming forms ``names`` asks for on this model ("stream": whichever it supports)."""
+    supported = stream_forms_for(model)
+    out: list[str] = []
+    for n in names:
+        if not isinstance(n, str) or n in _FORMS:
+            continue
+        if n == "stream":
+            out += [f for f in supported if f not in out]
+        elif n in STREAM_FORMS:
+            if n not in supported:
+                raise EdgevtError(f"{getattr(model, 'arch', 'this model')} cannot stream as {n!r}; "
+                                  f"it supports: {', '.join(['window', *supported])}")
+            out += [n] if n not in out else []
+        else:
+            raise EdgevtError(f"unknown export form(s) {[n]}; known: {', '.join(known_forms())}")
+    return out
+
+
+def parity_check(name: str, ref: np.ndarray, got: np.ndarray, tol: float) -> dict:
+    res = compare_logits(ref, got)
+    res.update(tolerance=tol, passed=res["max_rel_diff"] <= tol)
+    if not res["passed"]:
+        raise EdgevtError(f"{name} parity check failed: max abs logit diff {res['max_abs_diff']:.3g} "
+                          f"({res['max_rel_diff']:.3g} of the logit scale) > tolerance {tol:g}; "
+                          f"raise --tolerance {name.split()[-1]}=... if this is expected")
+    return res
 
 
 def parse_tolerance(text: str | None) -> dict:
@@ -158,15 +190,13 @@ def _versions() -> dict:
     return out
 
 
-def _parity_check(name: str, ref: np.ndarray, path: Path, inputs: np.ndarray, tol: float, threads) -> dict:
-    s = ort_session(path, threads)
-    res = compare_logits(ref, run_onnx(s, inputs))
-    res.update(tolerance=tol, passed=res["max_rel_diff"] <= tol, ort_optimization=s.edgevt_optimization)
-    if not res["passed"]:
-        raise EdgevtError(f"{name} parity check failed: max abs logit diff {res['max_abs_diff']:.3g} "
-                          f"({res['max_rel_diff']:.3g} of the logit scale) > tolerance {tol:g}; "
-                          f"raise --tolerance {name}=... if this is expected")
-    return res
+@dataclass
+class _Data:
+    calib: tuple | None  # (clips, labels, paths)
+    eval: tuple | None
+    parity: np.ndarray  # uint8 clips
+    parity_source: str
+    calib_set: CalibrationSet | None = None
 
 
 def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig | None = None,
@@ -189,44 +219,15 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
         raise EdgevtError(f"{ckpt_path}: its ClipSpec has no labels; re-save it with the class names")
     source = {"checkpoint": str(ckpt_path.resolve()), "sha256": file_sha256(ckpt_path), "arch": ckpt["arch"],
               "strategy": ckpt.get("strategy")}
-    forms = [f if callable(f) else _FORMS.get(f) for f in config.forms]
-    if any(f is None for f in forms):
-        unknown = [f for f in config.forms if not callable(f) and f not in _FORMS]
-        raise EdgevtError(f"unknown export form(s) {unknown}; known: {', '.join(_FORMS) or 'none'}")
-
-    # Data first: a bad --calib/--eval fails before minutes of export work.
-    calib = eval_set = None
-    if "int8" in config.precisions:
-        log(f"loading calibration clips from {describe_source(config.calib)}")
-        calib = load_clips(config.calib, spec, config.calib_clips, labeled=False, what="calibration",
-                           skip_bad=config.skip_bad)
-        if len(calib[0]) < MIN_SENSIBLE_CLIPS:
-            warn(f"calibrating on only {len(calib[0])} clips (fewer than {MIN_SENSIBLE_CLIPS}); activation "
-                 "ranges may be noisy -- give more target-domain clips")
-    elif config.calib is not None:  # no INT8, but real clips for the parity check
-        calib_for_parity = load_clips(config.calib, spec, config.parity_clips, labeled=False, what="calibration",
-                                      skip_bad=config.skip_bad)
-    if config.eval is not None:
-        log(f"loading evaluation clips from {describe_source(config.eval)}")
-        eval_set = _load_eval(config.eval, spec, config.eval_clips, config.skip_bad)
-    if eval_set is not None:
-        parity_clips = eval_set[0][:config.parity_clips]
-        parity_source = f"eval data {describe_source(config.eval)}"
-    elif calib is not None or config.calib is not None:
-        parity_clips = (calib if calib is not None else calib_for_parity)[0][:config.parity_clips]
-        parity_source = f"calibration data {describe_source(config.calib)}"
-    else:
-        parity_clips = example_input(spec, batch=min(config.parity_clips, 8)).numpy()
-        parity_source = "random uint8 frames (no --eval/--calib data given)"
-        warn("parity checked on random frames; pass --eval or --calib to check on real clips")
-
+    hooks = [f if callable(f) else _FORMS[f] for f in config.forms if callable(f) or f in _FORMS]
+    forms = stream_forms(model, config.forms)
+    data = _load_data(spec, config, log, warn)  # a bad --calib/--eval fails before minutes of export work
     bundle = Bundle.staging(out, spec, source)
     try:
         with tempfile.TemporaryDirectory(prefix="edgevt-export.") as tmpdir:
-            _export_into(bundle, model, spec, config, ckpt, calib, eval_set, parity_clips, parity_source,
-                         Path(tmpdir), log, warn)
-            ctx = ExportContext(bundle, model, spec, config, ckpt, parity_clips, log, warnings)
-            for builder in forms:
+            _export_into(bundle, model, spec, config, ckpt, data, forms, Path(tmpdir), log, warn)
+            ctx = ExportContext(bundle, model, spec, config, ckpt, data.parity, log, warnings)
+            for builder in hooks:
                 log(f"building form {getattr(builder, '__name__', builder)}")
                 builder(ctx)
         bundle.manifest["tools"] = _versions()
@@ -238,21 +239,71 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
         raise
 
 
+def export_forms(model: torch.nn.Module, bundle: Bundle, forms: list[str] | None = None,
+                 config: ExportConfig | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Add streaming forms of an in-memory ``model`` (with the bundle's ClipSpec) to a staged Bundle,
+    through the same path as ``export_bundle`` (parity on random frames unless ``config`` names data).
+    Returns the new artifact entries."""
+    config = config or ExportConfig(precisions=tuple(p for p in PRECISIONS if p != "int8"
+                                                     and (p == "fp32" or f"model.{p}" in bundle.artifacts)))
+    config.validate()
+    log = log or (lambda msg: None)
+    warnings = bundle.manifest.setdefault("warnings", [])
+
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        log(f"warning: {msg}")
+
+    spec = bundle.spec
+    before = set(bundle.artifacts)
+    names = stream_forms(model, forms if forms is not None else ["stream"])
+    data = _load_data(spec, config, log, warn)
+    with tempfile.TemporaryDirectory(prefix="edgevt-export.") as tmpdir:
+        _export_into(bundle, model, spec, config, {"arch": getattr(model, "arch", type(model).__name__)}, data,
+                     names, Path(tmpdir), log, warn, window=False)
+    return {k: v for k, v in bundle.artifacts.items() if k not in before}
+
+
 def describe_source(source) -> str:
     """A short description of a data source for logs and the manifest (lists are not spelled out)."""
     if isinstance(source, (list, tuple)):
         return f"{len(source)} listed files"
+    if CalibrationSet.is_set(source):  # identified by its manifest hash, not by where it lies
+        return CalibrationSet.open(source, verify=False).describe()
     return str(source)
 
 
-def _load_eval(source, spec: ClipSpec, max_clips: int | None, skip_bad: bool = True):
-    """Labeled clips when the source has labels, otherwise unlabeled (agreement-only gate)."""
-    try:
-        return load_clips(source, spec, max_clips, labeled=True, what="evaluation", skip_bad=skip_bad)
-    except EdgevtError as e:
-        if "no class subfolders" not in str(e) and "no readable evaluation clips" not in str(e):
-            raise
-    return load_clips(source, spec, max_clips, labeled=False, what="evaluation", skip_bad=skip_bad)
+def _load_data(spec: ClipSpec, config: ExportConfig, log, warn) -> _Data:
+    calib = calib_set = None
+    calib_source = config.calib
+    if config.calib is not None and CalibrationSet.is_set(config.calib):
+        calib_set = CalibrationSet.open(config.calib)
+        calib_set.check_spec(spec)
+        calib_source = calib_set.clip_paths()
+    if "int8" in config.precisions:
+        log(f"loading calibration clips from {describe_source(config.calib)}")
+        calib = load_clips(calib_source, spec, config.calib_clips, labeled=False, what="calibration",
+                           skip_bad=config.skip_bad)
+        if len(calib[0]) < MIN_SENSIBLE_CLIPS:
+            warn(f"calibrating on only {len(calib[0])} clips (fewer than {MIN_SENSIBLE_CLIPS}); activation "
+                 "ranges may be noisy -- give more target-domain clips")
+    eval_set = None
+    if config.eval is not None:
+        log(f"loading evaluation clips from {describe_source(config.eval)}")
+        # labeled when the source says each clip's class (an agreement-only gate otherwise)
+        eval_set = load_clips(config.eval, spec, config.eval_clips, labeled=has_labels(config.eval),
+                              what="evaluation", skip_bad=config.skip_bad)
+    if eval_set is not None:
+        return _Data(calib, eval_set, eval_set[0][:config.parity_clips], f"eval data {describe_source(config.eval)}",
+                     calib_set)
+    if config.calib is not None:
+        clips = calib[0] if calib is not None else load_clips(calib_source, spec, config.parity_clips, labeled=False,
+                                                              what="calibration", skip_bad=config.skip_bad)[0]
+        return _Data(calib, None, clips[:config.parity_clips], f"calibration data {describe_source(config.calib)}",
+                     calib_set)
+    warn("parity checked on random frames; pass --eval or --calib to check on real clips")
+    return _Data(None, None, example_input(spec, batch=min(config.parity_clips, 8)).numpy(),
+                 "random uint8 frames (no --eval/--calib data given)")
 
 
 def _config_record(config: ExportConfig) -> dict:
@@ -266,146 +317,205 @@ def _config_record(config: ExportConfig) -> dict:
     return d
 
 
-def _export_into(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ckpt: dict, calib, eval_set,
-                 parity_clips: np.ndarray, parity_source: str, tmp: Path, log, warn) -> None:
+def _export_into(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ckpt: dict, data: _Data,
+                 forms: list[str], tmp: Path, log, warn, window: bool = True) -> None:
     checks = bundle.manifest["checks"]
-    meta = {"edgevt.arch": ckpt["arch"], "edgevt.labels": ",".join(spec.labels)}
-    fp32_path = bundle.path / FILES["fp32"]
-    log(f"exporting {ckpt['arch']} to ONNX (opset {config.opset})")
-    info = export_onnx(model, spec, fp32_path, float_input=config.float_input, opset=config.opset,
-                       exporter=config.exporter, max_batch=config.max_batch, metadata=meta)
-    if info.fallback_reason:
-        warn(f"dynamo exporter failed ({info.fallback_reason}); used the TorchScript exporter")
-    checks["onnx"] = {"checker": "passed", "shape_inference": "passed", "exporter": info.exporter,
-                      "fallback_reason": info.fallback_reason, "export_seconds": info.seconds}
-    torch_module = deploy_module(model, spec, config.float_input)
-    parity_inputs = as_model_input(parity_clips, spec, config.float_input)
-    with torch.no_grad():
-        ref = run_torch(torch_module, parity_inputs)
-    common = {"form": "window", "role": "model", "kind": "onnx", "opset": info.opset, "inputs": info.inputs,
-              "outputs": info.outputs, "float_input": config.float_input}
-    log("parity check fp32 (PyTorch vs onnxruntime)")
-    checks["parity.fp32"] = {**_parity_check("fp32", ref, fp32_path, parity_inputs, config.tolerance["fp32"],
-                                             config.threads), "data": parity_source}
-    bundle.add_artifact("model.fp32", FILES["fp32"], precision="fp32", exporter=info.exporter, **common)
-
-    if "fp16" in config.precisions:
-        log("converting to FP16")
-        t0 = time.perf_counter()
-        conv = convert_fp16(fp32_path, bundle.path / FILES["fp16"])
-        checks["parity.fp16"] = {**_parity_check("fp16", ref, bundle.path / FILES["fp16"], parity_inputs,
-                                                 config.tolerance["fp16"], config.threads),
-                                 "data": parity_source, "seconds": round(time.perf_counter() - t0, 3), **conv}
-        bundle.add_artifact("model.fp16", FILES["fp16"], precision="fp16", **common)
-
+    if data.calib_set is not None:
+        bundle.manifest["calibration"] = data.calib_set.record()
     eval_logits = {}
-    if eval_set is not None:
-        eval_inputs = as_model_input(eval_set[0], spec, config.float_input)
-        eval_logits["fp32"] = run_onnx(ort_session(fp32_path, config.threads), eval_inputs)
-        if "fp16" in config.precisions:
-            eval_logits["fp16"] = run_onnx(ort_session(bundle.path / FILES["fp16"], config.threads), eval_inputs)
-
-    if "int8" in config.precisions:
-        _int8(bundle, spec, config, calib, eval_set, eval_logits, ref, parity_inputs, parity_source, tmp, common,
-              log, warn)
-
-    if eval_set is not None:
-        labels = eval_set[1]
+    for form in (["window"] if window else []) + forms:
+        logits = _export_form(bundle, model, spec, config, ckpt, data, form, tmp, log, warn)
+        if form == "window":
+            eval_logits = logits
+    default = default_stream_form(model)
+    if default in forms:  # the loop streams in it by default (a bidirectional TSM's causal form only on request)
+        bundle.manifest["spec"]["streaming"] = default
+    if data.eval is not None and eval_logits:
+        labels = data.eval[1]
         labeled = bool(len(labels)) and bool((labels >= 0).all())
         acc = {"clips": int(len(labels)), "labeled": labeled, "data": describe_source(config.eval)}
         for p, logits in eval_logits.items():
-            acc[p] = {"top1": gate_mod.top1(logits, labels) if labeled else None,
-                      "agreement_with_fp32": float((logits.argmax(1) == eval_logits["fp32"].argmax(1)).mean() * 100)}
+            acc[p] = {"top1": top1(logits, labels) if labeled else None,
+                      "agreement_with_fp32": top1_agreement(logits, eval_logits["fp32"])}
         checks["accuracy"] = acc
 
 
-def _int8(bundle: Bundle, spec, config: ExportConfig, calib, eval_set, eval_logits, ref, parity_inputs,
-          parity_source, tmp: Path, common: dict, log, warn) -> None:
+class _Form:
+    """One form being exported: its graphs, where each precision's files go, and how to run it."""
+
+    def __init__(self, bundle: Bundle, form: str, graphs: list[Graph], config: ExportConfig):
+        self.bundle, self.name, self.graphs, self.config = bundle, form, graphs, config
+        self.zero_state = initial_state(graphs)
+        self.state = next((g.entry["state"] for g in graphs if g.entry.get("state")), {})
+
+    def path(self, role: str, precision: str) -> Path:
+        return self.bundle.path / onnx_file(role, precision)
+
+    def logits(self, precision: str, clips: np.ndarray, record: bool = False):
+        runners = {g.role: ort_runner(ort_session(self.path(g.role, precision), self.config.threads))
+                   for g in self.graphs}
+        return form_logits(self.name, runners, clips, self.state, self.zero_state, record=record)
+
+    def torch_logits(self, clips: np.ndarray) -> np.ndarray:
+        runners = {g.role: torch_runner(g) for g in self.graphs}
+        return form_logits(self.name, runners, clips, self.state, self.zero_state)[0]
+
+    def node(self, role: str, name: str) -> str:
+        """A layer's name in exclusion lists: the node name, ``role/node`` in a form of two graphs."""
+        return name if len(self.graphs) == 1 else f"{role}/{name}"
+
+    def split(self, names: list[str], role: str) -> list[str]:
+        if len(self.graphs) == 1:
+            return list(names)
+        return [n.split("/", 1)[1] for n in names if n.startswith(f"{role}/")]
+
+
+def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ckpt: dict, data: _Data, form: str,
+                 tmp: Path, log, warn) -> dict:
+    """Export, check and add one form at every precision; returns its logits on the eval clips."""
+    checks = bundle.manifest["checks"]
+    window = form == "window"
+    float_input = config.float_input and window  # the per-frame forms always take uint8 frames
+    f = _Form(bundle, form, form_graphs(model, spec, form, float_input=float_input), config)
+    meta = {"edgevt.arch": ckpt["arch"], "edgevt.labels": ",".join(spec.labels), "edgevt.form": form}
+    infos = {}
+    for g in f.graphs:
+        log(f"exporting {ckpt['arch']} {form} {g.role} to ONNX (opset {config.opset})")
+        info = export_graph(g, spec, f.path(g.role, "fp32"), opset=config.opset, exporter=config.exporter,
+                            max_batch=config.max_batch, metadata=meta, float_input=float_input)
+        if info.fallback_reason:
+            warn(f"dynamo exporter failed on {form} {g.role} ({info.fallback_reason}); used the TorchScript exporter")
+        infos[g.role] = info
+    first = infos[f.graphs[0].role]
+    checks[check_key("onnx", form)] = {"checker": "passed", "shape_inference": "passed", "exporter": first.exporter,
+                                       "fallback_reason": first.fallback_reason,
+                                       "export_seconds": round(sum(i.seconds for i in infos.values()), 3)}
+    parity_in = model_input(data.parity, spec, float_input)
+    # Reference: the PyTorch model itself for the window and incremental forms (encoder + head is the
+    # window model split in two); the causal torch model for the stateful form (see models/forms.py).
+    ref = (_Form(bundle, "window", form_graphs(model, spec, "window"), config).torch_logits(parity_in)
+           if form == "incremental" else f.torch_logits(parity_in))
+
+    def add(precision: str, parity: dict, **extra) -> None:
+        for g in f.graphs:
+            ins, outs = io_signature(load_onnx_graph(f.path(g.role, precision)))
+            bundle.add_artifact(f"{g.role}.{precision}", onnx_file(g.role, precision), kind="onnx", form=form,
+                                role=g.role, precision=precision, opset=infos[g.role].opset, inputs=ins,
+                                outputs=outs, float_input=float_input, exporter=infos[g.role].exporter,
+                                parity={k: parity.get(k) for k in ("max_abs_diff", "top1_agreement", "clips")},
+                                **g.entry, **extra)
+
+    eval_in = model_input(data.eval[0], spec, float_input) if data.eval is not None else None
+    eval_logits = {}
+    for p in [q for q in ("fp32", "fp16") if q in config.precisions]:
+        t0 = time.perf_counter()
+        conv = {}
+        if p == "fp16":
+            log(f"converting {form} to FP16")
+            for g in f.graphs:
+                conv.setdefault("retargeted_casts", []).extend(
+                    convert_fp16(f.path(g.role, "fp32"), f.path(g.role, "fp16"))["retargeted_casts"])
+        log(f"parity check {form} {p} (PyTorch vs onnxruntime)")
+        res = parity_check(f"{'' if window else form + ' '}{p}", ref, f.logits(p, parity_in)[0], config.tolerance[p])
+        res.update(data=data.parity_source, seconds=round(time.perf_counter() - t0, 3), **conv)
+        checks[check_key("parity", form, p)] = res
+        add(p, res)
+        if eval_in is not None:
+            eval_logits[p] = f.logits(p, eval_in)[0]
+
+    if "int8" in config.precisions:
+        _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add)
+    return eval_logits
+
+
+def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval_in, eval_logits: dict,
+               ref: np.ndarray, parity_in: np.ndarray, tmp: Path, log, warn, add) -> None:
     import onnx
 
-    checks = bundle.manifest["checks"]
-    clips, _, paths = calib
-    calib_inputs = as_model_input(clips, spec, config.float_input)
-    prepared = tmp / "prepared.onnx"
+    checks = f.bundle.manifest["checks"]
+    form = f.name
+    clips, _, paths = data.calib
     t0 = time.perf_counter()
-    preprocess_for_quantization(bundle.path / FILES["fp32"], prepared)
-    model_hash = file_sha256(prepared)
-    cache = cache_path(model_hash, data_hash(paths, clips), config.calib_method, len(clips), config.calib_cache)
-    cache_hit = cache.exists()
-    log(f"calibrating on {len(clips)} target clips ({config.calib_method}, "
+    calib_in = model_input(clips, spec, config.float_input and form == "window")
+    if form == "window":
+        feeds = {"model": {"frames": calib_in}}
+        hashed = {"model": clips}
+    else:  # what the stream loop feeds each graph on these clips, recorded from the FP32 form
+        feeds = f.logits("fp32", calib_in, record=True)[1]
+        hashed = feeds
+    prepared, caches, readers, qdq32 = {}, {}, {}, {}
+    kept: list[dict] = []
+    for g in f.graphs:
+        r = g.role
+        prepared[r] = tmp / f"{form}.{r}.prepared.onnx"
+        preprocess_for_quantization(f.path(r, "fp32"), prepared[r])
+        rows = len(next(iter(feeds[r].values())))
+        caches[r] = cache_path(file_sha256(prepared[r]), data_hash(paths, hashed[r]), config.calib_method,
+                               rows, config.calib_cache)
+        readers[r] = ClipCalibrationReader(feeds[r])
+        qdq32[r] = tmp / f"{form}.{r}.qdq32.onnx"
+        if config.flavour == "tensorrt" and config.keep_first_conv:
+            # A conv with 3 input channels gains nothing from INT8 on TensorRT and bloats the engine.
+            m = onnx.load(str(prepared[r]))
+            inits = {i.name: i for i in m.graph.initializer}
+            for n in m.graph.node:
+                if n.op_type == "Conv" and n.input[1] in inits and len(inits[n.input[1]].dims) > 1 \
+                        and inits[n.input[1]].dims[1] == 3:
+                    kept.append({"node": f.node(r, n.name), "reason": "3-input-channel conv (no INT8 gain on TensorRT)"})
+    cache_hit = all(c.exists() for c in caches.values())
+    log(f"calibrating {form} on {len(clips)} target clips ({config.calib_method}, "
         f"{'cached ranges' if cache_hit else 'computing ranges'})")
-    reader = ClipCalibrationReader(calib_inputs)
-    qdq32 = tmp / "qdq32.onnx"
-    out_path = bundle.path / FILES["int8"]
 
     def quantize(exclude: list[str]) -> dict:
-        return quantize_int8(prepared, out_path, reader=reader, method=config.calib_method, flavour=config.flavour,
-                             nodes_to_exclude=exclude, cache_path=cache, qdq_fp32_copy=qdq32)
+        per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, "int8"), reader=readers[g.role],
+                                     method=config.calib_method, flavour=config.flavour,
+                                     nodes_to_exclude=f.split(exclude, g.role), cache_path=caches[g.role],
+                                     qdq_fp32_copy=qdq32[g.role]) for g in f.graphs}
+        out = dict(next(iter(per.values())))
+        out["nodes_excluded"] = [f.node(r, n) for r, s in per.items() for n in s["nodes_excluded"]]
+        out["qdq_nodes"] = {t: sum(s["qdq_nodes"][t] for s in per.values()) for t in out["qdq_nodes"]}
+        if len(per) > 1:
+            out["graphs"] = {r: {"qdq_nodes": s["qdq_nodes"], "nodes_excluded": s["nodes_excluded"]}
+                             for r, s in per.items()}
+        return out
 
-    kept: list[dict] = []
-    if config.flavour == "tensorrt" and config.keep_first_conv:
-        # A conv with 3 input channels gains nothing from INT8 on TensorRT and bloats the engine.
-        m = onnx.load(str(prepared))
-        inits = {i.name: i for i in m.graph.initializer}
-        for n in m.graph.node:
-            if n.op_type == "Conv" and n.input[1] in inits and len(inits[n.input[1]].dims) > 1 \
-                    and inits[n.input[1]].dims[1] == 3:
-                kept.append({"node": n.name, "reason": "3-input-channel conv (no INT8 gain on TensorRT)"})
-    base_exclude = [k["node"] for k in kept]
-    summary = quantize(base_exclude)
+    summary = quantize([k["node"] for k in kept])
     calib_seconds = time.perf_counter() - t0
-    result = None
-    if eval_set is not None:
-        eval_inputs = as_model_input(eval_set[0], spec, config.float_input)
-        labels = eval_set[1]
+    gate = None
+    if data.eval is not None:
+        def rank() -> list:
+            probe = eval_in[:32]
+            rows = {"model": {"frames": probe}} if form == "window" else f.logits("fp32", probe, record=True)[1]
+            ranking = []
+            for g in f.graphs:
+                feeds_r = rows[g.role]
+                one = feeds_r["frames"] if form == "window" else feeds_r
+                ranking += [(f.node(g.role, n), s) for n, s in
+                            gate_mod.layer_sensitivity(prepared[g.role], qdq32[g.role], one, tmp)]
+            return sorted(ranking, key=lambda x: -x[1]) if len(f.graphs) > 1 else ranking
 
-        def measure() -> tuple[dict, np.ndarray]:
-            logits = run_onnx(ort_session(out_path, config.threads), eval_inputs)
-            return gate_mod.measure(eval_logits["fp32"], logits, labels), logits
-
-        m, logits = measure()
-        steps = [{"excluded": len(base_exclude), "drop": m["drop"], "int8": m["int8"], "agreement": m["agreement"]}]
-        ranking = []
-        if m["drop"] > config.max_drop:
-            log(f"INT8 drop {m['drop']:.2f} points > {config.max_drop}; ranking layers by sensitivity")
-            ranking = gate_mod.layer_sensitivity(prepared, qdq32, eval_inputs[:32], tmp)
-            ranked = [n for n, _ in ranking if n not in base_exclude]
-            for exclude in gate_mod.exclusion_schedule(ranked, base_exclude):
-                summary = quantize(exclude)
-                m, logits = measure()
-                steps.append({"excluded": len(exclude), "drop": m["drop"], "int8": m["int8"],
-                              "agreement": m["agreement"]})
-                log(f"  {len(exclude)} layers in higher precision: drop {m['drop']:.2f} points")
-                if m["drop"] <= config.max_drop:
-                    break
-            kept += [{"node": n, "reason": "accuracy gate (sensitivity rank)"}
-                     for n in summary["nodes_excluded"] if n not in base_exclude]
-        result = gate_mod.GateResult(passed=m["drop"] <= config.max_drop, max_drop=config.max_drop,
-                                     labeled=m["labeled"], metric="top1_drop" if m["labeled"] else "disagreement",
-                                     fp32=m["fp32"], int8=m["int8"], drop=m["drop"], agreement=m["agreement"],
-                                     clips=int(len(labels)), kept_high_precision=kept, steps=steps,
-                                     sensitivity=[(n, round(s, 5)) for n, s in ranking[:10]])
-        eval_logits["int8"] = logits
+        gate = gate_mod.run_gate(quantize, lambda: f.logits("int8", eval_in)[0], rank, fp32_logits=eval_logits["fp32"],
+                                 labels=data.eval[1], max_drop=config.max_drop, kept=kept, log=log, summary=summary)
+        summary, kept = gate.summary, gate.kept
+        eval_logits["int8"] = gate.logits
     else:
-        warn("no --eval data: the INT8 accuracy gate was not run; pass labeled target clips with --eval")
+        warn("no --eval data: the INT8 accuracy gate was not run" + ("" if form == "window" else f" for the {form} form")
+             + "; pass labeled target clips with --eval")
     summary.update(kept_high_precision=kept, calibration={
-        "clips": len(clips), "method": config.calib_method, "data": describe_source(config.calib), "cache": str(cache),
-        "cache_hit": cache_hit, "seconds": round(calib_seconds, 3)})
-    checks["int8"] = summary
-    if result is not None:
-        if result.passed and summary["qdq_nodes"]["QuantizeLinear"] == 0:
-            # every quantized layer had to be kept in higher precision: that is not an INT8 graph
-            result.passed = False
-            raise EdgevtError(f"INT8 accuracy gate: the drop is within --max-drop {config.max_drop} only with no "
-                              "layer left in INT8; this model does not quantize well here -- export fp16 "
-                              "instead, or calibrate on more/other target clips")
-        checks["gate"] = result.to_dict()
-        if not result.passed:
-            raise EdgevtError(f"INT8 accuracy gate failed: drop {result.drop:.2f} points > --max-drop "
-                              f"{config.max_drop} even with {len(kept)} layers kept in higher precision; "
-                              "calibrate on more target clips, try --calib-method, or export without int8")
-    checks["parity.int8"] = {**compare_logits(ref, run_onnx(ort_session(out_path, config.threads), parity_inputs)),
-                             "data": parity_source, "note": "informational: INT8 is judged by the accuracy gate"}
-    bundle.add_artifact("model.int8", FILES["int8"], precision="int8", flavour=config.flavour,
-                        ort_optimization="basic" if config.flavour == "tensorrt" else "all",
-                        kept_high_precision=[k["node"] for k in kept], **common)
+        "clips": len(clips), "method": config.calib_method, "data": describe_source(config.calib),
+        "cache": str(caches[f.graphs[0].role]), "cache_hit": cache_hit, "seconds": round(calib_seconds, 3)})
+    if data.calib_set is not None:
+        summary["calibration"]["set_manifest_sha256"] = data.calib_set.manifest_sha256
+    if len(f.graphs) > 1:
+        summary["calibration"]["rows"] = {r: len(next(iter(feeds[r].values()))) for r in feeds}
+    checks[check_key("int8", form)] = summary
+    if gate is not None:
+        checks[check_key("gate", form)] = gate.result.to_dict()
+    res = {**compare_logits(ref, f.logits("int8", parity_in)[0]), "data": data.parity_source,
+           "note": "informational: INT8 is judged by the accuracy gate"}
+    checks[check_key("parity", form, "int8")] = res
+    add("int8", res, flavour=config.flavour, ort_optimization="basic" if config.flavour == "tensorrt" else "all",
+        kept_high_precision=[k["node"] for k in kept],
+        gate={k: gate.result.to_dict()[k] for k in ("passed", "drop", "max_drop", "agreement", "metric")}
+        if gate is not None else None)
+

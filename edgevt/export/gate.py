@@ -8,22 +8,22 @@ Sensitivity is the per-layer error against FP32: both graphs expose every quanti
 and input activation; a layer's score is how much its output's relative error grows over its
 input's (so errors inherited from earlier layers are not blamed on it). The top-ranked layers are
 excluded from quantization (``nodes_to_exclude``) in growing groups (1, 2, 4, ...) and the graph is
-re-quantized with the cached calibration ranges and re-measured each time.
+re-quantized with the cached calibration ranges and re-measured each time (``run_gate``: the same
+loop for every form; a form of two graphs ranks the layers of both).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
 
+from edgevt.errors import EdgevtError
 from edgevt.export.onnx import ort_session
+from edgevt.metrics import top1, top1_agreement  # noqa: F401  (top1: the gate's metric)
 from edgevt.export.precision import weighted_nodes
-
-
-def top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(1) == labels).mean() * 100.0)
 
 
 @dataclass
@@ -46,7 +46,7 @@ class GateResult:
 
 
 def measure(fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray | None) -> dict:
-    agreement = float((fp32_logits.argmax(1) == int8_logits.argmax(1)).mean() * 100.0)
+    agreement = top1_agreement(fp32_logits, int8_logits)
     labeled = labels is not None and len(labels) > 0 and bool((labels >= 0).all())
     if labeled:
         a, b = top1(fp32_logits, labels), top1(int8_logits, labels)
@@ -73,13 +73,14 @@ def quantized_nodes(fp32: onnx.ModelProto, qdq: onnx.ModelProto) -> list[onnx.No
     return [n for n in fp32.graph.node if n.name in quantized]
 
 
-def layer_sensitivity(fp32_path: str | Path, qdq_path: str | Path, inputs: np.ndarray,
+def layer_sensitivity(fp32_path: str | Path, qdq_path: str | Path, inputs,
                       tmp_dir: str | Path) -> list[tuple[str, float]]:
     """[(node name, score)] for every quantized node, most sensitive first.
 
     ``qdq_path`` must be the Q/DQ graph with FP32 tensors (before any FP16 conversion), so that
     the original tensor names and types line up with ``fp32_path``. Weighted ops come first at
-    equal score (they are where INT8 pays off, but also where it usually hurts).
+    equal score (they are where INT8 pays off, but also where it usually hurts). ``inputs``: rows of
+    the graph's first input, or {input name: rows} for a graph with several inputs.
     """
     fp32 = onnx.load(str(fp32_path))
     qdq = onnx.load(str(qdq_path))
@@ -108,8 +109,12 @@ def layer_sensitivity(fp32_path: str | Path, qdq_path: str | Path, inputs: np.nd
     sq_diff = dict.fromkeys(wanted, 0.0)
     sq_ref = dict.fromkeys(wanted, 0.0)
     bad_shape = set()
-    for i in range(0, len(inputs), 4):
-        res = {tag: s.run(wanted, {s.get_inputs()[0].name: inputs[i:i + 4]}) for tag, s in sessions.items()}
+    feeds = inputs if isinstance(inputs, dict) else {sessions["fp32"].get_inputs()[0].name: inputs}
+    rows = len(next(iter(feeds.values())))
+    first = sessions["fp32"].get_inputs()[0].shape
+    step = 1 if first and first[0] == 1 else 4  # fixed batch-1 graphs (stateful) take one row a run
+    for i in range(0, rows, step):
+        res = {tag: s.run(wanted, {k: v[i:i + step] for k, v in feeds.items()}) for tag, s in sessions.items()}
         for k, n in enumerate(wanted):
             f, q = res["fp32"][k], res["qdq"][k]
             if f.shape != q.shape:
@@ -136,3 +141,58 @@ def exclusion_schedule(ranked: list[str], already: list[str]) -> list[list[str]]
         k *= 2
     sets.append(already + ranked)
     return sets
+
+
+@dataclass
+class GateOutcome:
+    summary: dict  # the last quantization's summary (nodes_excluded, qdq_nodes, ...)
+    result: GateResult
+    logits: np.ndarray  # INT8 logits on the eval clips, of the delivered graph(s)
+    kept: list  # [{"node", "reason"}] kept in higher precision
+
+
+def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np.ndarray],
+             rank: Callable[[], list[tuple[str, float]]], *, fp32_logits: np.ndarray, labels: np.ndarray,
+             max_drop: float, kept: list[dict], log: Callable[[str], None] = lambda m: None,
+             summary: dict | None = None) -> GateOutcome:
+    """The INT8 accuracy gate for any form: measure; while the drop is over ``max_drop``, keep the
+    most sensitive layers (``rank()``) in higher precision in growing groups, re-quantize
+    (``quantize(exclude)``) and re-measure. ``kept`` holds the layers excluded from the start (with
+    reasons); ``summary`` is the first quantization's summary when the caller already ran it.
+
+    Raises EdgevtError when the gate fails, or passes only with no layer left in INT8."""
+    base = [k["node"] for k in kept]
+    summary = summary if summary is not None else quantize(base)
+    logits = int8_logits()
+    m = measure(fp32_logits, logits, labels)
+    steps = [{"excluded": len(base), "drop": m["drop"], "int8": m["int8"], "agreement": m["agreement"]}]
+    ranking: list = []
+    kept = list(kept)
+    if m["drop"] > max_drop:
+        log(f"INT8 drop {m['drop']:.2f} points > {max_drop}; ranking layers by sensitivity")
+        ranking = rank()
+        ranked = [n for n, _ in ranking if n not in base]
+        for exclude in exclusion_schedule(ranked, base):
+            summary = quantize(exclude)
+            logits = int8_logits()
+            m = measure(fp32_logits, logits, labels)
+            steps.append({"excluded": len(exclude), "drop": m["drop"], "int8": m["int8"], "agreement": m["agreement"]})
+            log(f"  {len(exclude)} layers in higher precision: drop {m['drop']:.2f} points")
+            if m["drop"] <= max_drop:
+                break
+        kept += [{"node": n, "reason": "accuracy gate (sensitivity rank)"}
+                 for n in summary["nodes_excluded"] if n not in base]
+    result = GateResult(passed=m["drop"] <= max_drop, max_drop=max_drop, labeled=m["labeled"],
+                        metric="top1_drop" if m["labeled"] else "disagreement", fp32=m["fp32"], int8=m["int8"],
+                        drop=m["drop"], agreement=m["agreement"], clips=int(len(labels)), kept_high_precision=kept,
+                        steps=steps, sensitivity=[(n, round(sc, 5)) for n, sc in ranking[:10]])
+    if result.passed and summary["qdq_nodes"]["QuantizeLinear"] == 0:
+        # every quantized layer had to be kept in higher precision: that is not an INT8 graph
+        raise EdgevtError(f"INT8 accuracy gate: the drop is within --max-drop {max_drop} only with no "
+                          "layer left in INT8; this model does not quantize well here -- export fp16 "
+                          "instead, or calibrate on more/other target clips")
+    if not result.passed:
+        raise EdgevtError(f"INT8 accuracy gate failed: drop {result.drop:.2f} points > --max-drop "
+                          f"{max_drop} even with {len(kept)} layers kept in higher precision; "
+                          "calibrate on more target clips, try --calib-method, or export without int8")
+    return GateOutcome(summary, result, logits, kept)

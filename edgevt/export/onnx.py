@@ -9,6 +9,13 @@ Exporter: torch's dynamo exporter (``torch.onnx.export(dynamo=True)``, dynamic b
 ``torch.export.Dim``). Documented fallback: ``exporter="auto"`` retries with the TorchScript-based
 exporter (``dynamo=False``) when dynamo fails, and records which one produced the file; the parity
 check afterwards guards either. ``exporter="dynamo"`` or ``"legacy"`` forces one.
+
+One path for every form: ``form_graphs(model, spec, form)`` lists the graphs of a streaming form
+(``window``: ``model``; ``incremental``: ``encoder`` + ``head``; ``stateful``: ``stateful`` +
+``head``, the torch modules of edgevt.models.forms), ``export_graph`` exports any of them (same
+exporter, opset, checker, metadata and atomic write), and ``form_logits`` runs a whole form over
+uint8 clips -- on onnxruntime sessions or on the torch modules -- so the parity check and the INT8
+gate compare the same thing for every form.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from torch import nn
 
 from edgevt.errors import EdgevtError
 from edgevt.fileio import atomic_path
+from edgevt.metrics import top1_agreement
 from edgevt.spec import ClipSpec
 
 INPUT_NAME = "frames"
@@ -97,21 +105,22 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0][:240] if lines else ''}"
 
 
-def _export_once(module: nn.Module, x: torch.Tensor, path: Path, opset: int, dynamo: bool,
-                 max_batch: int) -> None:
+def _export_once(module: nn.Module, args: tuple, path: Path, opset: int, dynamo: bool, max_batch: int,
+                 input_names: list[str], output_names: list[str], dynamic_batch: bool) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if dynamo:
             batch = torch.export.Dim(BATCH_AXIS, min=1, max=max_batch)
-            prog = torch.onnx.export(module, (x,), None, dynamo=True, opset_version=opset,
-                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                     dynamic_shapes=({0: batch},), optimize=True, verbose=False)
+            shapes = tuple({0: batch} for _ in args) if dynamic_batch else None
+            prog = torch.onnx.export(module, args, None, dynamo=True, opset_version=opset,
+                                     input_names=input_names, output_names=output_names,
+                                     dynamic_shapes=shapes, optimize=True, verbose=False)
             prog.save(str(path), external_data=False)
         else:
-            torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}},
-                              do_constant_folding=True)
+            axes = {n: {0: BATCH_AXIS} for n in input_names + output_names} if dynamic_batch else None
+            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
+                              input_names=input_names, output_names=output_names,
+                              dynamic_axes=axes, do_constant_folding=True)
 
 
 def _name_batch_axis(model: onnx.ModelProto) -> None:
@@ -160,28 +169,41 @@ def save_onnx_atomic(model: onnx.ModelProto, path: Path) -> None:
         onnx.save_model(model, str(tmp), save_as_external_data=False)
 
 
-def export_onnx(model: nn.Module, spec: ClipSpec, path: str | Path, *, float_input: bool = False,
-                opset: int = DEFAULT_OPSET, exporter: str = "auto", max_batch: int = 64,
-                metadata: dict | None = None) -> OnnxExportInfo:
-    """Export ``model`` (normalised float [N,T,3,H,W] -> logits) to one ONNX file at ``path``.
+@dataclass
+class Graph:
+    """One ONNX graph of a form: the torch module, example arguments (batch >= 2 where the batch axis
+    is dynamic, so it stays symbolic), its I/O names and extra fields for its bundle entry."""
 
-    metadata: extra ``metadata_props`` (strings); the ClipSpec JSON is always added as ``edgevt.spec``.
-    Raises EdgevtError naming the unsupported operator when no exporter can convert the model.
+    role: str
+    module: nn.Module
+    args: tuple
+    input_names: list
+    output_names: list
+    dynamic_batch: bool = True
+    entry: dict = field(default_factory=dict)  # e.g. {"state": {...}, "embedding_dim": D}
+
+
+def export_graph(graph: Graph, spec: ClipSpec, path: str | Path, *, opset: int = DEFAULT_OPSET,
+                 exporter: str = "auto", max_batch: int = 64, metadata: dict | None = None,
+                 float_input: bool = False) -> OnnxExportInfo:
+    """Export one graph to a single ONNX file at ``path``: checker, strict shape inference, the
+    ClipSpec in the metadata (``edgevt.spec``), one atomic write.
+
+    Raises EdgevtError naming the unsupported operator when no exporter can convert the module.
     """
     if exporter not in EXPORTERS:
         raise EdgevtError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
     if opset < 13:
         raise EdgevtError(f"opset {opset} is too old; use 17 or newer (19+ for FP16 Q/DQ scales)")
     path = Path(path)
-    module = deploy_module(model, spec, float_input)
-    x = example_input(spec, batch=2, float_input=float_input)  # batch >= 2 so the axis stays symbolic
     tries = ["dynamo", "legacy"] if exporter == "auto" else [exporter]
     errors: list[str] = []
     t0 = time.perf_counter()
     used = None
     for name in tries:
         try:
-            _export_once(module, x, path, opset, name == "dynamo", max_batch)
+            _export_once(graph.module.eval(), graph.args, path, opset, name == "dynamo", max_batch,
+                         list(graph.input_names), list(graph.output_names), graph.dynamic_batch)
             used = name
             break
         except EdgevtError:
@@ -190,14 +212,16 @@ def export_onnx(model: nn.Module, spec: ClipSpec, path: str | Path, *, float_inp
             op = unsupported_operator(e)
             errors.append(f"{name} exporter: " + (f"unsupported operator {op}" if op else _first_line(e)))
     if used is None:
+        model = getattr(graph.module, "model", graph.module)
         arch = getattr(model, "arch", type(model).__name__)
-        raise EdgevtError(f"{arch}: could not export to ONNX opset {opset} ({'; '.join(errors)}); "
+        raise EdgevtError(f"{arch}: could not export {graph.role} to ONNX opset {opset} ({'; '.join(errors)}); "
                           "try another --opset or --exporter, or a different architecture")
     seconds = time.perf_counter() - t0
     m = onnx.load(str(path), load_external_data=True)
-    _name_batch_axis(m)
+    if graph.dynamic_batch:
+        _name_batch_axis(m)
     props = {"edgevt.spec": spec.to_json(), "edgevt.input": "float" if float_input else "uint8",
-             "edgevt.exporter": used, **(metadata or {})}
+             "edgevt.exporter": used, "edgevt.role": graph.role, **(metadata or {})}
     set_metadata(m, props)
     check_and_save(m, path)
     m = onnx.load(str(path))
@@ -205,6 +229,17 @@ def export_onnx(model: nn.Module, spec: ClipSpec, path: str | Path, *, float_inp
     return OnnxExportInfo(exporter=used, opset=opset_of(m), inputs=ins, outputs=outs, float_input=float_input,
                           fallback_reason="; ".join(errors), seconds=round(seconds, 3),
                           size_bytes=path.stat().st_size)
+
+
+def export_onnx(model: nn.Module, spec: ClipSpec, path: str | Path, *, float_input: bool = False,
+                opset: int = DEFAULT_OPSET, exporter: str = "auto", max_batch: int = 64,
+                metadata: dict | None = None) -> OnnxExportInfo:
+    """Export ``model`` (normalised float [N,T,3,H,W] -> logits) as the window graph (uint8 frames in,
+    unless ``float_input``) to one ONNX file at ``path``."""
+    graph = Graph("model", deploy_module(model, spec, float_input),
+                  (example_input(spec, batch=2, float_input=float_input),), [INPUT_NAME], [OUTPUT_NAME])
+    return export_graph(graph, spec, path, opset=opset, exporter=exporter, max_batch=max_batch,
+                        metadata=metadata, float_input=float_input)
 
 
 def opset_of(model: onnx.ModelProto) -> int:
@@ -259,9 +294,113 @@ def run_torch(module: nn.Module, clips: np.ndarray, batch_size: int = 8) -> np.n
 
 
 def compare_logits(reference: np.ndarray, other: np.ndarray) -> dict:
-    """Max/mean abs logit difference, the same relative to the logit scale, and top-1 agreement."""
+    """Max/mean abs logit difference, the same relative to the logit scale, and top-1 agreement (%)."""
     diff = np.abs(reference.astype(np.float64) - other.astype(np.float64))
     scale = max(1.0, float(np.abs(reference).max()))
     return {"clips": int(len(reference)), "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
             "max_rel_diff": float(diff.max() / scale), "logit_scale": scale,
-            "top1_agreement": float((reference.argmax(1) == other.argmax(1)).mean())}
+            "top1_agreement": top1_agreement(reference, other)}
+
+
+# -- the graphs of every form ------------------------------------------------------------------
+def form_graphs(model: nn.Module, spec: ClipSpec, form: str, *, float_input: bool = False,
+                seed: int = 0) -> list[Graph]:
+    """The graphs a form is made of, as torch modules with example arguments (see the module doc)."""
+    from edgevt.models.forms import StatefulFrameModel, StreamEncoder, StreamHead, stream_forms_for
+
+    if form == "window":
+        return [Graph("model", deploy_module(model, spec, float_input),
+                      (example_input(spec, batch=2, float_input=float_input, seed=seed),), [INPUT_NAME], [OUTPUT_NAME])]
+    supported = stream_forms_for(model)
+    if form not in supported:
+        raise EdgevtError(f"{getattr(model, 'arch', 'this model')} cannot stream as {form!r}; "
+                          f"it supports: {', '.join(['window', *supported])}")
+    model = model.eval()
+    g = torch.Generator().manual_seed(seed)
+    (h, w), t = spec.size, spec.num_frames
+    frames = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, generator=g)
+    if form == "incremental":
+        first = StreamEncoder(model, spec).eval()
+        with torch.no_grad():
+            dim = int(first(frames[:1]).shape[-1])
+        first_graph = Graph("encoder", first, (frames,), ["frames"], ["embedding"], entry={"embedding_dim": dim})
+    else:
+        first = StatefulFrameModel(model, spec).eval()
+        state0 = first.initial_state()
+        with torch.no_grad():
+            dim = int(first(frames[:1], *state0)[0].shape[-1])
+        first_graph = Graph("stateful", first, (frames[:1], *state0), list(first.input_names),
+                            list(first.output_names), dynamic_batch=False,
+                            entry={"state": dict(first.state), "embedding_dim": dim})
+    embeddings = torch.randn(2, t, dim, generator=g)
+    head = Graph("head", StreamHead(model).eval(), (embeddings,), ["embeddings"], [OUTPUT_NAME],
+                 entry={"embedding_dim": dim})
+    return [first_graph, head]
+
+
+def initial_state(graphs: list[Graph]) -> dict[str, np.ndarray]:
+    """Zero buffers for the stateful graph's state inputs (empty for the other forms)."""
+    for g in graphs:
+        if g.entry.get("state"):
+            return {n: np.zeros(tuple(a.shape), np.float32) for n, a in zip(g.input_names[1:], g.args[1:])}
+    return {}
+
+
+def ort_runner(session):
+    """feeds -> {output name: array} over an onnxruntime session."""
+    names = [o.name for o in session.get_outputs()]
+    return lambda feeds: dict(zip(names, session.run(None, feeds)))
+
+
+def torch_runner(graph: Graph):
+    """feeds -> {output name: array} over a graph's torch module (the parity reference)."""
+    def run(feeds: dict) -> dict:
+        with torch.no_grad():
+            out = graph.module(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in graph.input_names])
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return {n: v.float().numpy() for n, v in zip(graph.output_names, out)}
+    return run
+
+
+def form_logits(form: str, runners: dict, clips: np.ndarray, state: dict | None = None,
+                zero_state: dict | None = None, batch_size: int = 8,
+                record: bool = False) -> tuple[np.ndarray, dict]:
+    """Logits [N, C] of a whole form over clips [N, T, H, W, 3] (the window graph's input for
+    ``window``), computed as the stream loop computes them: the per-frame graph once per frame
+    (the stateful one from zero buffers at each clip's start), then the head over the T embeddings.
+
+    runners: {role: feeds -> outputs} (``ort_runner`` / ``torch_runner``). record: also return, per
+    role, every input the graphs saw, stacked along the batch axis (INT8 calibration data)."""
+    seen: dict = {}
+
+    def call(role: str, feeds: dict) -> dict:
+        if record:
+            for k, v in feeds.items():
+                seen.setdefault(role, {}).setdefault(k, []).append(np.asarray(v))
+        return runners[role](feeds)
+
+    n = len(clips)
+    if form == "window":
+        out = [call("model", {INPUT_NAME: clips[i:i + batch_size]})[OUTPUT_NAME] for i in range(0, n, batch_size)]
+    else:
+        t = clips.shape[1]
+        emb = []
+        if form == "incremental":
+            frames = clips.reshape(-1, *clips.shape[2:])
+            step = batch_size * t
+            emb = [call("encoder", {"frames": frames[i:i + step]})["embedding"] for i in range(0, len(frames), step)]
+            emb = np.concatenate(emb).reshape(n, t, -1)
+        else:
+            for clip in clips:
+                buffers = dict(zero_state or {})
+                per_frame = []
+                for f in clip:
+                    o = call("stateful", {"frames": np.ascontiguousarray(f[None]), **buffers})
+                    buffers = {k: o[v] for k, v in (state or {}).items()}
+                    per_frame.append(o["embedding"][0])
+                emb.append(np.stack(per_frame))
+            emb = np.stack(emb)
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        out = [call("head", {"embeddings": emb[i:i + batch_size]})[OUTPUT_NAME] for i in range(0, n, batch_size)]
+    logits = np.concatenate(out).astype(np.float32)
+    return logits, {r: {k: np.concatenate(v) for k, v in d.items()} for r, d in seen.items()}

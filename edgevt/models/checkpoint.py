@@ -5,7 +5,6 @@ architecture name, constructor arguments, the ClipSpec (with labels) and what pr
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from pathlib import Path
@@ -117,11 +116,3 @@ def model_from_checkpoint(ckpt: dict | str | Path, source: str | Path | None = N
         raise EdgevtError(f"{where}: damaged edgevt checkpoint (its weights do not fit {ckpt['arch']}: {detail}); "
                           "re-create it with `edgevt adapt`") from None
     return model.eval(), spec
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

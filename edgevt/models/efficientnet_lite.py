@@ -73,6 +73,14 @@ class EfficientNetLite0(nn.Module):
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(1280, num_classes)
 
+    def frame_stages(self) -> list[nn.Module]:
+        """Stem, the seven MBConv stages of ``LITE0_STAGES``, the head conv (then a global mean)."""
+        stages, start = [nn.Sequential(self._conv_stem, self._bn0, self.act)], 0
+        for *_, repeats in LITE0_STAGES:
+            stages.append(self._blocks[start:start + repeats])
+            start += repeats
+        return stages + [nn.Sequential(self._conv_head, self._bn1, self.act)]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self._bn0(self._conv_stem(x)))
         x = self._blocks(x)

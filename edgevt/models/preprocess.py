@@ -36,3 +36,16 @@ class FramesClassifier(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.model(self.preprocess(frames))
+
+
+def model_input(clips, spec: ClipSpec, float_input: bool):
+    """uint8 clips [N, T, H, W, 3] (numpy) -> what the exported window graph takes: the clips
+    themselves, or for a ``--float-input`` graph the output of this module's ``FramePreprocess``
+    (float32 [N, T, 3, H, W]) -- the same normalisation as in the graph, not a second copy of it."""
+    import numpy as np
+
+    clips = np.ascontiguousarray(clips)
+    if not float_input:
+        return clips
+    with torch.no_grad():
+        return np.ascontiguousarray(FramePreprocess(spec)(torch.from_numpy(clips)).numpy())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
@@ -37,7 +36,6 @@ class ModelInfo:
     fixed_input: tuple | None = None  # (T, H, W) when the architecture only accepts one size
     min_frames: int = 1  # temporal downsampling needs at least this many frames
     streaming: tuple = field(default=("window",))
-    builder: Callable = field(default=None, repr=False, compare=False)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -59,13 +57,30 @@ def model_info(name: str) -> ModelInfo:
 
 # -- 2D backbones ------------------------------------------------------------------------------
 class FrameEncoder(nn.Module):
-    """A 2D image CNN without its classifier: [M, 3, H, W] -> [M, D]."""
+    """A 2D image CNN without its classifier: [M, 3, H, W] -> [M, D].
 
-    def __init__(self, net: nn.Module, dim: int, features_fn: str | None = None):
+    It says its own structure: ``frame_stages()`` (the stages in order, then a global mean pool),
+    ``new_stages`` (how many of the last stages are new layers on a pretrained prefix) and
+    ``shift_scope()`` (where TSM's temporal shifts go). Adaptation asks these instead of guessing."""
+
+    def __init__(self, net: nn.Module, dim: int, features_fn: str | None = None, stages=None):
         super().__init__()
         self.net = net
         self.dim = dim
         self._features_fn = features_fn
+        self._stages = stages  # callable(net) -> [stages], for nets that cannot list their own
+
+    def frame_stages(self) -> list[nn.Module]:
+        if hasattr(self.net, "frame_stages"):
+            return list(self.net.frame_stages())
+        return list(self._stages(self.net))
+
+    @property
+    def new_stages(self) -> int:
+        return int(getattr(self.net, "new_stages", 0))
+
+    def shift_scope(self) -> nn.Module:
+        return self.net.shift_scope() if hasattr(self.net, "shift_scope") else self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._features_fn:
@@ -82,6 +97,19 @@ _TV_2D = {
     "mobilenet_v3_large": ("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V2", 960, "classifier"),
     "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1", 1280, "classifier"),
 }
+
+
+def _resnet_stages(net) -> list[nn.Module]:
+    return [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), net.layer1, net.layer2, net.layer3, net.layer4]
+
+
+def _features_stages(net) -> list[nn.Module]:
+    """MobileNet / EfficientNet-B0: the blocks of ``features`` (stem conv first, head conv last)."""
+    return list(net.features)
+
+
+def _tv_stages(backbone: str):
+    return _resnet_stages if backbone.startswith("resnet") else _features_stages
 
 
 def _torchvision_weights(name: str):
@@ -112,6 +140,9 @@ class TinyCNN(nn.Module):
         down = nn.Sequential(nn.Conv2d(width, 2 * width, 1, 2, bias=False), nn.BatchNorm2d(2 * width))
         self.blocks = nn.Sequential(BasicBlock(width, width), BasicBlock(width, 2 * width, stride=2, downsample=down))
         self.num_features = 2 * width
+
+    def frame_stages(self) -> list[nn.Module]:
+        return [self.stem, *self.blocks]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x)).mean(dim=(2, 3))
@@ -186,7 +217,7 @@ def build_frame_encoder(backbone: str, weights: str | None) -> FrameEncoder:
         elif weights == "pretrained":
             net.load_state_dict(_download_state_dict(_torchvision_weights(default_w)))
         setattr(net, head, nn.Identity())
-        encoder = FrameEncoder(net, dim)
+        encoder = FrameEncoder(net, dim, stages=_tv_stages(backbone))
     return encoder
 
 
@@ -225,8 +256,7 @@ class TemporalClassifier(nn.Module):
         self.shift = shift
         if shift:
             # Backbones with new layers on a pretrained prefix say where shifts go (only the new part).
-            scope = encoder.net.shift_scope() if hasattr(encoder.net, "shift_scope") else encoder
-            insert_temporal_shift(scope, num_frames, causal=shift_direction == "causal")
+            insert_temporal_shift(encoder.shift_scope(), num_frames, causal=shift_direction == "causal")
         if temporal not in ("avg", "conv"):
             raise EdgevtError(f"unknown temporal head {temporal!r}: use avg or conv")
         self.temporal = temporal
@@ -237,6 +267,14 @@ class TemporalClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.feature_dim = temporal_dim if temporal == "conv" else encoder.dim
         self.fc = nn.Linear(self.feature_dim, num_classes)
+
+    def stages(self) -> list[nn.Module]:
+        """The frame encoder's stages, in order (adaptation freezes, trains and caches by them)."""
+        return self.encoder.frame_stages()
+
+    @property
+    def new_stages(self) -> int:
+        return self.encoder.new_stages
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """[M, 3, H, W] -> [M, D]. For TSM, M must be a multiple of num_frames (whole clips)."""
@@ -308,6 +346,17 @@ class Video3DClassifier(nn.Module):
         self.net = net
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.feature_dim, num_classes)
+
+    def stages(self) -> list[nn.Module] | None:
+        """The network's stages in order, or None where it has none to cut (MViT)."""
+        net = self.net
+        if hasattr(net, "layer4"):  # VideoResNet: r3d_18, mc3_18, r2plus1d_18
+            return [net.stem, net.layer1, net.layer2, net.layer3, net.layer4]
+        if self.arch == "s3d":
+            return list(net.features)
+        return None
+
+    new_stages = 0
 
     def clip_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.transpose(1, 2)).flatten(1)

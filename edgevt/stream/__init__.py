@@ -5,13 +5,7 @@ from edgevt.stream.loop import Decision, Stream, StreamSummary, open_model, stre
 __all__ = ["Decision", "Stream", "StreamSummary", "open_model", "stream"]
 
 
-# ``edgevt.stream`` is both this package and the entry point: ``edgevt.stream(source, model)``
-# calls ``stream`` (a package attribute cannot be a plain function without hiding the package).
-class _CallablePackage(__import__("types").ModuleType):
-    def __call__(self, source, model, **options) -> Stream:
-        return stream(source, model, **options)
+# ``edgevt.stream`` is both this package and the entry point: ``edgevt.stream(source, model)``.
+from edgevt._callable import make_callable  # noqa: E402
 
-    __call__.__doc__ = stream.__doc__
-
-
-__import__("sys").modules[__name__].__class__ = _CallablePackage
+make_callable(__name__, stream)

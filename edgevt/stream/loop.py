@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevt.bundle import FORM_ROLES, artifact_key, check_form
 from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
 from edgevt.stream.events import EventDetector
@@ -39,9 +40,7 @@ from edgevt.stream.ring import FrameRing
 from edgevt.stream.smoothing import Smoother, softmax
 from edgevt.stream.sources import FrameReader, GapEvent, parse_source
 
-FORMS = ("window", "incremental", "stateful")
 DROPS = ("latest", "none")
-ROLES = {"window": ("model",), "incremental": ("encoder", "head"), "stateful": ("stateful", "head")}
 
 
 # -- records ----------------------------------------------------------------------------------------
@@ -232,7 +231,7 @@ class StatefulForm(_HeadOverEmbeddings):
         self.model = backends["stateful"]
         if not self.model.state:
             raise EdgevtError(f"{self.model.name}: the artifact declares no state buffers; "
-                              "export the stateful form with edgevt.export.streaming")
+                              "export the bundle with --forms stateful")
         self.frames_in = next(n for n in self.model.input_names if n not in self.model.state)
         self._zero_state = {t.name: np.zeros([d if isinstance(d, int) else 1 for d in t.shape], t.dtype)
                             for t in self.model.inputs if t.name in self.model.state}
@@ -262,16 +261,12 @@ FORM_CLASSES = {"window": WindowForm, "incremental": IncrementalForm, "stateful"
 
 
 # -- opening models -----------------------------------------------------------------------------------
-def _is_bundle(p: Path) -> bool:
-    return p.is_dir() or p.name == "edgevt.json"
-
-
 def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", precision: str = "fp32",
                spec: ClipSpec | None = None, **backend_options) -> tuple[dict, ClipSpec, str]:
     """-> ({role: Backend}, ClipSpec, form) from a bundle/checkpoint path, a Bundle, an open Backend
     (window form) or a {role: Backend} dict (``encoder``+``head`` or ``stateful``+``head``; needs ``spec``)."""
     from edgevt.backends import Backend, open_backend
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import open_artifact
 
     if isinstance(model, (Backend, dict)):
         if isinstance(model, Backend) and model.state:
@@ -281,60 +276,48 @@ def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", prec
         if spec is None:
             raise EdgevtError("stream(): pass spec= (a ClipSpec) with an already opened backend")
         if form is None:
-            form = next(f for f, roles in ROLES.items() if set(roles) == set(backends))
-        missing = set(ROLES[form]) - set(backends)
+            form = next(f for f, roles in FORM_ROLES.items() if set(roles) == set(backends))
+        missing = set(FORM_ROLES[form]) - set(backends)
         if missing:
             raise EdgevtError(f"the {form} form needs backends for {', '.join(sorted(missing))}")
         return backends, spec, form
-    bundle = model if isinstance(model, Bundle) else None
-    if bundle is None:
-        p = Path(model)
-        if not p.exists():
-            raise EdgevtError(f"{p}: no such bundle or checkpoint (export one with `edgevt export`)")
-        if _is_bundle(p):
-            bundle = Bundle.load(p)
-        elif p.suffix.lower() == ".onnx":
-            near = p.parent / "edgevt.json"
-            raise EdgevtError(f"{p}: a bare ONNX file cannot stream (edgevt run needs the ClipSpec and every "
-                              "form's artifacts): give the bundle folder " + (f"{p.parent}" if near.exists()
-                                                                               else "from `edgevt export`")
-                              + " or a .pt checkpoint with --backend torch")
+    if isinstance(model, (str, Path)) and not Path(model).exists():
+        raise EdgevtError(f"{model}: no such bundle or checkpoint (export one with `edgevt export`)")
+    art = open_artifact(model, verify=True)
+    if art.kind == "onnx" or art.kind == "engine":
+        p = art.path
+        near = p.parent / "edgevt.json"
+        raise EdgevtError(f"{p}: a bare {'ONNX file' if art.kind == 'onnx' else 'engine'} cannot stream (edgevt run "
+                          "needs the ClipSpec and every form's artifacts): give the bundle folder "
+                          + (f"{p.parent}" if near.exists() else "from `edgevt export`")
+                          + " or a .pt checkpoint with --backend torch")
+    bundle = art.bundle
     if backend.startswith("triton://"):  # the server runs the bundle's form; one remote backend streams to it
         remote = open_backend(backend, bundle if bundle is not None else model, form=form, precision=precision,
                               **backend_options)
         return {"model": remote}, remote.spec, remote.form
+    spec = art.spec
     if bundle is not None:
-        spec = bundle.spec
-        if form is None:
-            form = spec.streaming if all(f"{r}.{precision}" in bundle.artifacts for r in ROLES[spec.streaming]) \
-                else "window"
+        form = bundle.stream_form(precision) if form is None else form
         target = bundle
     else:  # a checkpoint: only backends that open checkpoints (torch)
-        from edgevt.models.checkpoint import load_checkpoint
-
-        if p.suffix.lower() not in (".pt", ".pth", ".ckpt"):
-            raise EdgevtError(f"{p}: expected a bundle folder (from `edgevt export`) or a .pt checkpoint")
-        spec = ClipSpec.from_dict(load_checkpoint(model)["spec"])
         form = form or "window"
         target = model
-    if form not in FORMS:
-        raise EdgevtError(f"--form {form!r}: choose from {', '.join(FORMS)}")
+    check_form(form)
     if bundle is not None:
-        have = [k for r in ROLES[form] for k in [f"{r}.{precision}"] if k not in bundle.artifacts]
+        have = [k for r in FORM_ROLES[form] for k in [artifact_key(r, precision)] if k not in bundle.artifacts]
         if have and backend != "torch":
-            if form != "window" and precision == "int8":
-                how = "the stream forms are exported in fp32/fp16 only: use --form window with int8"
-            elif precision != "fp32" and all(f"{r}.fp32" in bundle.artifacts for r in ROLES[form]):
+            if precision != "fp32" and bundle.has_form(form, "fp32"):
                 how = (f"export with --precision {precision}" + (" --calib DIR (target-domain clips)"
                                                                   if precision == "int8" else "")
-                       + f" or run --precision fp32")
+                       + (f" --forms {form}" if form != "window" else "") + " or run --precision fp32")
             else:
                 how = f"export it with --forms {form}" if form != "window" else "re-export the bundle"
             raise EdgevtError(f"{bundle.path}: no {' / '.join(have)} artifact for the {form} form; {how} "
                               f"(it has: {', '.join(sorted(bundle.artifacts))})")
     backends = {}
     try:
-        for role in ROLES[form]:
+        for role in FORM_ROLES[form]:
             backends[role] = open_backend(backend, target, role=role, precision=precision, **backend_options)
     except BaseException:
         for b in backends.values():

@@ -89,3 +89,34 @@ def test_per_frame_cache_when_the_shifts_are_above_the_frozen_prefix(motiondigit
         (x, _), (f, _) = ds[i], cached[i]
         with torch.no_grad():
             torch.testing.assert_close(pixel_net(x[None]), cache_net(f[None].float()), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["tsn_mobilenet_v3_small", "tsn_efficientnet_b0", "tsn_resnet18"])
+def test_torchvision_backbones_say_their_stages(arch):
+    """MobileNet and EfficientNet-B0 list their stages too (they matched no guess before): partial
+    trains exactly the last stage and the stages compute the encoder."""
+    from edgevt.adapt.features import frame_stages
+
+    torch.manual_seed(0)
+    model = create_model(arch, 3, num_frames=2).eval()
+    stages = frame_stages(model)
+    assert stages and len(stages) >= 4
+    x = torch.randn(2, 3, 32, 32)
+    h = x
+    with torch.no_grad():
+        for s in stages:
+            h = s(h)
+        torch.testing.assert_close(h.mean(dim=(2, 3)), model.encode_frames(x))
+    backbone, _, frozen = trainable_split(model, "partial", 1)
+    assert frozen == len(stages) - 1
+    assert {id(p) for p in backbone} == {id(p) for p in stages[-1].parameters()}
+
+
+def test_partial_is_refused_where_a_model_has_no_stages(monkeypatch):
+    from edgevt.errors import EdgevtError
+
+    model = create_model("tsn_tinycnn", 3, num_frames=2)
+    monkeypatch.setattr(type(model), "stages", lambda self: None)  # as MViT: no stages to cut
+    with pytest.raises(EdgevtError, match="--mode partial: .* has no stages"):
+        trainable_split(model, "partial", 1)
+    assert trainable_split(model, "full", 0)[2] is None  # linear/full still work

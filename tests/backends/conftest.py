@@ -31,7 +31,7 @@ def tiny_bundle(tmp_path_factory, tiny_ckpt, tiny_onnx, tiny_spec):
     import onnx
     from onnxconverter_common import float16
 
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     out = tmp_path_factory.mktemp("bundle") / "tiny.bundle"
     b = Bundle.staging(out, tiny_spec, source={"checkpoint": str(tiny_ckpt), "arch": "tsn_tinycnn"})

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from edgevt.backends import available_backends, open_backend
-from edgevt.backends.onnxruntime import parse_batch, trt_profile_shapes
+from edgevt.backends.base import parse_batch
+from edgevt.backends.onnxruntime import trt_profile_shapes
 from edgevt.backends.base import TensorInfo
 from edgevt.errors import EdgevtError
 

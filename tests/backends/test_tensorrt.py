@@ -136,7 +136,7 @@ def test_build_and_run_engines(tiny_bundle, clips, torch_logits, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     from edgevt.backends.trt_build import build_bundle
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     b = tmp_path / "b"
     shutil.copytree(tiny_bundle, b)

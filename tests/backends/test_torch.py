@@ -65,7 +65,7 @@ def test_incremental_roles_with_a_temporal_conv_head(tmp_path, tiny_spec, clips)
 def test_stateful_role_streams_like_the_exported_stateful_graph(tmp_path, tiny_spec):
     """torch's stateful role (one frame + shift buffers) gives the same embeddings and buffers as the
     causal reference, frame after frame, feeding its outputs back as edgevt.stream does."""
-    from edgevt.export.streaming import causal_clip_embeddings
+    from edgevt.models.forms import causal_clip_embeddings
     from edgevt.models.checkpoint import save_checkpoint
     from edgevt.models.zoo import create_model
 
@@ -93,7 +93,7 @@ def test_torch_refusals(tmp_path, tiny_spec, tiny_ckpt):
     tsm = tmp_path / "tsm.pt"
     save_checkpoint(tsm, create_model("tsm_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames),
                     tiny_spec, arch="tsm_tinycnn")
-    with pytest.raises(EdgevtError, match="TSN for the encoder role"):
+    with pytest.raises(EdgevtError, match="incremental form needs a TSN model"):  # the same refusal as export
         open_backend("torch", tsm, role="encoder", device="cpu")
     with pytest.raises(EdgevtError, match="temporal-shift"):
         open_backend("torch", tiny_ckpt, role="stateful", device="cpu")  # a TSN model has no shifts

@@ -28,7 +28,7 @@ def test_unreachable_server_is_one_line(tiny_bundle, tmp_path):
     from edgevt.data.synth import make_stream_video
 
     make_stream_video(video, "target", 12, 32, seed=0)
-    p = subprocess.run([sys.executable, "-m", "edgevt", "run", str(video), str(tiny_bundle), "--backend",
+    p = subprocess.run([sys.executable, "-m", "edgevt", "run", str(tiny_bundle), str(video), "--backend",
                         f"triton://127.0.0.1:{free_port()}/m", "--no-live", "--jsonl", str(tmp_path / "o.jsonl")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -5,7 +5,7 @@ import torch
 
 @pytest.fixture(scope="session")
 def bench_bundle(tmp_path_factory, tiny_spec):
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
     from edgevt.models.checkpoint import save_checkpoint
     from edgevt.models.preprocess import FramesClassifier
     from edgevt.models.zoo import create_model

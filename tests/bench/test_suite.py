@@ -90,7 +90,7 @@ def test_efficiency_columns(result):
 def test_onnx_only_bundle_has_no_flops(bench_bundle, tmp_path):
     import shutil
 
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     b = tmp_path / "b"
     shutil.copytree(bench_bundle, b)

@@ -163,7 +163,7 @@ RUN = {  # case -> (exit code, what the one line says)
 def test_run_over_every_bad_video(corpus, capfd, tmp_path):
     for case, (code, pattern) in RUN.items():
         out = tmp_path / f"{case}.jsonl"
-        check(f"run {case}", ["run", corpus["videos"][case], corpus["bundle"], "--no-live", "--jsonl", out], capfd,
+        check(f"run {case}", ["run", corpus["bundle"], corpus["videos"][case], "--no-live", "--jsonl", out], capfd,
               code, pattern)
         if out.exists():  # whatever was written parses, and ends with the summary
             recs = [json.loads(line) for line in out.read_text().splitlines()]
@@ -172,7 +172,7 @@ def test_run_over_every_bad_video(corpus, capfd, tmp_path):
 
 def test_run_bad_paths_checkpoints_and_bundles(corpus, capfd):
     v, c, b = corpus["good"][0], corpus["ckpts"], corpus["bundles"]
-    cases = [
+    cases = [  # (source, model): run takes them the other way round, the artifact first
         ("missing video", [corpus["root"] / "nope.mp4", corpus["bundle"]], r"nope\.mp4: no such video file"),
         ("empty source", ["", corpus["bundle"]], r"is a folder"),
         ("missing model", [v, corpus["root"] / "nope"], r"no such bundle or checkpoint"),
@@ -187,8 +187,11 @@ def test_run_bad_paths_checkpoints_and_bundles(corpus, capfd):
         ("bad manifest", [v, b / "bad_json"], r"edgevt\.json"),
         ("missing artifact", [v, b / "missing_file"], r"model\.onnx"),
     ]
-    for case, args, pattern in cases:
-        check(f"run {case}", ["run", *args, "--no-live"], capfd, 2, pattern)
+    for case, (source, model), pattern in cases:
+        check(f"run {case}", ["run", model, source, "--no-live"], capfd, 2, pattern)
+    # the old order (source first) gets a one-line hint with the command the other way round
+    check("run source first", ["run", v, corpus["bundle"], "--no-live"], capfd, 2,
+          "takes the bundle first.*" + re.escape(f"edgevt run {corpus['bundle']} {v}"))
     assert not corpus["marker"].exists()  # the hostile pickle never ran
 
 

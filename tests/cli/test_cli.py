@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from typer.testing import CliRunner
 
 from edgevt.cli import app, main
@@ -37,10 +39,9 @@ def test_synth_writes_dataset(tmp_path):
 
 
 def test_bad_input_is_one_line_without_traceback(capsys):
-    try:
+    with pytest.raises(SystemExit) as e:  # main must exit (2), not return
         main(["synth", "--train-per-class", "0"])
-    except SystemExit as e:
-        assert e.code == 2
+    assert e.value.code == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 

@@ -64,7 +64,7 @@ def test_graph_gives_the_bundles_probabilities(ds, deploy_assets, tiny_spec):
     """DeepStream's normalised NCTHW tensor through model.deepstream.onnx == softmax of the bundle's logits."""
     import onnxruntime as ort
 
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     b = Bundle.load(deploy_assets["tsm_tinycnn"])
     x = np.random.default_rng(0).integers(0, 256, (3, tiny_spec.num_frames, 32, 32, 3), dtype=np.uint8)

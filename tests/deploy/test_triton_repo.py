@@ -28,7 +28,7 @@ def test_layout_and_identity(repos, deploy_assets, tiny_spec):
     assert r.name == "tsm_tinycnn" and r.form == "stateful"  # what `edgevt run` picks for the causal TSM bundle
     assert is_repository(r.path)
     meta = json.loads((r.path / "edgevt-repo.json").read_text())
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     assert meta["spec"] == Bundle.load(deploy_assets["tsm_tinycnn"]).spec.to_dict() and meta["form"] == "stateful"
     assert set(meta["models"]) == {"tsm_tinycnn", "tsm_tinycnn_window_onnx", "tsm_tinycnn_window_plan",
@@ -44,7 +44,7 @@ def test_layout_and_identity(repos, deploy_assets, tiny_spec):
 
 
 def test_python_model_config(repos, deploy_assets, tiny_spec):
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     r = repos["tsm_tinycnn"]
     c = _parse(r.path / r.name / "config.pbtxt")

@@ -43,7 +43,7 @@ def served(deploy_assets, tmp_path_factory):
 
 
 def _run(video, bundle, backend, jsonl, *extra):
-    p = subprocess.run([sys.executable, "-m", "edgevt", "run", str(video), str(bundle), "--backend", backend,
+    p = subprocess.run([sys.executable, "-m", "edgevt", "run", str(bundle), str(video), "--backend", backend,
                         "--jsonl", str(jsonl), "--drop", "none", "--no-live", *extra],
                        capture_output=True, text=True, timeout=300)
     return p
@@ -111,7 +111,7 @@ def test_concurrent_streams_share_the_server(served, deploy_assets):
 def test_bad_input_is_one_line(served, deploy_assets, tmp_path):
     from edgevt.backends.triton import TritonBackend
     from edgevt.errors import EdgevtError
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     srv, video, tsm = served["server"], deploy_assets["video"], deploy_assets["tsm_tinycnn"]
     p = _run(video, tsm, f"triton://{srv.url}/nope", tmp_path / "x.jsonl")

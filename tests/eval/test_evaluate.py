@@ -8,7 +8,7 @@ import pytest
 from edgevt.errors import EdgevtError
 from edgevt.eval import evaluate, evaluate_all, load_eval_clips
 from edgevt.eval.evaluate import accuracy_metrics
-from edgevt.export.bundle import Bundle
+from edgevt.bundle import Bundle
 
 
 def test_accuracy_metrics_by_hand():

@@ -50,7 +50,7 @@ def test_export_cli_rejects_bad_values_in_one_line(tmp_path, capsys, make_tiny_c
 def test_calibration_lists_ignore_their_labels(motiondigits, tiny_spec, tmp_path):
     """--calib's help says labels are ignored: a list whose labels are unknown (here beside the
     data set's labels.txt) still calibrates."""
-    from edgevt.export.calibration import load_clips
+    from edgevt.data.datasets import load_clips
 
     lst = motiondigits / "calib_unknown_labels.txt"
     lines = (motiondigits / "target_train.txt").read_text().split("\n")
@@ -69,7 +69,7 @@ def test_two_concurrent_exports_into_one_folder(tmp_path, make_tiny_checkpoint):
     import subprocess
     import sys
 
-    from edgevt.export.bundle import Bundle
+    from edgevt.bundle import Bundle
 
     ckpt, out = make_tiny_checkpoint(), tmp_path / "b"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -42,7 +42,7 @@ def test_badly_calibrated_int8_is_repaired_by_keeping_layers(tmp_path, ex_ckpt, 
     gate_kept = [k for k in g["kept_high_precision"] if k["reason"].startswith("accuracy gate")]
     assert gate_kept and b.artifact("model.int8")["kept_high_precision"][-1] == gate_kept[-1]["node"]
     assert b.manifest["checks"]["int8"]["qdq_nodes"]["QuantizeLinear"] > 0  # still an INT8 graph
-    from edgevt.export.calibration import load_clips
+    from edgevt.data.datasets import load_clips
     from edgevt.export.onnx import ort_session, run_onnx
 
     clips = load_clips(unlabeled_eval, b.spec)[0]
@@ -65,7 +65,8 @@ def test_calibration_reader_reads_only_its_range_and_chunks_divide():
 def test_layer_sensitivity_streams_batches_and_equals_all_at_once(tmp_path, ex_bundle, motiondigits):
     """The ranking accumulates ||q - f|| / ||f|| batch by batch (memory) and must equal the
     relative errors computed over all clips at once."""
-    from edgevt.export.calibration import ClipCalibrationReader, load_clips
+    from edgevt.data.datasets import load_clips
+    from edgevt.export.calibration import ClipCalibrationReader
     from edgevt.export.onnx import ort_session
     from edgevt.export.precision import preprocess_for_quantization, quantize_int8
 

@@ -115,7 +115,7 @@ def test_frame_difference_models_stream_as_window_only():
     import pytest
 
     from edgevt.errors import EdgevtError
-    from edgevt.export.streaming import stream_forms_for
+    from edgevt.models.forms import stream_forms_for
     from edgevt.models.zoo import create_model
 
     m = create_model("tsn_tinycnn", 6, num_frames=4, input="diff")

@@ -55,7 +55,7 @@ def _wait(cond, timeout: float, what: str, proc=None):
 
 def _start_run(url: str, bundle: Path, out: Path, extra=()) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp"}
-    return subprocess.Popen([sys.executable, "-m", "edgevt", "run", url, str(bundle), "--reconnect", "--max-gap",
+    return subprocess.Popen([sys.executable, "-m", "edgevt", "run", str(bundle), url, "--reconnect", "--max-gap",
                              "60", "--jsonl", str(out), "--no-live", "--threads", "1", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 

@@ -13,7 +13,7 @@ import edgevt
 from edgevt.backends import Backend, open_backend
 from edgevt.data.video import read_frames
 from edgevt.errors import EdgevtError
-from edgevt.export.streaming import causal_stream_logits
+from edgevt.models.forms import causal_stream_logits
 from edgevt.stream.sinks import JsonlSink
 
 
@@ -82,10 +82,15 @@ def test_drop_latest_bounds_latency_under_a_slow_backend(stream_assets):
         runs[drop] = ([d.latency for d in st], st.summary)
     lat, s = runs["latest"]
     assert s.dropped > 0 and s.decisions + s.dropped == 45 - spec.num_frames + 1
-    assert max(lat) < 0.5  # ~ one inference + one frame, not a growing queue
     lat_none, s_none = runs["none"]
     assert s_none.dropped == 0 and s_none.decisions == 42
-    assert max(lat_none) > 2 * max(lat)  # without dropping, the queue (and latency) grows
+    # Relative, not a wall-clock limit (the machine may be busy): without dropping the queue -- and
+    # the latency -- grows from the first decisions to the last; with drop latest it stays flat.
+    def growth(x):
+        return float(np.mean(x[-5:]) - np.mean(x[:5]))
+
+    assert growth(lat_none) > 4 * max(growth(lat), slow.delay)
+    assert max(lat_none) > 2 * max(lat)
 
 
 def test_sinks_and_early_stop(stream_assets, tmp_path):
@@ -125,13 +130,13 @@ def test_cli_run_writes_jsonl_and_sigterm_exits_cleanly(stream_assets, tmp_path)
 
     video, bundle = stream_assets["video"], stream_assets["tsm_tinycnn"]
     out = tmp_path / "run.jsonl"
-    r = CliRunner().invoke(app, ["run", str(video), str(bundle), "--jsonl", str(out), "--no-live"])
+    r = CliRunner().invoke(app, ["run", str(bundle), str(video), "--jsonl", str(out), "--no-live"])
     assert r.exit_code == 0, r.output
     last = json.loads(out.read_text().splitlines()[-1])
     assert last["type"] == "summary" and last["ended"] == "eof" and last["form"] == "stateful"
     # SIGTERM mid-stream: sinks flushed, summary written, exit 0.
     out2 = tmp_path / "term.jsonl"
-    p = subprocess.Popen([sys.executable, "-m", "edgevt", "run", str(video), str(bundle), "--realtime",
+    p = subprocess.Popen([sys.executable, "-m", "edgevt", "run", str(bundle), str(video), "--realtime",
                           "--jsonl", str(out2), "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 60
@@ -213,7 +218,7 @@ def test_a_source_that_ends_badly_is_not_a_clean_eof(stream_assets, tmp_path, mo
     assert n > 0 and st.summary.ended == "truncated" and "60 frames" in st.summary.problem
     out = tmp_path / "cut.jsonl"
     with pytest.raises(SystemExit) as e:
-        main(["run", str(tmp_path / "cut.avi"), str(stream_assets["tsn_tinycnn"]), "--jsonl", str(out), "--no-live"])
+        main(["run", str(stream_assets["tsn_tinycnn"]), str(tmp_path / "cut.avi"), "--jsonl", str(out), "--no-live"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "cut short" in err and "Traceback" not in err
     last = json.loads(out.read_text().splitlines()[-1])  # everything was still written
@@ -234,7 +239,7 @@ def test_reconnect_on_a_file_and_a_clip_shorter_than_t_say_so(stream_assets, tmp
     list(st)
     write_video(tmp_path / "short.avi", np.zeros((5, 32, 32, 3), np.uint8))  # 3 kept frames, T = 4
     with pytest.raises(SystemExit) as e:
-        main(["run", str(tmp_path / "short.avi"), str(stream_assets["tsn_tinycnn"]), "--no-live"])
+        main(["run", str(stream_assets["tsn_tinycnn"]), str(tmp_path / "short.avi"), "--no-live"])
     err = capsys.readouterr().err
     assert e.value.code == 0 and "warning:" in err and "fewer than the 4 a decision needs" in err
 
@@ -285,7 +290,7 @@ def test_cli_run_rejects_bad_values_in_one_line(stream_assets, tmp_path, capsys,
 
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     with pytest.raises(SystemExit) as e:
-        main(["run", str(stream_assets["video"]), str(stream_assets["tsn_tinycnn"]), "--no-live", *args])
+        main(["run", str(stream_assets["tsn_tinycnn"]), str(stream_assets["video"]), "--no-live", *args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     import re
@@ -298,6 +303,6 @@ def test_cli_run_on_a_bare_onnx_names_the_bundle(stream_assets, capsys):
 
     onnx_file = stream_assets["tsn_tinycnn"] / "model.onnx"
     with pytest.raises(SystemExit):
-        main(["run", str(stream_assets["video"]), str(onnx_file), "--no-live"])
+        main(["run", str(onnx_file), str(stream_assets["video"]), "--no-live"])
     err = capsys.readouterr().err
     assert "bare ONNX file" in err and str(stream_assets["tsn_tinycnn"]) in err and "Unpickling" not in err

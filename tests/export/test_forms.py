@@ -1,13 +1,14 @@
-"""Streaming forms: incremental (encoder + head) and stateful (TSM with shift buffers) exports."""
+"""Streaming forms through the one export path: incremental (encoder + head) and stateful (TSM with
+shift buffers), as torch modules (edgevt.models.forms) and as bundle artifacts (export_forms)."""
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
 from edgevt.errors import EdgevtError
-from edgevt.export.bundle import Bundle
-from edgevt.export.streaming import (StatefulFrameModel, causal_clip_embeddings, compare_stateful,
-                                     export_stream_forms, stream_forms_for)
+from edgevt.bundle import Bundle
+from edgevt.export.exporter import ExportConfig, export_forms
+from edgevt.models.forms import StatefulFrameModel, causal_clip_embeddings, compare_stateful, stream_forms_for
 from edgevt.models.preprocess import FramePreprocess, FramesClassifier
 from edgevt.models.zoo import create_model
 from edgevt.models.temporal import temporal_shift
@@ -27,7 +28,7 @@ def _session(path):
 def test_incremental_export_matches_window_model(tmp_path, tiny_spec):
     model = _model("tsn_tinycnn", tiny_spec)
     b = Bundle.staging(tmp_path / "b", tiny_spec)
-    entries = export_stream_forms(model, b)
+    entries = export_forms(model, b)
     assert set(entries) == {"encoder.fp32", "head.fp32"}
     assert b.manifest["spec"]["streaming"] == "incremental"
     enc, head = _session(b.artifact_path("encoder.fp32")), _session(b.artifact_path("head.fp32"))
@@ -59,7 +60,7 @@ def _causal_shift(x, num_frames, fold_div=8, causal=True):
 def test_stateful_export_equals_causal_offline_model(tmp_path, tiny_spec, monkeypatch):
     model = _model("tsm_tinycnn", tiny_spec)
     b = Bundle.staging(tmp_path / "b", tiny_spec)
-    entries = export_stream_forms(model, b)
+    entries = export_forms(model, b)
     assert set(entries) == {"stateful.fp32", "head.fp32"}
     entry = entries["stateful.fp32"]
     assert entry["state"] == {f"shift_in_{i}": f"shift_out_{i}" for i in range(len(entry["state"]))}
@@ -96,7 +97,7 @@ def test_model_trained_with_causal_shift_streams_with_no_gap(tiny_spec):
     t, (h, w) = tiny_spec.num_frames, tiny_spec.size
     clips = torch.randint(0, 256, (4, t, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     report = compare_stateful(model, tiny_spec, clips)
-    assert report["top1_agreement"] == 1.0 and report["max_abs_logit_diff"] < 1e-4
+    assert report["top1_agreement"] == 100.0 and report["max_abs_logit_diff"] < 1e-4
     # and the causal offline shift equals the independent reference
     x = torch.randn(2 * t, 16, 3, 3)
     torch.testing.assert_close(temporal_shift(x, t, causal=True), _causal_shift(x, t))
@@ -109,7 +110,7 @@ def test_bundle_streams_by_default_in_a_form_that_computes_the_model(tmp_path, t
     model = create_model("tsm_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames,
                          shift_direction=direction).eval()
     b = Bundle.staging(tmp_path / "b", tiny_spec.replace(streaming="window"))
-    entries = export_stream_forms(model, b)
+    entries = export_forms(model, b)
     assert "stateful.fp32" in entries and b.manifest["spec"]["streaming"] == default
 
 
@@ -120,7 +121,7 @@ def test_stateful_differs_from_bidirectional_offline_only_by_design(tiny_spec):
     t, (h, w) = tiny_spec.num_frames, tiny_spec.size
     clips = torch.randint(0, 256, (4, t, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     report = compare_stateful(model, tiny_spec, clips)
-    assert report["clips"] == 4 and 0.0 <= report["top1_agreement"] <= 1.0
+    assert report["clips"] == 4 and 0.0 <= report["top1_agreement"] <= 100.0
     assert report["max_abs_logit_diff"] > 1e-6
     sm = StatefulFrameModel(model, tiny_spec)
     assert len(sm.buffer_shapes) == 2
@@ -138,11 +139,11 @@ def test_forms_per_model_and_clear_errors(tmp_path, tiny_spec):
     assert stream_forms_for(tsn) == ["incremental"] and stream_forms_for(tsm) == ["stateful"]
     b = Bundle.staging(tmp_path / "b", tiny_spec)
     with pytest.raises(EdgevtError, match="cannot stream as 'stateful'"):
-        export_stream_forms(tsn, b, ["stateful"])
+        export_forms(tsn, b, ["stateful"])
     with pytest.raises(EdgevtError, match="cannot stream as 'incremental'"):
-        export_stream_forms(tsm, b, ["incremental"])
+        export_forms(tsm, b, ["incremental"])
     with pytest.raises(EdgevtError, match="incremental form needs a TSN"):
-        from edgevt.export.streaming import StreamEncoder
+        from edgevt.models.forms import StreamEncoder
 
         StreamEncoder(tsm, tiny_spec)
 
@@ -153,7 +154,7 @@ def test_fp16_variants_of_the_stream_forms(tmp_path, tiny_spec, arch):
 
     model = _model(arch, tiny_spec)
     b = Bundle.staging(tmp_path / "b", tiny_spec)
-    entries = export_stream_forms(model, b, precisions=["fp32", "fp16"])
+    entries = export_forms(model, b, config=ExportConfig(precisions=("fp32", "fp16")))
     roles = ["encoder", "head"] if arch.startswith("tsn") else ["stateful", "head"]
     assert set(entries) == {f"{r}.{p}" for r in roles for p in ("fp32", "fp16")}
     for r in roles:
@@ -163,8 +164,8 @@ def test_fp16_variants_of_the_stream_forms(tmp_path, tiny_spec, arch):
         assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
         # I/O types unchanged, so the loop feeds both precisions the same arrays
         assert [i["dtype"] for i in e16["inputs"]] == [i["dtype"] for i in entries[f"{r}.fp32"]["inputs"]]
-    with pytest.raises(EdgevtError, match="not supported"):
-        export_stream_forms(model, b, precisions=["int8"])
+    with pytest.raises(EdgevtError, match="INT8 needs calibration clips"):
+        export_forms(model, b, config=ExportConfig(precisions=("fp32", "int8")))
 
 
 @pytest.mark.parametrize("arch", ["tsn_tinycnn", "tsm_tinycnn"])
@@ -175,7 +176,47 @@ def test_stream_forms_with_a_temporal_conv_head(tmp_path, tiny_spec, arch):
     model = create_model(arch, tiny_spec.num_classes, num_frames=tiny_spec.num_frames, temporal="conv",
                          temporal_dim=16).eval()
     b = Bundle.staging(tmp_path / "b", tiny_spec)
-    entries = export_stream_forms(model, b)
+    entries = export_forms(model, b)
     head = _session(b.artifact_path("head.fp32"))
     assert head.get_inputs()[0].shape[1:] == [tiny_spec.num_frames, model.encoder.dim]
-    assert all(e["parity"] for e in entries.values())
+    assert all(e["parity"]["max_abs_diff"] < 1e-3 for e in entries.values())
+
+
+@pytest.mark.parametrize("arch, form", [("tsn_tinycnn", "incremental"), ("tsm_tinycnn", "stateful")])
+def test_int8_stream_forms_with_parity_and_gate(tmp_path, tiny_spec, motiondigits, make_tiny_checkpoint, arch, form):
+    """The one export path gives the stream forms INT8 too: every graph calibrated on what the loop
+    feeds it, the form's gate on the eval clips, and the loop streams the INT8 form."""
+    from pathlib import Path
+
+    import edgevt
+    from edgevt.export.exporter import export_bundle
+
+    sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
+    cfg = ExportConfig(precisions=("fp32", "int8"), calib=sample, eval=motiondigits / "target" / "test",
+                       max_drop=100.0, forms=["stream"], calib_cache=tmp_path / "cache", threads=1)
+    b = export_bundle(make_tiny_checkpoint(arch), tmp_path / "b", cfg)
+    roles = ["encoder", "head"] if form == "incremental" else ["stateful", "head"]
+    checks = b.manifest["checks"]
+    gate = checks[f"gate.{form}"]
+    assert gate["clips"] == 12 and gate["passed"] and 0.0 <= gate["agreement"] <= 100.0
+    assert checks[f"parity.{form}.fp32"]["passed"] and checks[f"parity.{form}.int8"]["clips"] > 0
+    assert set(checks[f"int8.{form}"]["graphs"]) == set(roles)
+    for r in roles:
+        e = b.artifact(f"{r}.int8")
+        assert e["form"] == form and e["gate"]["passed"] and e["parity"]["top1_agreement"] is not None
+        m = onnx_load(b.path / e["file"])
+        assert any(n.op_type == "QuantizeLinear" for n in m.graph.node) or r == "head"
+        assert [i["dtype"] for i in e["inputs"]] == [i["dtype"] for i in b.artifact(f"{r}.fp32")["inputs"]]
+    # every role's calibration saw what the loop feeds it: T frames per clip for the per-frame graph
+    rows = checks[f"int8.{form}"]["calibration"]["rows"]
+    assert rows[roles[0]] == 8 * tiny_spec.num_frames and rows["head"] == 8
+    decisions = list(edgevt.stream(motiondigits / "target" / "test" / "move_left" / sorted(
+        p.name for p in (motiondigits / "target" / "test" / "move_left").iterdir())[0], b.path, form=form,
+        precision="int8"))
+    assert decisions and all(d.label in tiny_spec.labels for d in decisions)
+
+
+def onnx_load(path):
+    import onnx
+
+    return onnx.load(str(path))

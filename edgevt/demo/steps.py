@@ -1,6 +1,5 @@
-"""``edgevt demo``: the whole path on the built-in benchmark, in one command, offline, on a laptop CPU.
-
-A sequence of step functions over the library APIs of each stage::
+"""The demo's steps over one shared run cache: each step runs a recipe (edgevt.demo.recipes) through
+the library API of its stage, and the report (edgevt.demo.report) is written from their records::
 
     data -> adapt (auto: source-only, then self-training/alignment rungs, chosen on target-val) -> export (FP32/FP16/INT8, calibrated on target clips)
          -> eval (every artifact on target-test) -> bench (every usable backend x precision)
@@ -19,58 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 
+from edgevt.data.splits import split_target_train
+from edgevt.demo.recipes import SIZES, DemoSize, adapt_config, export_config, synth_config
 from edgevt.errors import EdgevtError
-from edgevt.data.splits import split_target_train  # noqa: F401  (the demo's split; public there)
 from edgevt.fileio import atomic_write_text
-
-
-@dataclass(frozen=True)
-class DemoSize:
-    """How big each step is. ``quick`` is the README's default; ``tiny`` is for tests."""
-
-    name: str
-    # TSM-TinyCNN from scratch on frame differences (motion, not the scene: what carries to a new
-    # camera), with appearance augmentation of the source clips (domain randomisation), then
-    # `--strategy auto`: self-training / alignment rungs chosen on labeled target-val clips.
-    # benchmarks/demo_recipe.py measures this recipe over 3 seeds, with its target-trained oracle.
-    model: str = "tsm_tinycnn"
-    weights: str = "none"
-    input: str = "diff"
-    augment: str = "appearance"
-    frame_size: int = 32  # synthetic video frames (square); 32 keeps the quick demo at a few minutes on 2 cores
-    video_frames: int = 16
-    train_per_class: int = 20
-    test_per_class: int = 10
-    num_frames: int = 8  # T of the clip model
-    frame_stride: int = 1
-    epochs: int = 12  # source-only training; the adaptation rungs train half as many
-    # the auto candidates: both source looks (with and without appearance augmentation), BatchNorm
-    # re-estimation of each, and self-training from the best of those four on target-val
-    # (benchmarks/adapt_shifts.py measures the whole ladder; dann+selftrain is left out to save time)
-    rungs: str = "source_only,source_only_plain,bn,bn_plain,selftrain"
-    batch_size: int = 16
-    lr: float = 3e-3
-    # auto: linear (frozen pretrained backbone, its features cached once) for pretrained weights,
-    # full for a model trained from scratch
-    adapt_mode: str = "auto"
-    calib_clips: int = 60
-    stream_frames: int = 600
-    bench_batches: tuple = (1, 4)
-    bench_warmup_s: float = 1.0
-    bench_duration_s: float = 3.0
-    seed: int = 0
-
-
-SIZES = {
-    "tiny": DemoSize("tiny", frame_size=32, video_frames=12,
-                     train_per_class=3, test_per_class=2, num_frames=4, frame_stride=2, epochs=1,
-                     batch_size=8,
-                     calib_clips=8, stream_frames=60, bench_batches=(1,), bench_warmup_s=0.1,
-                     bench_duration_s=0.3),
-    "quick": DemoSize("quick"),
-    "full": DemoSize("full", video_frames=24, train_per_class=60, test_per_class=25, epochs=30,
-                     calib_clips=200, stream_frames=2000, bench_warmup_s=2.0, bench_duration_s=10.0),
-}
+from edgevt.demo.report import percent, write_report
 
 
 @dataclass
@@ -163,12 +115,10 @@ def run_step(ctx: DemoContext, step: Step) -> dict:
 
 # -- 1. data ----------------------------------------------------------------------------------------
 def step_data(ctx: DemoContext):
-    from edgevt.data.synth import SynthConfig, generate, make_stream_video
+    from edgevt.data.synth import generate, make_stream_video
 
     s = ctx.size
-    cfg = SynthConfig(size=s.frame_size, frames=s.video_frames, seed=s.seed,
-                      per_class={"source_train": s.train_per_class, "source_test": s.test_per_class,
-                                 "target_train": s.train_per_class, "target_test": s.test_per_class})
+    cfg = synth_config(s)
     meta = generate(ctx.data, cfg, progress=ctx.progress)
     segments = make_stream_video(ctx.stream_video, "target", s.stream_frames, s.frame_size, s.seed, config=cfg)
     adapt_list, val_list = split_target_train(ctx.data, seed=s.seed)
@@ -184,27 +134,6 @@ def _data_settings(ctx: DemoContext) -> dict:
 
 
 # -- 2. adapt ---------------------------------------------------------------------------------------
-def adapt_mode(s: DemoSize) -> str:
-    if s.adapt_mode != "auto":
-        return s.adapt_mode
-    return "full" if s.weights in ("none", "", None) else "linear"
-
-
-def adapt_config(data: Path, out: Path, s: DemoSize, progress: bool = False):
-    """The demo's recipe as an AdaptConfig (public: benchmarks/demo_recipe.py runs exactly this):
-    ``--strategy auto`` over labeled source clips, unlabeled target-adapt clips and labeled
-    target-val clips (for the choice; target-test only reports)."""
-    from edgevt.adapt import AdaptConfig
-
-    return AdaptConfig(source=str(data / "source_train.txt"), out=str(out), strategy="auto",
-                       target=str(data / "target_adapt.txt"), target_val=str(data / "target_val.txt"),
-                       source_test=str(data / "source_test.txt"), target_test=str(data / "target_test.txt"),
-                       model=s.model, weights=s.weights, input=s.input, augment=s.augment,
-                       num_frames=s.num_frames, frame_stride=s.frame_stride, size=s.frame_size, mode=adapt_mode(s),
-                       epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed, rungs=s.rungs,
-                       progress=progress)
-
-
 def step_adapt(ctx: DemoContext):
     from edgevt.adapt import adapt
 
@@ -219,8 +148,8 @@ def step_adapt(ctx: DemoContext):
     runs = {}
     for name, c in rep["candidates"].items():
         runs[name] = {"checkpoint": str((Path(c["out"]) / "model.pt").relative_to(ctx.out)),
-                      "seconds": c.get("seconds") or 0, "source_top1": _percent(c.get("source_test")),
-                      "target_val_top1": _percent(c.get("target_val")), "target_top1": _percent(c.get("target_test")),
+                      "seconds": c.get("seconds") or 0, "source_top1": percent(c.get("source_test")),
+                      "target_val_top1": percent(c.get("target_val")), "target_top1": percent(c.get("target_test")),
                       "largest_target_class": (c.get("target_predictions") or {}).get("largest_class_share")}
     ckpt = Path(res.checkpoint)
     best = rep["chosen"]
@@ -234,10 +163,6 @@ def step_adapt(ctx: DemoContext):
                     "per_class": {"adapted": per_class, "source_only": so_per_class},
                     "selection": f"{rep['criterion']} on {len(_lines(ctx.data / 'target_val.txt'))} labeled target-val "
                                  "clips held out of target-train (target-test is never used to choose)"}
-
-
-def _percent(x):
-    return None if x is None else 100.0 * x
 
 
 def _lines(path: Path) -> list[str]:
@@ -277,14 +202,10 @@ def _bench_settings(ctx: DemoContext) -> dict:
 
 # -- 3. export --------------------------------------------------------------------------------------
 def step_export(ctx: DemoContext):
-    from edgevt.export.exporter import ExportConfig, export_bundle
+    from edgevt.export.exporter import export_bundle
 
-    s = ctx.size
     ckpt = ctx.out / ctx.summary("adapt")["best_checkpoint"]
-    forms = _stream_forms(ckpt)
-    cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=str(ctx.data / "target_adapt.txt"),
-                       calib_clips=s.calib_clips, eval=str(ctx.data / "target_val.txt"), flavour="tensorrt",
-                       threads=ctx.threads, forms=forms)
+    cfg = export_config(ctx.data, ctx.size, ctx.threads)
     task = ctx.progress.add_task("export + calibrate", total=None) if ctx.progress is not None else None
 
     def log(msg: str) -> None:
@@ -298,27 +219,16 @@ def step_export(ctx: DemoContext):
     return [ctx.bundle / "edgevt.json"], {
         "checkpoint": str(ckpt.relative_to(ctx.out)), "artifacts": sorted(bundle.artifacts),
         "sizes_kb": {k: round((bundle.path / a["file"]).stat().st_size / 1024, 1) for k, a in bundle.artifacts.items()},
-        "parity": {k.split(".", 1)[1]: {m: checks[k].get(m) for m in ("max_abs_diff", "mean_abs_diff", "top1_agreement",
-                                                                     "clips")}
-                   for k in checks if k.startswith("parity.")},
-        "gate": checks.get("gate"), "accuracy": checks.get("accuracy"), "forms": forms,
+        "parity": {k: {m: (a.get("parity") or {}).get(m) for m in ("max_abs_diff", "top1_agreement", "clips")}
+                   for k, a in bundle.artifacts.items()},
+        "gate": checks.get("gate"), "gates": {k: v for k, v in checks.items() if k.startswith("gate.")},
+        "accuracy": checks.get("accuracy"),
+        "forms": sorted({a["form"] for a in bundle.artifacts.values() if a.get("form") not in (None, "window")}),
         "warnings": bundle.manifest.get("warnings", [])}
 
 
-def _stream_forms(ckpt: Path) -> list[str]:
-    """The streaming forms the exporter can add for this model (incremental for TSN, stateful for TSM)."""
-    try:
-        from edgevt.export import exporter, streaming
-        from edgevt.models.checkpoint import model_from_checkpoint
-
-        model, _ = model_from_checkpoint(ckpt)
-        return [f for f in streaming.stream_forms_for(model) if f in exporter._FORMS]
-    except (ImportError, AttributeError):
-        return []
-
-
 def _export_settings(ctx: DemoContext) -> dict:
-    return {"calib_clips": ctx.size.calib_clips, "precisions": ["fp32", "fp16", "int8"]}
+    return {"calib_clips": ctx.size.calib_clips, "precisions": ["fp32", "fp16", "int8"], "forms": ["stream"]}
 
 
 # -- 4. eval ----------------------------------------------------------------------------------------
@@ -379,155 +289,6 @@ def step_stream(ctx: DemoContext):
 
 def _stream_settings(ctx: DemoContext) -> dict:
     return {"threads": ctx.threads, "precision": "fp32", "backend": "ort-cpu"}
-
-
-# -- 7. report --------------------------------------------------------------------------------------
-def _pct(x) -> str:
-    return "-" if x is None else f"{x:.1f}%"
-
-
-def _ms(x) -> str:
-    return "-" if x is None else f"{x:.2f}"
-
-
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
-    return out + [""]
-
-
-def write_report(ctx: DemoContext) -> Path:
-    """report.md from the step records: every number in it comes from this demo folder's runs."""
-    from edgevt.env import environment
-
-    env = environment()
-    s = ctx.size
-    L = [f"# edgevt demo report ({s.name})", "",
-         f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `edgevt demo --out {ctx.out} --{s.name}` on "
-         f"{env['cpu']} (torch {env['torch']}, {env['torch_threads']} threads; onnxruntime {env['onnxruntime']}"
-         f"{'; GPUs: ' + ', '.join(env['gpus']) if env['gpus'] else '; no GPU'}). "
-         "Every number below was measured by this run; rerun the command to regenerate it.", ""]
-    L += ["Steps: " + ", ".join(f"{n} ({r['seconds']:.0f} s{', reused' if r.get('reused') else ''})"
-                                for n, r in ctx.records.items() if "seconds" in r), ""]
-
-    d = ctx.summary("data")
-    if d:
-        L += ["## 1. Data: MotionDigits-DA", "",
-              f"{len(d['classes'])} motion classes ({', '.join(d['classes'])}); a digit's motion is the label, so "
-              "one frame says nothing. Source = clean glyphs on black; target = the same motions filmed by a few "
-              "other cameras over hazy real photos, with colour cast and noise. Target-train (split into "
-              "target-adapt, unlabeled, and target-val, labeled) and target-test are clips of the same target "
-              "cameras at other moments: the camera the model is deployed on.", ""]
-        L += _table(["split", "clips"], [[k, v] for k, v in d["splits"].items()])
-        L += [f"Stream video: `{ctx.stream_video.relative_to(ctx.out)}` ({d['stream_frames']} frames, "
-              f"{d['stream_segments']} motion segments, ground truth beside it).", ""]
-
-    a = ctx.summary("adapt")
-    if a:
-        L += ["## 2. Adaptation", "",
-              f"`{s.model}` (weights: {s.weights}; mode {adapt_mode(s)}; input {s.input}"
-              f"{': differences of consecutive frames, so the static scene cancels' if s.input == 'diff' else ''}; "
-              f"augmentation {s.augment}), T={s.num_frames}, {s.frame_size}x{s.frame_size}. `--strategy auto --rungs "
-              f"{s.rungs}`: source-only trains {s.epochs} epochs on labeled source clips, with appearance augmentation "
-              "and without (plain); bn re-estimates each one's BatchNorm statistics on the *unlabeled* target-adapt "
-              "clips (no training); selftrain starts from the best of those four on target-val and trains "
-              f"{max(1, round(s.epochs / 2))} more epochs that also see the unlabeled target-adapt clips.", ""]
-        L += _table(["candidate", "source-test top-1", "target-val top-1", "target-test top-1",
-                     "largest target class", "seconds"],
-                    [[k + (" (chosen)" if k == a["best"] else ""), _pct(v.get("source_top1")),
-                      _pct(v.get("target_val_top1")), _pct(v.get("target_top1")),
-                      "-" if v.get("largest_target_class") is None else f"{100 * v['largest_target_class']:.0f}%",
-                      f"{v.get('seconds') or 0:.0f}"] for k, v in a["runs"].items()])
-        L += [f"Exported: **{a['best']}** (chosen by {a['selection']}).", ""]
-        pc = a.get("per_class") or {}
-        if pc.get("adapted"):
-            names = list(pc["adapted"])
-            so = pc.get("source_only") or {}
-            L += ["Per-class top-1 on target-test:", ""]
-            L += _table(["class", "source-only", a["best"]],
-                        [[n, _pct(_percent(so.get(n))), _pct(_percent(pc["adapted"][n]))] for n in names])
-
-    e = ctx.summary("export")
-    if e:
-        L += ["## 3. Export", "", f"Bundle `{ctx.bundle.relative_to(ctx.out)}/` from `{e['checkpoint']}`; "
-              "uint8 frames in, preprocessing in the graph. INT8: Q/DQ (TensorRT rules) calibrated on "
-              f"{s.calib_clips} target-train clips.", ""]
-        rows = []
-        for key in e["artifacts"]:
-            p = key.split(".")[-1]
-            par = e["parity"].get(p, {}) if key.startswith("model.") else {}
-            agree = par.get("top1_agreement")
-            rows.append([key, e["sizes_kb"].get(key, "-"), _fmt(par.get("max_abs_diff")),
-                         "-" if agree is None else f"{100 * agree:.1f}%", par.get("clips", "-")])
-        L += _table(["artifact", "size (KiB)", "max abs logit diff vs PyTorch", "top-1 agreement", "parity clips"],
-                    rows)
-        g = e.get("gate")
-        if g:
-            L += [f"INT8 accuracy gate ({g.get('clips')} labeled target-val clips): FP32 {_pct(g.get('fp32'))}, INT8 "
-                  f"{_pct(g.get('int8'))}, drop {g.get('drop', 0):.2f} points (limit {g.get('max_drop')}), "
-                  f"{'passed' if g.get('passed') else 'FAILED'}; {len(g.get('kept_high_precision') or [])} layers kept "
-                  "in higher precision.", ""]
-        for w in e.get("warnings") or []:
-            L += [f"> warning: {w}", ""]
-
-    v = ctx.summary("eval")
-    if v:
-        L += ["## 4. Evaluation on target-test", ""]
-        L += _table(["artifact", "backend", "top-1", "top-5", "clips"],
-                    [[r["artifact"], r["backend"], _pct(r.get("top1")), _pct(r.get("top5")), r.get("clips")]
-                     for r in v["rows"]])
-        conf = v.get("confusion", {})
-        # The PyTorch model and the INT8 graph: the two ends of the path (every PNG is in eval/).
-        for name in [n for n in ("torch fp32", "ort-cpu int8") if n in conf] or list(conf)[:1]:
-            L += [f"![confusion matrix {name}]({conf[name]})", ""]
-
-    b = ctx.summary("bench")
-    if b:
-        L += ["## 5. Latency (per batch, end to end around the backend)", ""]
-        if b.get("busy"):
-            L += [f"**Warning: {b['busy']}.**", ""]
-        L += _table(["backend", "precision", "batch", "p50 ms", "p99 ms", "clips/s", "vs PyTorch eager", "note"],
-                    [[r["backend"] + (" (baseline)" if r["baseline"] else ""), r["precision"], r["batch"],
-                      _ms(r["p50_ms"]), _ms(r["p99_ms"]), "-" if r["throughput"] is None else f"{r['throughput']:.1f}",
-                      "-" if r["speedup"] is None else f"{r['speedup']:.2f}x",
-                      r["reason"] if r["status"] != "ok" else ("noisy" if r["noisy"] else "")] for r in b["rows"]])
-        if any(r["precision"] == "int8" and r["backend"] == "ort-cpu" for r in b["rows"]):
-            L += ["The INT8 graph is the TensorRT flavour (symmetric Q/DQ placed for TensorRT); onnxruntime on an "
-                  "x86 CPU runs such graphs without its fastest kernels, so its CPU latency says nothing about a "
-                  "Jetson. `edgevt export --flavour cpu` makes the graph for CPU targets.", ""]
-        files = b.get("files", {})
-        L += [f"Full table with p90/p95, min/max and provenance: `{files.get('md')}`, `{files.get('json')}`.", ""]
-        if files.get("png"):
-            L += [f"![latency]({files['png']})", ""]
-        if files.get("accuracy_png"):
-            L += [f"![accuracy vs latency]({files['accuracy_png']})", ""]
-
-    st = ctx.summary("stream")
-    if st:
-        L += ["## 6. Streaming", ""]
-        L += [f"- {k}: {val}" for k, val in st.get("metrics", {}).items()]
-        L += [f"- decisions (JSON Lines): `{st.get('jsonl')}`", f"- annotated video: `{st.get('video')}`",
-              f"- stage table: `{st.get('bench')}`", "",
-              "The file is read as fast as the loop goes (drop none), so the capture -> decision latency includes "
-              "the time a frame waits in the ring behind earlier ones; a live camera with `--drop latest` sees "
-              "about decode + inference + post.", ""]
-        if str(st.get("metrics", {}).get("form", "")).startswith("window") and \
-                "stateful.fp32" in ctx.summary("export").get("artifacts", []):
-            L += ["The bundle also holds the stateful (TSM online) form, one frame per call. It is causal (no "
-                  "channels shift in from future frames), so for this bidirectionally trained model it is a "
-                  "different model and the loop streams the window form by default; `edgevt run --form stateful` "
-                  "uses it, and `edgevt adapt --shift-direction causal` trains a model whose stateful form is "
-                  "exact (`benchmarks/stream_forms.py` compares the forms).", ""]
-
-    path = ctx.out / "report.md"
-    atomic_write_text(path, "\n".join(L) + "\n")
-    return path
-
-
-def _fmt(x) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
 # -- the sequence -----------------------------------------------------------------------------------

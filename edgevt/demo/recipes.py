@@ -1,0 +1,98 @@
+"""The demo's recipes, as plain public functions: what each step runs, at each size.
+
+``benchmarks/`` import these (``SIZES``, ``adapt_config``, ``export_config``, ``synth_config``) to
+measure exactly what ``edgevt demo`` runs; the steps (edgevt.demo.steps) only call them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big each step is. ``quick`` is the README's default; ``tiny`` is for tests."""
+
+    name: str
+    # TSM-TinyCNN from scratch on frame differences (motion, not the scene: what carries to a new
+    # camera), with appearance augmentation of the source clips (domain randomisation), then
+    # `--strategy auto`: self-training / alignment rungs chosen on labeled target-val clips.
+    # benchmarks/demo_recipe.py measures this recipe over 3 seeds, with its target-trained oracle.
+    model: str = "tsm_tinycnn"
+    weights: str = "none"
+    input: str = "diff"
+    augment: str = "appearance"
+    frame_size: int = 32  # synthetic video frames (square); 32 keeps the quick demo at a few minutes on 2 cores
+    video_frames: int = 16
+    train_per_class: int = 20
+    test_per_class: int = 10
+    num_frames: int = 8  # T of the clip model
+    frame_stride: int = 1
+    epochs: int = 12  # source-only training; the adaptation rungs train half as many
+    # the auto candidates: both source looks (with and without appearance augmentation), BatchNorm
+    # re-estimation of each, and self-training from the best of those four on target-val
+    # (benchmarks/adapt_shifts.py measures the whole ladder; dann+selftrain is left out to save time)
+    rungs: str = "source_only,source_only_plain,bn,bn_plain,selftrain"
+    batch_size: int = 16
+    lr: float = 3e-3
+    # auto: linear (frozen pretrained backbone, its features cached once) for pretrained weights,
+    # full for a model trained from scratch
+    adapt_mode: str = "auto"
+    calib_clips: int = 60
+    stream_frames: int = 600
+    bench_batches: tuple = (1, 4)
+    bench_warmup_s: float = 1.0
+    bench_duration_s: float = 3.0
+    seed: int = 0
+
+
+SIZES = {
+    "tiny": DemoSize("tiny", frame_size=32, video_frames=12,
+                     train_per_class=3, test_per_class=2, num_frames=4, frame_stride=2, epochs=1,
+                     batch_size=8,
+                     calib_clips=8, stream_frames=60, bench_batches=(1,), bench_warmup_s=0.1,
+                     bench_duration_s=0.3),
+    "quick": DemoSize("quick"),
+    "full": DemoSize("full", video_frames=24, train_per_class=60, test_per_class=25, epochs=30,
+                     calib_clips=200, stream_frames=2000, bench_warmup_s=2.0, bench_duration_s=10.0),
+}
+
+
+def adapt_mode(s: DemoSize) -> str:
+    if s.adapt_mode != "auto":
+        return s.adapt_mode
+    return "full" if s.weights in ("none", "", None) else "linear"
+
+
+def adapt_config(data: Path, out: Path, s: DemoSize, progress: bool = False):
+    """The demo's recipe as an AdaptConfig (public: benchmarks/demo_recipe.py runs exactly this):
+    ``--strategy auto`` over labeled source clips, unlabeled target-adapt clips and labeled
+    target-val clips (for the choice; target-test only reports)."""
+    from edgevt.adapt import AdaptConfig
+
+    return AdaptConfig(source=str(data / "source_train.txt"), out=str(out), strategy="auto",
+                       target=str(data / "target_adapt.txt"), target_val=str(data / "target_val.txt"),
+                       source_test=str(data / "source_test.txt"), target_test=str(data / "target_test.txt"),
+                       model=s.model, weights=s.weights, input=s.input, augment=s.augment,
+                       num_frames=s.num_frames, frame_stride=s.frame_stride, size=s.frame_size, mode=adapt_mode(s),
+                       epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed, rungs=s.rungs,
+                       progress=progress)
+
+
+def synth_config(s: DemoSize):
+    """The MotionDigits-DA data the demo generates (edgevt.data.synth)."""
+    from edgevt.data.synth import SynthConfig
+
+    return SynthConfig(size=s.frame_size, frames=s.video_frames, seed=s.seed,
+                       per_class={"source_train": s.train_per_class, "source_test": s.test_per_class,
+                                  "target_train": s.train_per_class, "target_test": s.test_per_class})
+
+
+def export_config(data: Path, s: DemoSize, threads: int | None = None):
+    """FP32/FP16/INT8 (TensorRT Q/DQ), calibrated on the unlabeled target-adapt clips and gated on the
+    labeled target-val clips (never target-test), with whichever streaming form the model has."""
+    from edgevt.export.exporter import ExportConfig
+
+    return ExportConfig(precisions=("fp32", "fp16", "int8"), calib=str(data / "target_adapt.txt"),
+                        calib_clips=s.calib_clips, eval=str(data / "target_val.txt"), flavour="tensorrt",
+                        threads=threads, forms=["stream"])
