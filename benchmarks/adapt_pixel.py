@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, write_results
-from adapt_shifts import SHIFT_ROWS, fmt, make_data, mean_std
+from adapt_shifts import SHIFT_ROWS, fmt, make_data, mean_std, sizes_and_rows
 
 from edgevt.adapt import AdaptConfig, adapt
 from edgevt.adapt.auto import ladder_configs
@@ -107,14 +107,7 @@ def main() -> None:
     ap.add_argument("--rewrite", action="store_true", help="only rewrite the table from results/<name>.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    args.size = args.size or (32 if args.quick else 64)
-    args.epochs = args.epochs or (15 if args.quick else 20)
-    n_train = 12 if args.quick else 20
-    per_class = {"source_train": n_train, "source_test": 10, "target_train": n_train, "target_test": 10}
-    rows = [r.strip() for r in args.shifts.split(",") if r.strip()]
-    unknown = [r for r in rows if r not in SHIFT_ROWS]
-    if unknown:
-        raise SystemExit(f"unknown rows {unknown}; known: {', '.join(SHIFT_ROWS)}")
+    per_class, rows = sizes_and_rows(args)  # the same sizes and rows as adapt_shifts.py
     name = args.name or ("adapt_pixel_quick" if args.quick else "adapt_pixel")
     reference = json.loads(args.reference.read_text())
     done = RESULTS / f"{name}.json"

@@ -165,14 +165,7 @@ def main() -> None:
               note=f"Tables recomputed from {', '.join(p.name for p in args.rewrite)} (the same runs; wall clock summed over them, though they may have run in parallel) with `--rewrite`.")
         return
     torch.set_num_threads(args.threads)
-    args.size = args.size or (32 if args.quick else 64)
-    args.epochs = args.epochs or (15 if args.quick else 20)
-    n_train = 12 if args.quick else 20
-    per_class = {"source_train": n_train, "source_test": 10, "target_train": n_train, "target_test": 10}
-    rows = [r.strip() for r in args.shifts.split(",") if r.strip()]
-    unknown = [r for r in rows if r not in SHIFT_ROWS]
-    if unknown:
-        raise SystemExit(f"unknown rows {unknown}; known: {', '.join(SHIFT_ROWS)}")
+    per_class, rows = sizes_and_rows(args)
     name = args.name or ("adapt_shifts_quick" if args.quick else "adapt_shifts")
     t_start = time.time()
     results: dict = {r: [] for r in rows}
@@ -182,6 +175,20 @@ def main() -> None:
             data = make_data(args.work / "data", row, seed, args.size, per_class)
             results[row].append(run_row(data, seed, args, args.work / "runs" / f"{row}_{seed}".replace(" ", "_").replace("(", "").replace(")", "")))
             write(name, args, rows, results, time.time() - t_start)
+
+
+def sizes_and_rows(args) -> tuple[dict, list[str]]:
+    """Fill in ``args.size``/``args.epochs`` for ``--quick`` or full size; return the clips per
+    class of each split and the requested rows (an unknown row stops the script)."""
+    args.size = args.size or (32 if args.quick else 64)
+    args.epochs = args.epochs or (15 if args.quick else 20)
+    n_train = 12 if args.quick else 20
+    per_class = {"source_train": n_train, "source_test": 10, "target_train": n_train, "target_test": 10}
+    rows = [r.strip() for r in args.shifts.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in SHIFT_ROWS]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; known: {', '.join(SHIFT_ROWS)}")
+    return per_class, rows
 
 
 def baseline(res_seed: dict) -> float:

@@ -16,27 +16,23 @@ def _fmt(x: float | None, nd: int = 2) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-def _speedup(r: BenchRow) -> str:
-    """Median over rounds of the per-round speed-up, with half the IQR across rounds as a share."""
-    if r.baseline:
-        return "1.00x (baseline)"
-    if r.speedup is None:
+def _ratio(value: float | None, spread: dict | None) -> str:
+    """A speed-up: the median over rounds, with half the IQR across rounds as a share."""
+    if value is None:
         return "-"
-    sp = r.speedup_spread
-    if sp and sp.get("rounds", 0) > 1:
-        return f"{r.speedup:.2f}x ±{sp['rel_half_iqr']:.0%}"
-    return f"{r.speedup:.2f}x"
+    if spread and spread.get("rounds", 0) > 1:
+        return f"{value:.2f}x ±{spread['rel_half_iqr']:.0%}"
+    return f"{value:.2f}x"
+
+
+def _speedup(r: BenchRow) -> str:
+    return "1.00x (baseline)" if r.baseline else _ratio(r.speedup, r.speedup_spread)
 
 
 def _cpu_speedup(r: BenchRow) -> str:
     if r.baseline:
         return "1.00x (baseline)" if r.rounds_cpu_ms else "-"
-    if r.cpu_speedup is None:
-        return "-"
-    sp = r.cpu_speedup_spread
-    if sp and sp.get("rounds", 0) > 1:
-        return f"{r.cpu_speedup:.2f}x ±{sp['rel_half_iqr']:.0%}"
-    return f"{r.cpu_speedup:.2f}x"
+    return _ratio(r.cpu_speedup, r.cpu_speedup_spread)
 
 
 def _ratio_iqr(r: BenchRow) -> str:
