@@ -9,12 +9,17 @@ photos as the "unseen cameras" row), over seeds, every recipe through ``edgevt.a
   is measured against the *stronger* of the two on each seed's target-test (a baseline no
   selection rule could reach, so a conservative one);
 - ``bn (plain)``, ``bn``: each with BatchNorm statistics re-estimated on the target;
-- ``selftrain``, ``dann+selftrain``: from the *start*, the best of those four on target-val, as
-  ``--strategy auto`` does (same configs: ``edgevt.adapt.auto``); ``auto``: the candidate that
-  ``edgevt.adapt.auto.choose`` picks on target-val (never on target-test) among all six;
+- ``selftrain``, ``dann+selftrain``: from the *start*, the one of those four that
+  ``edgevt.adapt.auto.choose`` picks on target-val, as ``--strategy auto`` does (same configs:
+  ``edgevt.adapt.auto``); ``auto``: the candidate that ``choose`` picks on target-val (never on
+  target-test) among all six (one-standard-error rule, bn_plain preferred); ``auto (best val)``: the
+  rule before it (plain best target-val accuracy, ties to the earlier rung), from the same runs;
+  ``auto (no val)``: what auto picks without ``--target-val`` (information maximisation), same runs;
 - ``dann``: plain feature alignment from the same start and budget;
-- ``semi 1/class``, ``semi 5/class``: selftrain from the start with 1 or 5 labeled target clips per
-  class mixed in, on the full schedule (what the auto ladder's rungs get with ``--target-labeled``);
+- ``semi 1/class``, ``semi 5/class``: the auto ladder's ``labeled`` rung with 1 or 5 labeled target
+  clips per class: from the start, a short fine-tune on source + those clips in the start's look,
+  then BatchNorm re-estimated on the target. (Before 2026-12-02 09:00 UTC these columns were
+  selftrain with the labels mixed in on the full schedule: adapt_shifts_quick_all.md, seeds 0-2.)
 - ``oracle``: the same model and input trained on the labeled target-train clips (no appearance
   augmentation: it trains on the target's own look), with its train accuracy so memorising shows.
 
@@ -59,7 +64,7 @@ SHIFT_ROWS = {  # row name -> (shifts, split)
     "clutter": (("clutter",), "cameras"),
 }
 METHODS = ["source-only (plain)", "source-only", "bn (plain)", "bn", "dann", "selftrain", "dann+selftrain", "auto",
-           "semi 1/class", "semi 5/class", "oracle"]
+           "auto (best val)", "auto (no val)", "semi 1/class", "semi 5/class", "oracle"]
 BASELINES = ("source-only (plain)", "source-only", "oracle")
 
 
@@ -115,15 +120,19 @@ def run_row(data: Path, seed: int, args, runs: Path) -> dict:
     run("bn (plain)", bn_config(base, reports["source_only_plain"].checkpoint, "bn_plain"), "bn_plain")
     start, _ = choose({k: r.report for k, r in reports.items()})
     start_ckpt = reports[start].checkpoint
-    rungs = ladder_configs(base, start_ckpt)
+    plain = start in ("source_only_plain", "bn_plain")
+    rungs = ladder_configs(base, start_ckpt, plain)
     run("selftrain", rungs["selftrain"], "selftrain")
     run("dann+selftrain", rungs["dann+selftrain"], "dann+selftrain")
-    winner, _ = choose({k: reports[k].report for k in LADDER})
     names = {"source_only": "source-only", "source_only_plain": "source-only (plain)", "bn_plain": "bn (plain)"}
-    res["auto"] = {**res[names.get(winner, winner)], "chosen": winner, "start": start}
+    ladder = {k: reports[k].report for k in LADDER if k in reports}
+    no_val = {k: {**r, "eval": {e: v for e, v in r["eval"].items() if e != "target_val"}} for k, r in ladder.items()}
+    for column, (winner, _) in {"auto": choose(ladder), "auto (best val)": choose(ladder, prefer=(), se=0.0),
+                                "auto (no val)": choose(no_val)}.items():
+        res[column] = {**res[names.get(winner, winner)], "chosen": winner, "start": start}
     run("dann", replace(rungs["selftrain"], strategy="dann", self_train=0.0, im_weight=0.0, out=str(runs / "dann")))
     for k in (1, 5):
-        semi = ladder_configs(replace(base, target_labeled=f"{d}/target_labeled_{k}.txt"), start_ckpt)["selftrain"]
+        semi = ladder_configs(replace(base, target_labeled=f"{d}/target_labeled_{k}.txt"), start_ckpt, plain)["labeled"]
         run(f"semi {k}/class", replace(semi, out=str(runs / f"semi{k}")))
     run("oracle", replace(base, source=f"{d}/target_train.txt", target=None, target_val=None, augment="none",
                           out=str(runs / "oracle")))
@@ -213,15 +222,17 @@ def write(name, args, rows, results, seconds, note: str = "") -> None:
           "closed (points gained over points of gap, summed over the seeds), where source-only is the "
           "*stronger* of the two source-only recipes of the seed (plain, or with appearance augmentation, "
           "which the adaptation recipes use); auto = the rung `--strategy auto` picks on target-val.", ""]
-    md.append("| shift | seeds | " + " | ".join(METHODS) + " | oracle train acc |")
-    md.append("|---|---:|" + "---:|" * (len(METHODS) + 1))
+    everything = [s for row in rows for s in results[row]]
+    methods = [m for m in METHODS if all(m in s for s in everything)]  # older files lack the newer columns
+    md.append("| shift | seeds | " + " | ".join(methods) + " | oracle train acc |")
+    md.append("|---|---:|" + "---:|" * (len(methods) + 1))
     summary = {}
     for row in rows:
         seeds = results[row]
         if not seeds:
             continue
         cells = []
-        for m in METHODS:
+        for m in methods:
             vals = [s[m]["target_test"] for s in seeds]
             cell = fmt(vals)
             if m not in BASELINES:
@@ -231,22 +242,24 @@ def write(name, args, rows, results, seconds, note: str = "") -> None:
             cells.append(cell)
         train = fmt([s["oracle"]["train_acc"] for s in seeds])
         md.append(f"| {row} | {len(seeds)} | " + " | ".join(cells) + f" | {train} |")
-        summary[row] = {m: mean_std([s[m]["target_test"] for s in seeds]) for m in METHODS}
+        summary[row] = {m: mean_std([s[m]["target_test"] for s in seeds]) for m in methods}
     md += ["", "Share of the gap closed, pooled over every shift and seed:", ""]
     md.append("| method | gap closed | seeds where it beats the stronger source-only |")
     md.append("|---|---:|---|")
-    for m in [m for m in METHODS if m not in BASELINES]:
-        everything = [s for row in rows for s in results[row]]
+    for m in [m for m in methods if m not in BASELINES]:
         g = gap_closed(everything, m)
         wins = [s[m]["target_test"] > baseline(s) for s in everything]
         md.append(f"| {m} | {'—' if g is None else f'{100 * g:.0f}%'} | {sum(wins)}/{len(wins)} |")
-    chosen = [s["auto"].get("chosen") for row in rows for s in results[row]]
-    starts = [s["auto"].get("start") for row in rows for s in results[row]]
-    md += ["", f"auto chose: " + ", ".join(f"{c} ×{chosen.count(c)}" for c in dict.fromkeys(chosen)),
-           "", f"start of the rungs (best source-only or bn on target-val): "
+    md.append("")
+    for m in [m for m in methods if m.startswith("auto")]:
+        chosen = [s[m].get("chosen") for s in everything]
+        md.append(f"{m} chose: " + ", ".join(f"{c} ×{chosen.count(c)}" for c in dict.fromkeys(chosen)) + "  ")
+    starts = [s["auto"].get("start") for s in everything]
+    md += ["", f"start of the rungs (the source-only or bn candidate auto's rule picks on target-val): "
            + ", ".join(f"{c} ×{starts.count(c)}" for c in dict.fromkeys(starts)), "",
            f"Wall clock {seconds / 60:.0f} min. Command: `python benchmarks/adapt_shifts.py"
-           f"{' --quick' if args.quick else ''} --seeds {args.seeds} --shifts \"{args.shifts}\"`"] + ([note] if note else [])
+           f"{' --quick' if args.quick else ''} --seeds {args.seeds}"
+           f"{f' --first-seed {args.first_seed}' if int(getattr(args, 'first_seed', 0)) else ''} --shifts \"{args.shifts}\"`"] + ([note] if note else [])
     write_results(name, "\n".join(md), {"args": {k: str(v) for k, v in vars(args).items() if k != "rewrite"},
                                         "results": results, "summary": summary, "seconds": seconds})
 

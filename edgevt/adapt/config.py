@@ -15,8 +15,9 @@ META = ("maml", "fomaml", "reptile")
 STRATEGIES = ("finetune",) + TWO_DOMAIN + META + ("fewshot", "bn", "auto")
 MODES = ("linear", "partial", "full")
 SCHEDULES = ("cosine", "dann", "constant")
-# --strategy auto's candidates, simplest first (ties go to the earlier one); edgevt.adapt.auto runs them
-AUTO_RUNGS = ("source_only", "source_only_plain", "bn", "bn_plain", "selftrain", "dann+selftrain")
+# --strategy auto's candidates in the order they run (edgevt.adapt.auto; its PREFER says which wins near-ties);
+# "labeled" runs only with --target-labeled
+AUTO_RUNGS = ("source_only", "source_only_plain", "bn", "bn_plain", "labeled", "selftrain", "dann+selftrain")
 
 
 @dataclass
@@ -134,6 +135,8 @@ class AdaptConfig:
                   "--rungs needs a source-only candidate (source_only or source_only_plain): the others start from it")
             for bn, src in (("bn", "source_only"), ("bn_plain", "source_only_plain")):
                 check(bn not in chosen or src in chosen, f"--rungs {bn} re-estimates BatchNorm of {src}: list {src} too")
+            check("labeled" not in chosen or self.target_labeled,
+                  "--rungs labeled fine-tunes on a few labeled target clips: pass --target-labeled FILE")
         check(0.0 < self.pl_threshold <= 1.0, f"--pl-threshold must be in (0, 1], got {self.pl_threshold}")
         for name in ("self_train", "im_weight", "mcc_weight", "adv_weight"):
             v = getattr(self, name)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgevt.adapt import adapt
-from edgevt.adapt.auto import LADDER, choose, ladder_configs
+from edgevt.adapt.auto import LADDER, choose, ladder_configs, one_se
 from edgevt.adapt.selftrain import (ClassBalance, collapse, information_maximisation, mcc_loss, pseudo_label_loss,
                                     ramp, reestimate_batchnorm)
 from edgevt.errors import EdgevtError
@@ -90,12 +90,23 @@ def test_target_labeled_with_foreign_labels_is_a_one_line_error(tiny_cfg, tmp_pa
 
 
 def test_auto_chooses_on_target_val_and_without_it_by_an_unsupervised_score():
-    def rep(val, im, collapsed=False):
-        return {"eval": {"target_val": {"accuracy": val}} if val is not None else {},
+    def rep(val, im, collapsed=False, clips=18):
+        return {"eval": {"target_val": {"accuracy": val, "clips": clips}} if val is not None else {},
                 "target_predictions": {"im_score": im, "collapsed": collapsed}}
 
-    reports = {"source_only": rep(0.5, 0.1), "bn": rep(0.6, 0.2), "selftrain": rep(0.6, 0.9)}
-    assert choose(reports) == ("bn", "target-val accuracy")  # a tie goes to the earlier rung
+    # one-standard-error rule: 1 SE of 0.6 on 18 clips is 11.5 points, so bn_plain (preferred) wins
+    # over a selftrain that is 1 clip (5.6 points) better on val ...
+    reports = {"source_only": rep(0.5, 0.1), "bn_plain": rep(0.6 - 1 / 18, 0.2), "selftrain": rep(0.6, 0.9)}
+    winner, why = choose(reports)
+    assert winner == "bn_plain" and "one-standard-error" in why and "18 clips" in why
+    # ... but not over one that is clearly better (4 clips), nor when val has many clips
+    reports["selftrain"] = rep(0.6 - 1 / 18 + 4 / 18, 0.9)
+    assert choose(reports)[0] == "selftrain"
+    big = {k: rep(v, 0.1, clips=2000) for k, v in {"source_only": 0.5, "bn_plain": 0.6, "selftrain": 0.63}.items()}
+    assert choose(big)[0] == "selftrain"
+    assert one_se(0.5, 100) == pytest.approx(0.05)
+    # a name outside the preference order comes after it
+    assert choose({"x": rep(0.6, 0.1), "source_only": rep(0.6, 0.1)})[0] == "source_only"
     reports = {"source_only": rep(None, 0.1), "bn": rep(None, 0.2), "selftrain": rep(None, 0.9, collapsed=True)}
     winner, why = choose(reports)
     assert winner == "bn" and "information-maximisation" in why
@@ -104,7 +115,8 @@ def test_auto_chooses_on_target_val_and_without_it_by_an_unsupervised_score():
 def test_auto_end_to_end_writes_every_candidate(tiny_cfg, motiondigits, tmp_path):
     res = adapt(tiny_cfg(strategy="auto", augment="appearance", target_val=str(motiondigits / "target_test.txt"), epochs=2))
     assert res.report["chosen"] in res.report["candidates"]
-    assert set(res.report["candidates"]) == set(LADDER)  # both source looks, their bn, two rungs from the start
+    # both source looks, their bn, two rungs from the start (labeled needs --target-labeled)
+    assert set(res.report["candidates"]) == set(LADDER) - {"labeled"}
     start = res.report["start"]
     assert start in ("source_only", "source_only_plain", "bn", "bn_plain")
     rung = json.loads((Path(res.report["candidates"]["selftrain"]["out"]) / "report.json").read_text())
@@ -119,9 +131,15 @@ def test_auto_ladder_looks_and_budget(tiny_cfg, motiondigits):
     assert set(ladder_configs(replace(cfg, augment="none"))) == {"source_only"}  # no second look to try
     rungs = ladder_configs(cfg, "start.pt")
     assert all(c.init == "start.pt" and c.epochs == 3 and c.lr == pytest.approx(1e-3) for c in rungs.values())
-    labeled = ladder_configs(replace(cfg, target_labeled=str(motiondigits / "target_test.txt")), "start.pt")
-    # a few labeled target clips to learn the target's look from: the full schedule
-    assert all(c.epochs == 6 and c.lr == pytest.approx(3e-3) for c in labeled.values())
+    assert "labeled" not in rungs
+    few = str(motiondigits / "target_test.txt")
+    labeled = ladder_configs(replace(cfg, target_labeled=few), "start.pt", plain=True)
+    # a few labeled target clips to learn the target's look from: the full schedule for the target rungs
+    assert all(labeled[k].epochs == 6 and labeled[k].lr == pytest.approx(3e-3) for k in ("selftrain", "dann+selftrain"))
+    # the labeled rung: a gentle fine-tune on source + the labeled clips in the start's look, then bn
+    lab = labeled["labeled"]
+    assert (lab.epochs, lab.target_labeled, lab.bn_adapt, lab.augment, lab.strategy) == (3, few, True, "none", "finetune")
+    assert ladder_configs(replace(cfg, target_labeled=few), "start.pt")["labeled"].augment == "appearance"
 
 
 def test_auto_rungs_runs_a_subset_and_refuses_a_ladder_without_its_start(tiny_cfg, motiondigits):
@@ -132,5 +150,7 @@ def test_auto_rungs_runs_a_subset_and_refuses_a_ladder_without_its_start(tiny_cf
         tiny_cfg(strategy="auto", rungs="bn,selftrain").validate()
     with pytest.raises(EdgevtError, match="bn_plain re-estimates BatchNorm of source_only_plain"):
         tiny_cfg(strategy="auto", rungs="source_only,bn_plain").validate()
+    with pytest.raises(EdgevtError, match="--rungs labeled fine-tunes on a few labeled target clips"):
+        tiny_cfg(strategy="auto", rungs="source_only,labeled").validate()
     with pytest.raises(EdgevtError, match="unknown --rungs coral"):
         tiny_cfg(strategy="auto", rungs="source_only,coral").validate()
