@@ -90,7 +90,8 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
     """Run one adaptation; writes ``model.pt``, ``last.pt``, ``metrics.json``, ``report.json/.md``
     under ``cfg.out``. ``feature_cache`` may be shared between calls to encode each data set once."""
     cfg.validate()
-    if cfg.pixel != "none":  # pixel-level adaptation (edgevt.adapt.pixel): train on the translated source clips
+    if cfg.pixel != "none" and cfg.strategy != "auto":  # pixel-level adaptation (edgevt.adapt.pixel): train on
+        # the translated source clips (auto makes that one candidate of its ladder)
         from edgevt.adapt.pixel import pixel_config
 
         cfg = pixel_config(cfg, console=console)

@@ -8,8 +8,10 @@ The ladder, each rung with the run's model and input:
    colour and background shifts, and costs accuracy on rain, blur, angle and codec shifts, where the
    plain model is better (benchmarks/adapt_shifts.py).
 2. ``bn``, ``bn_plain``: each source-only model with BatchNorm statistics re-estimated on the target
-   (free).
-3. The *start*: the best of rungs 1-2 by the selection rule below. From it:
+   (free). ``pixel`` (only with ``--pixel fda|hist|gan``): the plain source-only recipe on the source
+   clips translated to the target's look (edgevt.adapt.pixel), then BatchNorm re-estimated.
+3. The *start*: the best of rungs 1-2 by the selection rule below (a pixel start keeps training on
+   the translated source). From it:
    ``labeled`` (only with ``--target-labeled``): a short fine-tune on the source plus the few labeled
    target clips, in the start's look, then BatchNorm re-estimated on the target;
    ``selftrain``: self-training + information maximisation on the target with temporal
@@ -44,13 +46,20 @@ from edgevt.fileio import atomic_write_text
 
 LADDER = AUTO_RUNGS  # --rungs runs a subset (in this order)
 # which candidate wins when several are within one standard error of the best on target-val
-PREFER = ("bn_plain", "bn", "source_only_plain", "source_only", "labeled", "selftrain", "dann+selftrain")
+PREFER = ("bn_plain", "bn", "source_only_plain", "source_only", "pixel", "labeled", "selftrain", "dann+selftrain")
 SOURCE_RUNGS = {"source_only": "bn", "source_only_plain": "bn_plain"}  # each source model -> its bn rung
 
 
 def _source_base(cfg: AdaptConfig) -> AdaptConfig:
-    return replace(cfg, strategy="finetune", self_train=0.0, im_weight=0.0, bn_adapt=False,
+    return replace(cfg, strategy="finetune", self_train=0.0, im_weight=0.0, bn_adapt=False, pixel="none", rungs="all",
                    epochs=max(1, round(cfg.epochs * cfg.budget)))
+
+
+def pixel_rung(cfg: AdaptConfig, translated: str) -> AdaptConfig:
+    """The ``pixel`` candidate: plain source-only training on ``translated`` (the source clips in the
+    target's look, edgevt.adapt.pixel.translate_source), then BatchNorm re-estimated on the target."""
+    return replace(_source_base(cfg), source=translated, augment="none", bn_adapt=True,
+                   out=str(Path(cfg.out) / "candidates" / "pixel"))
 
 
 def _warm(cfg: AdaptConfig, ckpt: str) -> AdaptConfig:
@@ -150,9 +159,16 @@ def adapt_auto(cfg: AdaptConfig, feature_cache=None, console=None) -> AdaptResul
     for name in list(results):
         if SOURCE_RUNGS[name] in wanted:
             run(SOURCE_RUNGS[name], bn_config(cfg, results[name].checkpoint, SOURCE_RUNGS[name]))
+    translated = None
+    if cfg.pixel != "none" and "pixel" in wanted:
+        from edgevt.adapt.pixel import translate_source
+
+        translated = translate_source(cfg, console=console)
+        run("pixel", pixel_rung(cfg, translated))
     start, start_criterion = choose({k: r.report for k, r in results.items()})
-    plain = start in ("source_only_plain", "bn_plain") or cfg.augment in (None, False, "none")
-    for name, sub in ladder_configs(cfg, results[start].checkpoint, plain).items():
+    plain = start in ("source_only_plain", "bn_plain", "pixel") or cfg.augment in (None, False, "none")
+    from_start = cfg if start != "pixel" else replace(cfg, source=translated)
+    for name, sub in ladder_configs(from_start, results[start].checkpoint, plain).items():
         if name in wanted:
             run(name, sub)
     reports = {k: results[k].report for k in LADDER if k in results}

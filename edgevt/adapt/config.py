@@ -16,8 +16,8 @@ STRATEGIES = ("finetune",) + TWO_DOMAIN + META + ("fewshot", "bn", "auto")
 MODES = ("linear", "partial", "full")
 SCHEDULES = ("cosine", "dann", "constant")
 # --strategy auto's candidates in the order they run (edgevt.adapt.auto; its PREFER says which wins near-ties);
-# "labeled" runs only with --target-labeled
-AUTO_RUNGS = ("source_only", "source_only_plain", "bn", "bn_plain", "labeled", "selftrain", "dann+selftrain")
+# "pixel" runs only with --pixel, "labeled" only with --target-labeled
+AUTO_RUNGS = ("source_only", "source_only_plain", "bn", "bn_plain", "pixel", "labeled", "selftrain", "dann+selftrain")
 
 
 @dataclass
@@ -135,6 +135,8 @@ class AdaptConfig:
                   "--rungs needs a source-only candidate (source_only or source_only_plain): the others start from it")
             for bn, src in (("bn", "source_only"), ("bn_plain", "source_only_plain")):
                 check(bn not in chosen or src in chosen, f"--rungs {bn} re-estimates BatchNorm of {src}: list {src} too")
+            check("pixel" not in chosen or self.pixel != "none",
+                  "--rungs pixel trains on source clips translated to the target's look: pass --pixel fda|hist|gan")
             check("labeled" not in chosen or self.target_labeled,
                   "--rungs labeled fine-tunes on a few labeled target clips: pass --target-labeled FILE")
         check(0.0 < self.pl_threshold <= 1.0, f"--pl-threshold must be in (0, 1], got {self.pl_threshold}")

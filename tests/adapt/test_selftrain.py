@@ -115,8 +115,8 @@ def test_auto_chooses_on_target_val_and_without_it_by_an_unsupervised_score():
 def test_auto_end_to_end_writes_every_candidate(tiny_cfg, motiondigits, tmp_path):
     res = adapt(tiny_cfg(strategy="auto", augment="appearance", target_val=str(motiondigits / "target_test.txt"), epochs=2))
     assert res.report["chosen"] in res.report["candidates"]
-    # both source looks, their bn, two rungs from the start (labeled needs --target-labeled)
-    assert set(res.report["candidates"]) == set(LADDER) - {"labeled"}
+    # both source looks, their bn, two rungs from the start (labeled needs --target-labeled, pixel --pixel)
+    assert set(res.report["candidates"]) == set(LADDER) - {"labeled", "pixel"}
     start = res.report["start"]
     assert start in ("source_only", "source_only_plain", "bn", "bn_plain")
     rung = json.loads((Path(res.report["candidates"]["selftrain"]["out"]) / "report.json").read_text())

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from edgevt.adapt import adapt
+from edgevt.adapt.auto import pixel_rung
 from edgevt.adapt.pixel import TranslateConfig, Translator, translate
 from edgevt.adapt.pixel.gan import GanConfig
 from edgevt.data.datasets import load_dataset
@@ -122,3 +123,21 @@ def test_bad_inputs_are_one_line_errors(motiondigits, make_tiny_checkpoint, fda_
     assert "not an edgevt translation" in _one_line(e)
     with pytest.raises(EdgevtError):
         translate(TranslateConfig(source=src, target=tgt, method="cyclegan"))
+
+
+def test_auto_ladder_has_a_pixel_candidate(tiny_cfg, motiondigits, tmp_path):
+    """--strategy auto --pixel: the translated source is one candidate (plain recipe + BN
+    re-estimation), not the input of every candidate."""
+    r = adapt(tiny_cfg(strategy="auto", pixel="hist", augment="appearance", rungs="source_only_plain,pixel,selftrain",
+                       target_val=str(motiondigits / "target_test.txt"), epochs=1, out=str(tmp_path / "auto")))
+    cands = r.report["candidates"]
+    assert set(cands) == {"source_only_plain", "pixel", "selftrain"}
+    pixel = json.loads((Path(cands["pixel"]["out"]) / "report.json").read_text())
+    plain = json.loads((Path(cands["source_only_plain"]["out"]) / "report.json").read_text())
+    assert pixel["provenance"]["paths"]["source"].endswith("pixel_hist/source.txt")
+    assert pixel["bn_layers_reestimated"] > 0
+    rung = pixel_rung(tiny_cfg(strategy="auto", pixel="hist", augment="appearance"), "t.txt")
+    assert (rung.source, rung.augment, rung.pixel, rung.bn_adapt) == ("t.txt", "none", "none", True)
+    assert not plain["provenance"]["paths"]["source"].endswith("pixel_hist/source.txt")
+    with pytest.raises(EdgevtError, match="--rungs pixel trains on source clips translated"):
+        tiny_cfg(strategy="auto", rungs="source_only,pixel").validate()
