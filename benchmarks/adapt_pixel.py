@@ -9,15 +9,20 @@ seed:
 - ``fda`` / ``gan``: the source clips translated towards target-adapt (``edgevt.adapt.pixel``: FDA,
   no training; or the CycleGAN with semantic + warp consistency, trained here), then the
   source-only recipe on them; ``+selftrain`` / ``+dann+selftrain``: the auto ladder's feature-level
-  rungs started from that model (CyCADA's pixel + feature);
+  rungs started from that model (CyCADA's pixel + feature); ``fda (plain)+bn`` / ``gan (plain)+bn``:
+  the auto ladder's ``pixel`` candidate (``edgevt.adapt.auto.pixel_rung``: the plain recipe on the
+  translated clips, then BatchNorm re-estimated on the target);
 - ``best feature-only``, ``oracle``: from the reference run of adapt_shifts.py (``--reference``, the
-  same data and seeds): the best mean of dann, coral, selftrain and dann+selftrain per shift.
+  same data and seeds): the best mean per shift of the feature-level recipes it holds (bn, bn (plain),
+  dann, coral, selftrain, dann+selftrain).
 
 Temporal consistency: the mean frame-to-frame change of the translated clips over that of the
 source clips (1.0: as steady as the source). GAN time: training steps only, then translating.
 
     python benchmarks/adapt_pixel.py --quick --shifts photo,night,clutter
     python benchmarks/adapt_pixel.py --quick --shifts rain,blur --name adapt_pixel_quick_more
+    python benchmarks/adapt_pixel.py --quick --first-seed 3 --methods fda \
+        --reference benchmarks/results/adapt_shifts_quick_fresh.json --name adapt_pixel_quick_fresh
 """
 from __future__ import annotations
 
@@ -38,11 +43,12 @@ from _common import RESULTS, write_results
 from adapt_shifts import SHIFT_ROWS, fmt, make_data, mean_std, sizes_and_rows
 
 from edgevt.adapt import AdaptConfig, adapt
-from edgevt.adapt.auto import ladder_configs
+from edgevt.adapt.auto import ladder_configs, pixel_rung
 from edgevt.adapt.pixel import TranslateConfig, translate
 
-FEATURE = ["dann", "coral", "selftrain", "dann+selftrain"]
-PIXEL = ["fda", "fda+selftrain", "fda+dann+selftrain", "gan", "gan+selftrain", "gan+dann+selftrain"]
+FEATURE = ["bn (plain)", "bn", "dann", "coral", "selftrain", "dann+selftrain"]  # those the reference holds
+PIXEL = ["fda", "fda+selftrain", "fda+dann+selftrain", "fda (plain)+bn",
+         "gan", "gan+selftrain", "gan+dann+selftrain", "gan (plain)+bn"]
 COLUMNS = ["source-only (plain)", "source-only", "best feature-only"] + PIXEL + ["oracle"]
 
 
@@ -83,6 +89,8 @@ def run_seed(data: Path, seed: int, args, runs: Path) -> dict:
         rungs = ladder_configs(pbase, str(Path(first.out) / "model.pt"))
         run(f"{method}+selftrain", rungs["selftrain"])
         run(f"{method}+dann+selftrain", rungs["dann+selftrain"])
+        run(f"{method} (plain)+bn", replace(pixel_rung(base, tr.list), out=str(runs / f"pixel_rung_{method}")))
+    res["seed"] = seed
     return res
 
 
@@ -90,6 +98,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="as adapt_shifts.py --quick: 32x32, 12/10 clips per class, 15 epochs")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1 (the "
+                    "reference must hold the same seeds, in order)")
     ap.add_argument("--shifts", default="photo,night,clutter", help=f"rows: {', '.join(SHIFT_ROWS)}")
     ap.add_argument("--model", default="tsm_tinycnn")
     ap.add_argument("--input", default="diff")
@@ -121,9 +131,9 @@ def main() -> None:
         write(name, args, rows, results, reference, seconds)
         return
     t_start = time.time() - seconds
-    for seed in range(args.seeds):
+    for i, seed in enumerate(range(args.first_seed, args.first_seed + args.seeds)):
         for row in rows:
-            if len(results[row]) > seed:
+            if len(results[row]) > i:
                 continue
             print(f"[{time.time() - t_start:6.0f} s] {row}, seed {seed}", flush=True)
             data = make_data(args.work / "data", row, seed, args.size, per_class)
@@ -138,7 +148,7 @@ def write(name, args, rows, results, reference, seconds) -> None:
           "Target-test top-1 (%), mean ± std over seeds. fda / gan: the source-only recipe trained on the translated "
           "source clips; +selftrain / +dann+selftrain: the auto ladder's rungs started from that model. "
           "best feature-only and oracle come from the reference adapt_shifts.py run on the same data "
-          f"(`{args.reference.name}`), best feature-only = the best mean of {', '.join(FEATURE)}.", ""]
+          f"(`{args.reference.name}`), best feature-only = the best mean of those of {', '.join(FEATURE)} it holds.", ""]
     md.append("| shift | seeds | " + " | ".join(COLUMNS) + " |")
     md.append("|---|---:|" + "---:|" * len(COLUMNS))
     summary, goal, extra = {}, [], []
@@ -149,7 +159,8 @@ def write(name, args, rows, results, reference, seconds) -> None:
         ref = reference["results"].get(row, [])[:len(seeds)]
         if len(ref) < len(seeds):
             continue
-        best_f = max(FEATURE, key=lambda m: mean_std([s[m]["target_test"] for s in ref])[0])
+        feature = [m for m in FEATURE if all(m in s for s in ref)]
+        best_f = max(feature, key=lambda m: mean_std([s[m]["target_test"] for s in ref])[0])
         vals = {"source-only (plain)": [s["source-only (plain)"]["target_test"] for s in seeds],
                 "source-only": [s["source-only"]["target_test"] for s in seeds],
                 "best feature-only": [s[best_f]["target_test"] for s in ref],
@@ -165,7 +176,7 @@ def write(name, args, rows, results, reference, seconds) -> None:
         md.append(f"| {row} | {len(seeds)} | " + " | ".join(cells) + " |")
         summary[row] = {c: mean_std(v) for c, v in vals.items()}
         for fam in ("fda", "gan"):  # each family against feature-only on the seeds it ran
-            combos = [m for m in PIXEL if m.startswith(fam + "+") and vals[m]]
+            combos = [m for m in PIXEL if (m.startswith(fam + "+") or m.startswith(fam + " (plain)+")) and vals[m]]
             if not combos:
                 continue
             best_p = max(combos, key=lambda m: summary[row][m][0])
@@ -175,10 +186,12 @@ def write(name, args, rows, results, reference, seconds) -> None:
             goal.append(f"| {row} | {best_f} {fmt(feat)} | {best_p} {fmt(vals[best_p])} | {delta:+.1f} | {len(idx)} |")
         same = [abs(a["source-only"]["target_test"] - b["source-only"]["target_test"]) < 1e-9 for a, b in zip(seeds, ref)]
         tr = {m: [s[m]["translate"] for s in seeds if m in s] for m in ("fda", "gan")}
-        extra.append(f"| {row} | {np.mean([t['source_frame_change'] for t in tr['fda']]):.4f} | "
-                     f"{np.mean([t['ratio'] for t in tr['fda']]):.2f} | {np.mean([t['ratio'] for t in tr['gan']]):.2f} | "
-                     f"{np.mean([t['train_seconds'] for t in tr['gan']]):.0f} | "
-                     f"{np.mean([t['seconds_total'] for t in tr['gan']]):.0f} | {np.mean([t['seconds_total'] for t in tr['fda']]):.1f} | "
+        def avg(method, key, digits):
+            v = [t[key] for t in tr[method] if key in t]
+            return f"{np.mean(v):.{digits}f}" if v else "—"
+
+        extra.append(f"| {row} | {avg('fda', 'source_frame_change', 4)} | {avg('fda', 'ratio', 2)} | {avg('gan', 'ratio', 2)} | "
+                     f"{avg('gan', 'train_seconds', 0)} | {avg('gan', 'seconds_total', 0)} | {avg('fda', 'seconds_total', 1)} | "
                      f"{sum(same)}/{len(same)} |")
     md += ["", "Goal: the best pixel + feature recipe against the best feature-only recipe (means; both chosen "
            "per shift on target-test, so both are optimistic):", "",
@@ -190,8 +203,10 @@ def write(name, args, rows, results, reference, seconds) -> None:
            "training + writing) | fda total s | seeds where source-only reproduces the reference |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"] + extra
     md += ["", f"Wall clock {seconds / 60:.0f} min. Command: `python benchmarks/adapt_pixel.py"
-           f"{' --quick' if args.quick else ''} --seeds {args.seeds} --shifts \"{args.shifts}\" --threads {args.threads}"
-           f" --methods {args.methods}`"] + ([args.note] if args.note else [])
+           f"{' --quick' if args.quick else ''} --seeds {args.seeds}"
+           f"{f' --first-seed {args.first_seed}' if int(getattr(args, 'first_seed', 0)) else ''}"
+           f" --shifts \"{args.shifts}\" --threads {args.threads} --methods {args.methods}"
+           f" --reference {args.reference}`"] + ([args.note] if args.note else [])
     write_results(name, "\n".join(md), {"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
                                         "summary": summary, "seconds": seconds})
 

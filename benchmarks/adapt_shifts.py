@@ -248,8 +248,10 @@ def write(name, args, rows, results, seconds, note: str = "") -> None:
     md.append("|---|---:|---|")
     for m in [m for m in methods if m not in BASELINES]:
         g = gap_closed(everything, m)
-        wins = [s[m]["target_test"] > baseline(s) for s in everything]
-        md.append(f"| {m} | {'—' if g is None else f'{100 * g:.0f}%'} | {sum(wins)}/{len(wins)} |")
+        wins = sum(s[m]["target_test"] > baseline(s) + 1e-9 for s in everything)
+        ties = sum(abs(s[m]["target_test"] - baseline(s)) <= 1e-9 for s in everything)
+        md.append(f"| {m} | {'—' if g is None else f'{100 * g:.0f}%'} | {wins}/{len(everything)} "
+                  f"({ties} ties, {len(everything) - wins - ties} losses) |")
     md.append("")
     for m in [m for m in methods if m.startswith("auto")]:
         chosen = [s[m].get("chosen") for s in everything]
