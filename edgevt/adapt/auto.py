@@ -48,6 +48,18 @@ LADDER = AUTO_RUNGS  # --rungs runs a subset (in this order)
 # which candidate wins when several are within one standard error of the best on target-val
 PREFER = ("bn_plain", "bn", "source_only_plain", "source_only", "pixel", "labeled", "selftrain", "dann+selftrain")
 SOURCE_RUNGS = {"source_only": "bn", "source_only_plain": "bn_plain"}  # each source model -> its bn rung
+# what each candidate is, in a line (reports quote it)
+DESCRIBE = {
+    "source_only": "trains on the labeled source clips (and any --target-labeled clips) with --augment",
+    "source_only_plain": "the same without augmentation",
+    "bn": "source_only with its BatchNorm statistics re-estimated on the unlabeled target clips (no training)",
+    "bn_plain": "source_only_plain with its BatchNorm statistics re-estimated on the unlabeled target clips",
+    "pixel": "the plain recipe on the source clips translated to the target's look (--pixel), then BatchNorm re-estimated",
+    "labeled": "from the start, a short fine-tune on the source and the --target-labeled clips, then BatchNorm re-estimated",
+    "selftrain": "from the start, self-training + information maximisation on the unlabeled target clips, "
+                 "with temporal consistency (two playback speeds)",
+    "dann+selftrain": "selftrain with adversarial feature alignment (DANN)",
+}
 
 
 def _source_base(cfg: AdaptConfig) -> AdaptConfig:

@@ -15,13 +15,15 @@ class DemoSize:
 
     name: str
     # TSM-TinyCNN from scratch on frame differences (motion, not the scene: what carries to a new
-    # camera), with appearance augmentation of the source clips (domain randomisation), then
-    # `--strategy auto`: self-training / alignment rungs chosen on labeled target-val clips.
+    # camera), then `--strategy auto` over the recipe benchmarks/adapt_shifts.py proved best: the plain
+    # (unaugmented) source-only model and its BatchNorm statistics re-estimated on the unlabeled target
+    # clips (bn), chosen on labeled target-val clips. bn closed 97% (seeds 0-2) and 123% (fresh seeds
+    # 3-5) of the source-only -> oracle gap over 8 shifts, more than any trained rung.
     # benchmarks/demo_recipe.py measures this recipe over 3 seeds, with its target-trained oracle.
     model: str = "tsm_tinycnn"
     weights: str = "none"
     input: str = "diff"
-    augment: str = "appearance"
+    augment: str = "none"
     frame_size: int = 64  # synthetic video frames (square); at 32 the quick demo ran in 6 min but its stream decisions matched 50%
     video_frames: int = 16
     train_per_class: int = 20
@@ -29,10 +31,8 @@ class DemoSize:
     num_frames: int = 8  # T of the clip model
     frame_stride: int = 1
     epochs: int = 12  # source-only training; the adaptation rungs train half as many
-    # the auto candidates: both source looks (with and without appearance augmentation), BatchNorm
-    # re-estimation of each, and self-training from the best of those four on target-val
-    # (benchmarks/adapt_shifts.py measures the whole ladder; dann+selftrain is left out to save time)
-    rungs: str = "source_only,source_only_plain,bn,bn_plain,selftrain"
+    # the auto candidates (edgevt.adapt.auto); "all" would add the augmented look and the trained rungs
+    rungs: str = "source_only,bn"
     batch_size: int = 16
     lr: float = 3e-3
     # auto: linear (frozen pretrained backbone, its features cached once) for pretrained weights,

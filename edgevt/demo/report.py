@@ -32,10 +32,10 @@ Stream video: `$video` ($stream_frames frames, $stream_segments motion segments,
     "adapt": Template("""## 2. Adaptation
 
 `$model` (weights: $weights; mode $mode; input $input; augmentation $augment), T=$t, ${size}x$size.
-`--strategy auto --rungs $rungs`: source-only trains $epochs epochs on labeled source clips, with
-appearance augmentation and without (plain); bn re-estimates each one's BatchNorm statistics on the
-*unlabeled* target-adapt clips (no training); selftrain starts from the best of those four on
-target-val and trains $half more epochs that also see the unlabeled target-adapt clips.
+`--strategy auto --rungs $rungs` ($epochs source epochs; "the start" is the source-only or bn
+candidate chosen on target-val; the unlabeled target clips are target-adapt):
+
+$ladder
 
 $runs
 Exported: **$best** (chosen by $selection).
@@ -107,9 +107,11 @@ def _data(ctx, d: dict) -> dict:
 
 
 def _adapt(ctx, a: dict) -> dict:
+    from edgevt.adapt.auto import DESCRIBE
     from edgevt.demo.recipes import adapt_mode
 
     s = ctx.size
+    ladder = "\n".join(f"- `{k}`: {DESCRIBE.get(k, '')}" for k in a["runs"])
     runs = table(["candidate", "source-test top-1", "target-val top-1", "target-test top-1", "largest target class",
                   "seconds"],
                  [[k + (" (chosen)" if k == a["best"] else ""), _pct(v.get("source_top1")),
@@ -125,7 +127,7 @@ def _adapt(ctx, a: dict) -> dict:
             [[n, _pct(percent(so.get(n))), _pct(percent(v))] for n, v in pc["adapted"].items()])
     return {"model": s.model, "weights": s.weights, "mode": adapt_mode(s), "input": s.input, "augment": s.augment,
             "t": s.num_frames, "size": s.frame_size, "epochs": s.epochs, "rungs": s.rungs,
-            "half": max(1, round(s.epochs / 2)), "runs": runs, "best": a["best"],
+            "ladder": ladder, "runs": runs, "best": a["best"],
             "selection": a["selection"], "per_class": per_class}
 
 

@@ -1,7 +1,7 @@
 """The demo's steps over one shared run cache: each step runs a recipe (edgevt.demo.recipes) through
 the library API of its stage, and the report (edgevt.demo.report) is written from their records::
 
-    data -> adapt (auto: source-only, then self-training/alignment rungs, chosen on target-val) -> export (FP32/FP16/INT8, calibrated on target clips)
+    data -> adapt (auto: source-only and its BatchNorm re-estimation on the target, chosen on target-val) -> export (FP32/FP16/INT8, calibrated on target clips)
          -> eval (every artifact on target-test) -> bench (every usable backend x precision)
          -> stream (a target-domain video through the streaming loop) -> report.md
 
@@ -172,7 +172,7 @@ def _lines(path: Path) -> list[str]:
 def _adapt_settings(ctx: DemoContext) -> dict:
     s = ctx.size
     return {k: getattr(s, k) for k in ("model", "weights", "input", "augment", "num_frames", "frame_stride", "epochs",
-                                       "batch_size", "adapt_mode", "lr", "seed", "rungs")} | {"recipe": "auto-v2"}
+                                       "batch_size", "adapt_mode", "lr", "seed", "rungs")} | {"recipe": "auto-v3"}
 
 
 # -- 5. bench ---------------------------------------------------------------------------------------
