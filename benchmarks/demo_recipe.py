@@ -131,9 +131,11 @@ def main() -> None:
     if "A" not in args.skip:
         a = data["A"] = section_a(args)
         seeds = list(a.values())
+        q = SIZES["quick"]
         md += ["# The demo's recipe at demo size (quick)", "",
-               f"tsm_tinycnn from scratch, frame differences, appearance augmentation, `--strategy auto`; 64x64, "
-               f"T=8, 20 clips per class; photo shift, cameras split; {len(seeds)} seeds, mean ± std.", "",
+               f"{q.model} (weights {q.weights}), input {q.input}, augmentation {q.augment}, `--strategy auto --rungs "
+               f"{q.rungs}`; {q.frame_size}x{q.frame_size}, T={q.num_frames}, {q.train_per_class} clips per class, "
+               f"{q.epochs} epochs; photo shift, cameras split; {len(seeds)} seeds, mean ± std.", "",
                "| | source-only | adapted (auto's choice) | oracle (target labels) | oracle train acc |",
                "|---|---:|---:|---:|---:|",
                f"| target-test top-1 | {fmt([x['source_only'] for x in seeds])} | {fmt([x['adapted'] for x in seeds])} "

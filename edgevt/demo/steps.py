@@ -138,7 +138,7 @@ def step_adapt(ctx: DemoContext):
     from edgevt.adapt import adapt
 
     cfg = adapt_config(ctx.data, ctx.models / "auto", ctx.size)
-    task = ctx.progress.add_task("adapt (auto: source-only, then the adaptation rungs)", total=None) \
+    task = ctx.progress.add_task("adapt (auto: source-only, then BatchNorm re-estimation)", total=None) \
         if ctx.progress is not None else None
     t0 = time.perf_counter()
     res = adapt(cfg, console=ctx.console)
@@ -295,7 +295,7 @@ def _stream_settings(ctx: DemoContext) -> dict:
 def steps() -> list[Step]:
     return [
         Step("data", "1/7 generate MotionDigits-DA", step_data, _data_settings),
-        Step("adapt", "2/7 adapt: source-only, then self-training / alignment (auto)", step_adapt, _adapt_settings, needs=("data",)),
+        Step("adapt", "2/7 adapt: source-only, then its BatchNorm re-estimated on the target (auto)", step_adapt, _adapt_settings, needs=("data",)),
         Step("export", "3/7 export FP32/FP16/INT8 + parity", step_export, _export_settings, needs=("adapt",)),
         Step("eval", "4/7 evaluate every artifact on target-test", step_eval, lambda ctx: {}, needs=("export",)),
         Step("bench", "5/7 bench every usable backend x precision", step_bench, _bench_settings,
