@@ -78,8 +78,8 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     t_start = time.time()
     data = args.data / ("quick" if args.quick else "full")
-    # data and runs go through the demo's run cache (records in <--data>/.demo/): a run whose config
-    # and data match an earlier invocation's is reused
+    # data and runs go through the demo's run cache (records in <--data>/.demo/; the demo size is not
+    # used): a run whose config, data and --init run match an earlier invocation's is reused
     ctx = DemoContext(args.data.resolve(), SIZES["quick"])
     data = cached_data(ctx, data.name, ctx.out / data.name,
                        SynthConfig(size=64, frames=16, per_class=per_class, seed=0, split="unseen"))
@@ -100,7 +100,9 @@ def main() -> None:
         cfg = AdaptConfig(**{**common, "source_test": d["source_test"], "target_test": d["target_test"],
                              "out": str(out_root / f"{name}_s{seed}"), "seed": seed, **kw})
         t0 = time.time()
-        ckpt, report, reused = cached_adapt(ctx, f"{name}_s{seed}", cfg, needs=(data.name,), feature_cache=cache)
+        init_run = Path(cfg.init).parent.name if cfg.init else None  # a run of this cache: rerun it, rerun this
+        needs = (data.name,) + ((init_run,) if init_run in ctx.records else ())
+        ckpt, report, reused = cached_adapt(ctx, f"{name}_s{seed}", cfg, needs=needs, feature_cache=cache)
         r = AdaptResult(str(ckpt), report, cfg.out)
         results["runs"]["reused"] += reused
         results["runs"]["count"] += 1
