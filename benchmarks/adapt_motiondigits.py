@@ -30,14 +30,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgevt.adapt import AdaptConfig, adapt  # noqa: E402
+from edgevt.adapt import AdaptConfig, AdaptResult  # noqa: E402
 from edgevt.adapt.data import open_labeled  # noqa: E402
 from edgevt.adapt.features import CachedClips, ClipNet, FeatureCache, trainable_split  # noqa: E402
 from edgevt.adapt.finetune import predict  # noqa: E402
 from edgevt.adapt.meta import evaluate_episodes  # noqa: E402
 from edgevt.adapt.report import reverse_time, single_frame  # noqa: E402
 from edgevt.data.datasets import LabelMap  # noqa: E402
-from edgevt.data.synth import SynthConfig, generate  # noqa: E402
+from edgevt.data.synth import SynthConfig  # noqa: E402
+from edgevt.demo import SIZES, DemoContext, cached_adapt, cached_data  # noqa: E402
 from edgevt.models.checkpoint import model_from_checkpoint  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,11 +78,14 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     t_start = time.time()
     data = args.data / ("quick" if args.quick else "full")
-    if not (data / "labels.txt").exists():
-        generate(data, SynthConfig(size=64, frames=16, per_class=per_class, seed=0, split="unseen"))
+    # data and runs go through the demo's run cache (records in <--data>/.demo/; the demo size is not
+    # used): a run whose config, data and --init run match an earlier invocation's is reused
+    ctx = DemoContext(args.data.resolve(), SIZES["quick"])
+    data = cached_data(ctx, data.name, ctx.out / data.name,
+                       SynthConfig(size=64, frames=16, per_class=per_class, seed=0, split="unseen"))
     d = {k: str(data / f"{k}.txt") for k in per_class}
     cache = FeatureCache()  # frozen Lite0 stages: each split is encoded once for all runs
-    out_root = args.data / "runs"
+    out_root = ctx.out / "runs"
     common = dict(model=args.model, weights=args.weights, size=args.size, num_frames=8, frame_stride=2,
                   mode=args.mode, unfreeze=args.unfreeze, epochs=epochs, batch_size=32, lr=3e-3, progress=False)
     # the pretrained Lite0 on its cheap CPU path: ImageNet stages frozen and cached, top stages trained
@@ -96,13 +100,11 @@ def main() -> None:
         cfg = AdaptConfig(**{**common, "source_test": d["source_test"], "target_test": d["target_test"],
                              "out": str(out_root / f"{name}_s{seed}"), "seed": seed, **kw})
         t0 = time.time()
-        done = Path(cfg.out) / "report.json"
-        if done.exists() and torch.load(Path(cfg.out) / "model.pt", weights_only=True).get("config") == cfg.to_dict():
-            # the same run (identical config and data) finished before: reuse its results
-            r = type("R", (), {"checkpoint": str(Path(cfg.out) / "model.pt"), "report": json.loads(done.read_text())})
-            results["runs"]["reused"] += 1
-        else:
-            r = adapt(cfg, feature_cache=cache)
+        init_run = Path(cfg.init).parent.name if cfg.init else None  # a run of this cache: rerun it, rerun this
+        needs = (data.name,) + ((init_run,) if init_run in ctx.records else ())
+        ckpt, report, reused = cached_adapt(ctx, f"{name}_s{seed}", cfg, needs=needs, feature_cache=cache)
+        r = AdaptResult(str(ckpt), report, cfg.out)
+        results["runs"]["reused"] += reused
         results["runs"]["count"] += 1
         results["runs"]["run_seconds"] += r.report.get("seconds_total", 0.0)
         ev = r.report["eval"]

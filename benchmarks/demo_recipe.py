@@ -3,11 +3,12 @@ pretrained backbone beats training from scratch when the source is realistic.
 
 Section A (the numbers behind README's "What the demo's model reaches"): at the demo's quick size
 (``edgevt.demo.SIZES["quick"]``: its frame size, clips per class and epochs; the default photo
-shift in the ``cameras`` split), for each seed: the data the demo generates, then exactly the demo's
-adapt step (``edgevt.demo.adapt_config``: ``--strategy auto`` over the demo's rungs, chosen on
-target-val), the same model and input trained on the labeled
-target-train clips (the oracle, with its train accuracy), and the chosen checkpoint streamed over
-the demo's target stream video (the share of decisions that match the ground truth).
+shift in the ``cameras`` split), for each seed: the demo's own data and adapt steps
+(``edgevt.demo.run_demo(..., until="adapt")``: ``--strategy auto`` over the demo's rungs, chosen on
+target-val), the same model and input trained on the labeled target-train clips (the oracle, with
+its train accuracy), and the chosen checkpoint streamed over the demo's target stream video (the
+share of decisions that match the ground truth). Every run goes through the demo's run cache
+(``edgevt.demo.cached_adapt``/``cached_data`` under ``--work``): a rerun reuses what is still valid.
 
 Section B: a realistic source (``--source-style photo``: glyphs over daytime photos, none of them a
 target photo), source-only, 3 seeds, at 32x32: the pretrained EfficientNet-Lite0 prefix
@@ -20,6 +21,8 @@ scratch, all on RGB frames with the same (no) augmentation; plus TinyCNN on fram
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import time
 from dataclasses import replace
@@ -33,10 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results  # noqa: E402
 
-from edgevt.adapt import AdaptConfig, adapt  # noqa: E402
-from edgevt.data.splits import split_target_train  # noqa: E402
-from edgevt.data.synth import SynthConfig, generate, make_stream_video  # noqa: E402
-from edgevt.demo import SIZES, adapt_config  # noqa: E402
+from edgevt.adapt import AdaptConfig  # noqa: E402
+from edgevt.demo import SIZES, DemoContext, cached_adapt, cached_data, run_demo, synth_config, with_clip  # noqa: E402
 
 
 def fmt(values, scale=100.0):
@@ -44,19 +45,6 @@ def fmt(values, scale=100.0):
     if not len(a):
         return "—"
     return f"{scale * a.mean():.1f} ± {scale * a.std():.1f}" if len(a) > 1 else f"{scale * a.mean():.1f}"
-
-
-def demo_data(root: Path, s, seed: int, **synth) -> tuple[Path, Path]:
-    data = root / f"seed{seed}"
-    cfg = SynthConfig(size=s.frame_size, frames=s.video_frames, seed=seed,
-                      per_class={"source_train": s.train_per_class, "source_test": s.test_per_class,
-                                 "target_train": s.train_per_class, "target_test": s.test_per_class}, **synth)
-    video = data / "target" / "stream.mp4"
-    if not (data / "target_val.txt").exists():
-        generate(data, cfg)
-        make_stream_video(video, "target", s.stream_frames, s.frame_size, seed, config=cfg)
-        split_target_train(data, seed=seed)
-    return data, video
 
 
 def stream_match(ckpt: str, video: Path) -> float | None:
@@ -70,31 +58,33 @@ def section_a(args) -> dict:
     out = {}
     for seed in range(args.seeds):
         s = replace(SIZES["quick"], seed=seed)
-        data, video = demo_data(args.work / "A", s, seed)
-        t0 = time.perf_counter()
-        res = adapt(adapt_config(data, args.work / "A" / f"runs{seed}" / "auto", s))
-        seconds = time.perf_counter() - t0
-        cand = res.report["candidates"]
+        # the demo's own data and adapt steps, in its run cache (a rerun reuses what is still valid)
+        demo = run_demo(args.work / "A" / f"seed{seed}", s, threads=args.threads, until="adapt")
+        ctx = DemoContext(demo.out, s, records=dict(demo.records))
+        adapted = demo.records["adapt"]
+        auto = json.loads((ctx.models / "auto" / "report.json").read_text())
+        cand = auto["candidates"]
         so_ckpt = str(Path(cand["source_only"]["out"]) / "model.pt")
-        orc = adapt(AdaptConfig(source=str(data / "target_train.txt"), target_test=str(data / "target_test.txt"),
-                                model=s.model, weights=s.weights, input=s.input, augment="none", mode="full",
-                                size=s.frame_size, num_frames=s.num_frames, frame_stride=s.frame_stride,
-                                epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=False,
-                                out=str(args.work / "A" / f"runs{seed}" / "oracle"))).report
-        out[seed] = {"chosen": res.report["chosen"], "adapt_seconds": round(seconds, 1),
+        _, orc, _ = cached_adapt(ctx, "oracle", AdaptConfig(
+            source=str(ctx.data / "target_train.txt"), target_test=str(ctx.data / "target_test.txt"),
+            model=s.model, weights=s.weights, input=s.input, augment="none", mode="full",
+            **AdaptConfig.clip_fields(s.clip), epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=seed,
+            progress=False, out=str(ctx.models / "oracle")), needs=("data",))
+        out[seed] = {"chosen": auto["chosen"], "adapt_seconds": adapted["seconds"],
                      "candidates": {k: {m: v[m] for m in ("target_val", "target_test", "source_test")}
                                     for k, v in cand.items()},
-                     "source_only": cand["source_only"]["target_test"], "adapted": cand[res.report["chosen"]]["target_test"],
+                     "source_only": cand["source_only"]["target_test"], "adapted": cand[auto["chosen"]]["target_test"],
                      "oracle": orc["eval"]["target_test"]["accuracy"],
                      "oracle_train_acc": orc["train"]["history"][-1]["acc"],
-                     "stream_match_source_only": stream_match(so_ckpt, video),
-                     "stream_match_adapted": stream_match(res.checkpoint, video)}
+                     "stream_match_source_only": stream_match(so_ckpt, ctx.stream_video),
+                     "stream_match_adapted": stream_match(str(ctx.out / adapted["summary"]["best_checkpoint"]),
+                                                          ctx.stream_video)}
         print(f"seed {seed}: {out[seed]}", flush=True)
     return out
 
 
 def section_b(args) -> dict:
-    s = replace(SIZES["quick"], frame_size=32)
+    s = with_clip(SIZES["quick"], size=(32, 32))
     rows = {"tsm_efficientnet_lite0_s4, ImageNet prefix frozen, RGB": dict(model="tsm_efficientnet_lite0_s4",
                                                                               weights="pretrained", mode="linear"),
             "tsm_efficientnet_lite0_s4 from scratch, RGB": dict(model="tsm_efficientnet_lite0_s4", weights="none",
@@ -104,14 +94,16 @@ def section_b(args) -> dict:
                                                                 input="diff")}
     out = {k: [] for k in rows}
     for seed in range(args.seeds):
-        data, _ = demo_data(args.work / "B", replace(s, seed=seed), seed, source_style="photo")
+        sb = replace(s, seed=seed)
+        ctx = DemoContext((args.work / "B" / f"seed{seed}").resolve(), sb)
+        data = cached_data(ctx, "data", ctx.data, replace(synth_config(sb), source_style="photo"))
         for name, kw in rows.items():
-            r = adapt(AdaptConfig(source=str(data / "source_train.txt"), target_test=str(data / "target_test.txt"),
-                                  source_test=str(data / "source_test.txt"), size=s.frame_size,
-                                  num_frames=s.num_frames, frame_stride=s.frame_stride, epochs=s.epochs,
-                                  batch_size=s.batch_size, lr=s.lr, seed=seed, progress=False,
-                                  out=str(args.work / "B" / f"runs{seed}" / name.split(",")[0].replace(" ", "_")),
-                                  **kw)).report
+            slug = re.sub(r"\W+", "_", name).strip("_")  # one run folder and cache record per row
+            _, r, _ = cached_adapt(ctx, slug, AdaptConfig(
+                source=str(data / "source_train.txt"), target_test=str(data / "target_test.txt"),
+                source_test=str(data / "source_test.txt"), **AdaptConfig.clip_fields(s.clip), epochs=s.epochs,
+                batch_size=s.batch_size, lr=s.lr, seed=seed, progress=False, out=str(ctx.models / slug), **kw),
+                needs=("data",))
             out[name].append({"target_test": r["eval"]["target_test"]["accuracy"],
                               "source_test": r["eval"]["source_test"]["accuracy"]})
             print(f"B seed {seed} {name}: {out[name][-1]}", flush=True)
@@ -128,13 +120,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     md, data = [], {}
+    q = SIZES["quick"]
     if "A" not in args.skip:
         a = data["A"] = section_a(args)
         seeds = list(a.values())
-        q = SIZES["quick"]
         md += ["# The demo's recipe at demo size (quick)", "",
                f"{q.model} (weights {q.weights}), input {q.input}, augmentation {q.augment}, `--strategy auto --rungs "
-               f"{q.rungs}`; {q.frame_size}x{q.frame_size}, T={q.num_frames}, {q.train_per_class} clips per class, "
+               f"{q.rungs}`; {q.frame_size}x{q.frame_size}, T={q.clip.num_frames}, {q.train_per_class} clips per class, "
                f"{q.epochs} epochs; photo shift, cameras split; {len(seeds)} seeds, mean ± std.", "",
                "| | source-only | adapted (auto's choice) | oracle (target labels) | oracle train acc |",
                "|---|---:|---:|---:|---:|",
@@ -153,7 +145,8 @@ def main() -> None:
     if "B" not in args.skip:
         b = data["B"] = section_b(args)
         md += ["# Realistic source (glyphs over daytime photos): pretrained vs scratch, source-only", "",
-               f"32x32, T=8, 20 clips per class, {args.seeds} seeds, no augmentation for any row.", "",
+               (f"32x32, T={q.clip.num_frames}, {q.train_per_class} clips per class, {args.seeds} seeds, no "
+                "augmentation for any row."), "",
                "| model | target-test | source-test |", "|---|---:|---:|"]
         for name, vals in b.items():
             md.append(f"| {name} | {fmt([v['target_test'] for v in vals])} | {fmt([v['source_test'] for v in vals])} |")

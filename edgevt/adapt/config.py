@@ -165,6 +165,15 @@ class AdaptConfig:
                         mean=tuple(self.mean) if self.mean else mean, std=tuple(self.std) if self.std else std,
                         sampling=self.sampling, labels=list(labels), streaming=streaming)
 
+    @staticmethod
+    def clip_fields(spec: ClipSpec) -> dict:
+        """The AdaptConfig fields that make ``spec``'s clips (T, frame stride, size, sampling): the
+        inverse of ``clip_spec``, for callers that hold a ClipSpec (``AdaptConfig(**clip_fields(spec), ...)``)."""
+        h, w = spec.size
+        if h != w:
+            raise EdgevtError(f"adapt trains on square clips (--size); got size {h}x{w}")
+        return {"num_frames": spec.num_frames, "frame_stride": spec.frame_stride, "size": h, "sampling": spec.sampling}
+
     @property
     def auto_rungs(self) -> tuple[str, ...]:
         """The --strategy auto candidates to run, in ladder order."""

@@ -49,6 +49,25 @@ class Timing:
         return self.h2d + self.compute + self.d2h
 
 
+@dataclass
+class GapEvent:
+    """A live source stalled or disconnected, or a remote backend lost its server (backends/triton.py):
+    the record both hand the streaming loop (defined here, below both, so backends need not import
+    stream). ``start_time`` is when its last frame arrived, ``end_time`` when frames flowed again
+    (recovered) or when the reader gave up. After a recovered gap the stream starts a new segment:
+    ``first_ring_index`` is the first ring frame after it, and no window, embedding history,
+    stateful buffer or smoothed score crosses it."""
+
+    start_time: float
+    end_time: float
+    after_source_frame: int  # source frames read before the gap (the next frame gets this number)
+    attempts: int
+    reason: str
+    recovered: bool
+    first_ring_index: int = -1  # ring index of the first frame after the gap (-1: none came)
+    duration_s: float = 0.0
+
+
 class Backend(ABC):
     """Run named inputs through a model. Subclasses set ``name``, ``inputs`` and ``outputs``."""
 

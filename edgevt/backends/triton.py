@@ -317,7 +317,7 @@ class RemoteSequenceForm:
         return out
 
     def _gap(self, start: float, attempts: int, reason: str, recovered: bool) -> None:
-        from edgevt.stream.sources import GapEvent
+        from edgevt.backends.base import GapEvent
 
         b = self.b
         b.retries += attempts

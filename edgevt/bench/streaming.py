@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-from edgevt.bench.latency import LatencyStats
 from edgevt.errors import EdgevtError
+from edgevt.stats import LatencyStats
 
 STAGES = ("decode", "preprocess", "inference", "post")
 

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevt.bench.latency import Case, LatencyStats, make_inputs, sample_clips
+from edgevt.bench.latency import Case, make_inputs, sample_clips
 from edgevt.bench.rounds import ORDERS, RatioSpread, ratio_spread, round_medians, run_rounds, warm_up
 from edgevt.bundle import PRECISIONS
 from edgevt.errors import EdgevtError
+from edgevt.stats import LatencyStats
 
 BASELINE_BACKEND = "torch"
 BASELINE_PRECISION = "fp32"

@@ -5,8 +5,19 @@ Three modules: ``recipes`` (public: what each step runs at each size; benchmarks
 from the step records, filled into templates).
 """
 from edgevt.data.splits import split_target_train
-from edgevt.demo.recipes import SIZES, DemoSize, adapt_config, adapt_mode, export_config, synth_config
-from edgevt.demo.steps import DemoContext, DemoResult, run_demo, run_step, steps
+from edgevt.demo.recipes import SIZES, DemoSize, adapt_config, adapt_mode, export_config, synth_config, with_clip
+from edgevt.demo.steps import (
+    DemoContext,
+    DemoResult,
+    Step,
+    cached_adapt,
+    cached_data,
+    run_cached,
+    run_demo,
+    run_step,
+    steps,
+)
 
-__all__ = ["SIZES", "DemoContext", "DemoResult", "DemoSize", "adapt_config", "adapt_mode", "export_config",
-           "run_demo", "run_step", "split_target_train", "steps", "synth_config"]
+__all__ = ["SIZES", "DemoContext", "DemoResult", "DemoSize", "Step", "adapt_config", "adapt_mode", "cached_adapt",
+           "cached_data", "export_config", "run_cached", "run_demo", "run_step", "split_target_train", "steps",
+           "synth_config", "with_clip"]

@@ -1,12 +1,15 @@
 """The demo's recipes, as plain public functions: what each step runs, at each size.
 
-``benchmarks/`` import these (``SIZES``, ``adapt_config``, ``export_config``, ``synth_config``) to
-measure exactly what ``edgevt demo`` runs; the steps (edgevt.demo.steps) only call them.
+``benchmarks/`` import these (``SIZES``, ``with_clip``, ``adapt_config``, ``export_config``,
+``synth_config``) to measure exactly what ``edgevt demo`` runs; the steps (edgevt.demo.steps) only
+call them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from edgevt.spec import ClipSpec
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,14 @@ class DemoSize:
     weights: str = "none"
     input: str = "diff"
     augment: str = "none"
-    frame_size: int = 64  # synthetic video frames (square); at 32 the quick demo ran in 6 min but its stream decisions matched 50%
+    # The clip the model takes: T, frame stride and (square) size are defined here only; adapt, the
+    # synthetic videos (drawn at the clip size) and the report read them from it. The model fills in
+    # the normalisation, the data the labels. At 32x32 the quick demo ran in 6 min but its stream
+    # decisions matched 50%.
+    clip: ClipSpec = field(default_factory=lambda: ClipSpec(num_frames=8, frame_stride=1, size=(64, 64)))
     video_frames: int = 16
     train_per_class: int = 20
     test_per_class: int = 10
-    num_frames: int = 8  # T of the clip model
-    frame_stride: int = 1
     epochs: int = 12  # source-only training; the adaptation rungs train half as many
     # the auto candidates (edgevt.adapt.auto); "all" would add the augmented look and the trained rungs
     rungs: str = "source_only,bn"
@@ -45,10 +50,20 @@ class DemoSize:
     bench_duration_s: float = 3.0
     seed: int = 0
 
+    @property
+    def frame_size(self) -> int:
+        """Side of the synthetic video frames: the clip's size."""
+        return self.clip.size[0]
+
+
+def with_clip(s: DemoSize, **changes) -> DemoSize:
+    """``s`` with its clip changed, e.g. ``with_clip(SIZES["quick"], size=(32, 32))``."""
+    return replace(s, clip=replace(s.clip, **changes))
+
 
 SIZES = {
-    "tiny": DemoSize("tiny", frame_size=32, video_frames=12,
-                     train_per_class=3, test_per_class=2, num_frames=4, frame_stride=2, epochs=1,
+    "tiny": DemoSize("tiny", clip=ClipSpec(num_frames=4, frame_stride=2, size=(32, 32)), video_frames=12,
+                     train_per_class=3, test_per_class=2, epochs=1,
                      batch_size=8,
                      calib_clips=8, stream_frames=60, bench_batches=(1,), bench_warmup_s=0.1,
                      bench_duration_s=0.3),
@@ -74,7 +89,7 @@ def adapt_config(data: Path, out: Path, s: DemoSize, progress: bool = False):
                        target=str(data / "target_adapt.txt"), target_val=str(data / "target_val.txt"),
                        source_test=str(data / "source_test.txt"), target_test=str(data / "target_test.txt"),
                        model=s.model, weights=s.weights, input=s.input, augment=s.augment,
-                       num_frames=s.num_frames, frame_stride=s.frame_stride, size=s.frame_size, mode=adapt_mode(s),
+                       **AdaptConfig.clip_fields(s.clip), mode=adapt_mode(s),
                        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed, rungs=s.rungs,
                        progress=progress)
 

@@ -126,7 +126,7 @@ def _adapt(ctx, a: dict) -> dict:
             ["class", "source-only", a["best"]],
             [[n, _pct(percent(so.get(n))), _pct(percent(v))] for n, v in pc["adapted"].items()])
     return {"model": s.model, "weights": s.weights, "mode": adapt_mode(s), "input": s.input, "augment": s.augment,
-            "t": s.num_frames, "size": s.frame_size, "epochs": s.epochs, "rungs": s.rungs,
+            "t": s.clip.num_frames, "size": s.frame_size, "epochs": s.epochs, "rungs": s.rungs,
             "ladder": ladder, "runs": runs, "best": a["best"],
             "selection": a["selection"], "per_class": per_class}
 

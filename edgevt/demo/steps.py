@@ -113,6 +113,46 @@ def run_step(ctx: DemoContext, step: Step) -> dict:
     return rec
 
 
+def run_cached(ctx: DemoContext, name: str, settings: dict, run: Callable[[], tuple[list[Path], dict]],
+               needs: tuple = ()) -> dict:
+    """Any computation as a step of ``ctx``'s run cache (benchmarks keep their own runs in it):
+    ``run()`` -> (outputs under ``ctx.out``, summary) runs unless an earlier run with the same
+    ``settings`` (and the same upstream steps ``needs``) left its record and outputs. Returns the
+    record (``ctx.records[name]``; ``reused`` is set when nothing ran)."""
+    run_step(ctx, Step(name, name, lambda _ctx: run(), lambda _ctx: settings, needs))
+    return ctx.records[name]
+
+
+def cached_adapt(ctx: DemoContext, name: str, cfg, needs: tuple = (), **adapt_kw) -> tuple[Path, dict, bool]:
+    """``edgevt.adapt.adapt(cfg, **adapt_kw)`` through the run cache, keyed by the whole config and
+    the steps in ``needs`` (e.g. its data; ``cfg.out`` must lie under ``ctx.out``). Returns (model.pt,
+    the run's report.json, reused)."""
+    from edgevt.adapt import adapt
+
+    out = Path(cfg.out)
+
+    def run():
+        res = adapt(cfg, **adapt_kw)
+        return [Path(res.checkpoint), out / "report.json"], {"checkpoint": str(Path(res.checkpoint).relative_to(ctx.out))}
+
+    rec = run_cached(ctx, name, cfg.to_dict(), run, needs)
+    return ctx.out / rec["summary"]["checkpoint"], json.loads((out / "report.json").read_text()), bool(rec.get("reused"))
+
+
+def cached_data(ctx: DemoContext, name: str, root: Path, cfg) -> Path:
+    """A MotionDigits-DA data set (``edgevt.data.synth.generate(root, cfg)``) through the run cache."""
+    from dataclasses import asdict
+
+    from edgevt.data.synth import generate
+
+    def run():
+        meta = generate(root, cfg)
+        return [root / "meta.json"], {"splits": meta["splits"]}
+
+    run_cached(ctx, name, asdict(cfg), run)
+    return root
+
+
 # -- 1. data ----------------------------------------------------------------------------------------
 def step_data(ctx: DemoContext):
     from edgevt.data.synth import generate, make_stream_video
@@ -171,8 +211,9 @@ def _lines(path: Path) -> list[str]:
 
 def _adapt_settings(ctx: DemoContext) -> dict:
     s = ctx.size
-    return {k: getattr(s, k) for k in ("model", "weights", "input", "augment", "num_frames", "frame_stride", "epochs",
-                                       "batch_size", "adapt_mode", "lr", "seed", "rungs")} | {"recipe": "auto-v3"}
+    return {k: getattr(s, k) for k in ("model", "weights", "input", "augment", "epochs",
+                                       "batch_size", "adapt_mode", "lr", "seed", "rungs")} | {
+        "num_frames": s.clip.num_frames, "frame_stride": s.clip.frame_stride, "recipe": "auto-v3"}
 
 
 # -- 5. bench ---------------------------------------------------------------------------------------

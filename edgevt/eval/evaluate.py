@@ -110,7 +110,7 @@ def accuracy_metrics(logits: np.ndarray, labels: np.ndarray, names: list[str]) -
 
 def predict(backend, clips: np.ndarray, spec: ClipSpec, batch_size: int = 8, progress=None) -> tuple[np.ndarray, dict]:
     """Logits for every clip and the latency of full batches (the first one is warm-up)."""
-    from edgevt.bench.latency import LatencyStats
+    from edgevt.stats import LatencyStats
 
     name, x = _model_inputs(backend, clips, spec)
     out_name = backend.outputs[0].name

@@ -32,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevt.backends.base import GapEvent
 from edgevt.bundle import FORM_ROLES, artifact_key, check_form
 from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
 from edgevt.stream.events import EventDetector
 from edgevt.stream.ring import FrameRing
 from edgevt.stream.smoothing import Smoother, softmax
-from edgevt.stream.sources import FrameReader, GapEvent, parse_source
+from edgevt.stream.sources import FrameReader, parse_source
 
 DROPS = ("latest", "none")
 

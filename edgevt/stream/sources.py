@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgevt.backends.base import GapEvent
 from edgevt.data.video import MIN_FRAME_SIDE, resize_frame
 from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
@@ -98,23 +99,6 @@ def open_capture(info: SourceInfo, timeout: float | None = None,
                 "file": "unsupported format or corrupt file"}[info.kind]
         raise EdgevtError(f"{info}: cannot be opened ({hint})")
     return cap
-
-
-@dataclass
-class GapEvent:
-    """A live source stalled or disconnected. ``start_time`` is when its last frame arrived,
-    ``end_time`` when frames flowed again (recovered) or when the reader gave up. After a recovered
-    gap the stream starts a new segment: ``first_ring_index`` is the first ring frame after it, and
-    no window, embedding history, stateful buffer or smoothed score crosses it."""
-
-    start_time: float
-    end_time: float
-    after_source_frame: int  # source frames read before the gap (the next frame gets this number)
-    attempts: int
-    reason: str
-    recovered: bool
-    first_ring_index: int = -1  # ring index of the first frame after the gap (-1: none came)
-    duration_s: float = 0.0
 
 
 class _OpenGap:

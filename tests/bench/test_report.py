@@ -2,9 +2,9 @@
 import pytest
 from rich.console import Console
 
-from edgevt.bench.latency import LatencyStats
 from edgevt.bench.report import COLUMNS, COMPACT_COLUMNS, rich_table, row_cells, to_markdown
 from edgevt.bench.suite import BenchResult, BenchRow
+from edgevt.stats import LatencyStats
 
 
 def _stats(ms: float, batch: int = 1, spread: float = 0.01) -> LatencyStats:

@@ -110,3 +110,88 @@ def test_demo_end_to_end_and_reuse(tmp_path):
     reused = {n for n, r in second.records.items() if r.get("reused")}
     assert reused == {"data", "adapt", "export", "eval", "bench"}
     assert (out / "stream" / "annotated.mp4").exists()
+
+
+def test_demo_size_takes_t_stride_and_size_from_its_clip_spec():
+    """T, frame stride and size are declared once, in DemoSize.clip (a ClipSpec); the adapt config, the
+    synthetic videos and the run-cache settings all read them from there."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    from edgevt.demo import DemoContext, DemoSize, adapt_config, synth_config
+    from edgevt.demo.steps import _adapt_settings
+    from edgevt.spec import ClipSpec
+
+    assert {f.name for f in fields(DemoSize)} & {"num_frames", "frame_stride", "frame_size", "size"} == set()
+    for s in SIZES.values():
+        assert isinstance(s.clip, ClipSpec)
+        got = adapt_config(Path("d"), Path("o"), s).clip_spec([], (0.5,) * 3, (0.5,) * 3)
+        assert (got.num_frames, got.frame_stride, got.size, got.sampling) == \
+            (s.clip.num_frames, s.clip.frame_stride, s.clip.size, s.clip.sampling)
+        assert synth_config(s).size == s.frame_size == s.clip.size[0]
+        settings = _adapt_settings(DemoContext(Path("o"), s))
+        assert (settings["num_frames"], settings["frame_stride"]) == (s.clip.num_frames, s.clip.frame_stride)
+
+
+def test_demo_clip_values_are_the_recipes():
+    from edgevt.demo import with_clip
+
+    clip = {n: (s.clip.num_frames, s.clip.frame_stride, s.clip.size) for n, s in SIZES.items()}
+    assert clip == {"tiny": (4, 2, (32, 32)), "quick": (8, 1, (64, 64)), "full": (8, 1, (64, 64))}
+    small = with_clip(SIZES["quick"], size=(32, 32))
+    assert small.frame_size == 32 and small.clip.num_frames == 8 and SIZES["quick"].frame_size == 64
+
+
+def test_run_cache_reuses_reruns_on_new_settings_and_on_new_upstream(tmp_path):
+    """edgevt.demo.run_cached (the run cache the benchmarks share with the demo)."""
+    from edgevt.demo import DemoContext, run_cached
+
+    ctx = DemoContext(tmp_path, SIZES["tiny"])
+    calls = []
+
+    def make(name, value):
+        def run():
+            calls.append(name)
+            (tmp_path / f"{name}.txt").write_text(str(value))
+            return [tmp_path / f"{name}.txt"], {"value": value}
+        return run
+
+    assert not run_cached(ctx, "data", {"n": 1}, make("data", 1)).get("reused")
+    assert not run_cached(ctx, "model", {"e": 1}, make("model", 1), needs=("data",)).get("reused")
+    ctx = DemoContext(tmp_path, SIZES["tiny"])  # a new invocation: the records on disk
+    assert run_cached(ctx, "data", {"n": 1}, make("data", 1))["reused"]
+    assert run_cached(ctx, "model", {"e": 1}, make("model", 1), needs=("data",))["reused"]
+    assert calls == ["data", "model"]
+    assert not run_cached(ctx, "model", {"e": 2}, make("model", 2), needs=("data",)).get("reused")  # new settings
+    run_cached(ctx, "data", {"n": 2}, make("data", 2))  # new data: what was made from it runs again
+    rec = run_cached(ctx, "model", {"e": 2}, make("model", 2), needs=("data",))
+    assert not rec.get("reused") and calls == ["data", "model", "model", "data", "model"]
+    (tmp_path / "model.txt").unlink()  # a missing output: runs again
+    assert not run_cached(ctx, "model", {"e": 2}, make("model", 2), needs=("data",)).get("reused")
+
+
+def test_cached_adapt_reuses_an_identical_run(monkeypatch, tmp_path):
+    import edgevt.adapt
+    from edgevt.adapt import AdaptConfig, AdaptResult
+    from edgevt.demo import DemoContext, cached_adapt
+
+    runs = []
+
+    def fake_adapt(cfg, **kw):
+        runs.append(kw)
+        out = tmp_path / "runs" / "a"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.pt").write_bytes(b"x")
+        report = {"epochs": cfg.epochs}
+        (out / "report.json").write_text(json.dumps(report))
+        return AdaptResult(str(out / "model.pt"), report, str(out))
+
+    monkeypatch.setattr(edgevt.adapt, "adapt", fake_adapt)
+    ctx = DemoContext(tmp_path, SIZES["tiny"])
+    cfg = AdaptConfig(source="s.txt", out=str(tmp_path / "runs" / "a"), epochs=3)
+    ckpt, report, reused = cached_adapt(ctx, "a", cfg, feature_cache="cache")
+    assert (ckpt, report, reused) == (tmp_path / "runs" / "a" / "model.pt", {"epochs": 3}, False)
+    assert runs == [{"feature_cache": "cache"}]
+    assert cached_adapt(DemoContext(tmp_path, SIZES["tiny"]), "a", cfg)[1:] == ({"epochs": 3}, True)
+    cfg.epochs = 4
+    assert cached_adapt(ctx, "a", cfg)[1:] == ({"epochs": 4}, False) and len(runs) == 2
