@@ -94,7 +94,12 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
         # the translated source clips (auto makes that one candidate of its ladder)
         from edgevt.adapt.pixel import pixel_config
 
-        cfg = pixel_config(cfg, console=console)
+        ranks = setup_distributed(cfg.device)
+        if not ranks.main:  # under torchrun rank 0 translates once; the others then reuse its output
+            dist.barrier()
+        cfg = pixel_config(cfg, console=console if ranks.main else Console(quiet=True))
+        if ranks.world > 1 and ranks.main:
+            dist.barrier()
     if cfg.strategy == "auto":
         from edgevt.adapt.auto import adapt_auto
 
