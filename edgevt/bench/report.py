@@ -244,6 +244,8 @@ def efficiency_lines(eff: dict | None) -> list[str]:
                      f"p50; % of peak against {peak['per_core_gflops']:.1f} GFLOP/s per core x the cores the row used "
                      "(its threads)")
         lines.append(f"- peak assumptions: {'; '.join(peak.get('assumptions') or [])}")
+        if eff.get("above_peak"):
+            lines.append(f"- **{eff['above_peak']}**")
     elif flops:
         lines.append("- CPU peak: unknown here (no /proc/cpuinfo), no % of peak")
     return lines

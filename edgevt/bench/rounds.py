@@ -3,9 +3,16 @@
 Timing rows one after another lets one burst of load from another process land on one row and turn
 its ratio to the baseline into nonsense. Here the timed runs of every row are cut into ``rounds``
 slices; round r runs a slice of every row, in an order rotated by r (or shuffled), so over the
-rounds each row sits in each position. A speed-up is then computed *per round* (baseline median in
-that round / row median in that round) and reported as the median of those ratios with their
+rounds each row sits in each position. A speed-up is then computed *per round* (baseline mean in
+that round / row mean in that round) and reported as the median of those ratios with their
 spread (IQR, mean and std) across rounds: a round hit by load moves both sides of its ratio.
+
+Per round the *mean* call time, not the median: under a competing process the scheduler gives each
+runnable process time slices of a few milliseconds, so a call shorter than a slice often runs
+untouched while a long call is always cut. The median of short calls barely moves and that of long
+calls doubles, which bends a ratio between a short and a long row by up to 2x; the mean of either
+grows with the share of the core taken, so their ratio keeps (tests/bench/test_rounds.py simulates
+it). The median across rounds then drops rounds a burst of load hit.
 """
 from __future__ import annotations
 
@@ -99,6 +106,11 @@ def ratio_spread(base_ms, row_ms) -> RatioSpread | None:
     p25, med, p75 = np.percentile(a, [25, 50, 75])
     return RatioSpread([float(x) for x in a], float(med), float(p25), float(p75), float(a.mean()),
                        float(a.std(ddof=1)) if a.size > 1 else 0.0)
+
+
+def round_means(per_round_s: list[list[float]]) -> list[float | None]:
+    """Mean latency (ms) of each round's slice; None for a round without runs."""
+    return [float(np.mean(s)) * 1e3 if s else None for s in per_round_s]
 
 
 def round_medians(per_round_s: list[list[float]]) -> list[float | None]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevt.bench.latency import Case, make_inputs, sample_clips
-from edgevt.bench.rounds import ORDERS, RatioSpread, ratio_spread, round_medians, run_rounds, warm_up
+from edgevt.bench.rounds import ORDERS, RatioSpread, ratio_spread, round_means, run_rounds, warm_up
 from edgevt.bundle import PRECISIONS
 from edgevt.errors import EdgevtError
 from edgevt.stats import LatencyStats
@@ -42,15 +42,15 @@ class BenchRow:
     baseline: bool = False
     artifact: str = ""
     stats: LatencyStats | None = None
-    speedup: float | None = None  # median over rounds of (baseline median / this median), same batch size
+    speedup: float | None = None  # median over rounds of (baseline mean / this mean), same batch size
     samples_ms: list = field(default_factory=list)
-    # Interleaved rounds: this row's median (ms) in each round, the per-round speed-ups and their
+    # Interleaved rounds: this row's mean (ms) in each round, the per-round speed-ups and their
     # summary (RatioSpread.to_dict()), and the ratio of the pooled p50s for comparison.
     rounds_ms: list = field(default_factory=list)
     speedup_spread: dict | None = None
     speedup_pooled: float | None = None
     # The same from the process's CPU time per run (time preempted by other processes not counted):
-    # its median per round, the median CPU ms over all runs, and the per-round CPU-time speed-ups.
+    # its mean per round, the median CPU ms over all runs, and the per-round CPU-time speed-ups.
     rounds_cpu_ms: list = field(default_factory=list)
     cpu_p50_ms: float | None = None
     cpu_speedup: float | None = None
@@ -318,8 +318,8 @@ def run_bench(bundle_path: str | Path, backends=("ort-cpu",), precisions=("fp32"
         if row.status == "ok" and flat:
             row.stats = LatencyStats.from_samples(flat, row.batch, tims)
             row.samples_ms = [x * 1e3 for x in flat]
-            row.rounds_ms = round_medians(per_round)
-            row.rounds_cpu_ms = round_medians(cpu_round)
+            row.rounds_ms = round_means(per_round)  # speed-ups are per-round ratios of means (bench.rounds)
+            row.rounds_cpu_ms = round_means(cpu_round)
             row.cpu_p50_ms = float(np.median([x for rr in cpu_round for x in rr])) * 1e3
         elif row.status == "ok":
             row.status, row.reason = "failed", "no timed runs"
@@ -451,7 +451,8 @@ def _efficiency(rows: list[BenchRow], bundle, threads: int | None) -> dict:
         else:
             cores = _row_cores(r, threads, available)
             r.peak_share = r.gflops / peak.for_cores(cores).gflops
-            r.efficiency_note = f"of {cores}-core peak"
+            r.efficiency_note = f"of {cores}-core peak" + (" (above it: the peak is underestimated)"
+                                                           if r.peak_share > 1 else "")
     out = {"flops_per_clip": flops, "flops_source": how,
            "flops_note": "matmul/conv FLOPs (2 per multiply-add); elementwise ops not counted; INT8/FP16 rows "
                          "use the same model FLOPs against the FP32 peak",
@@ -459,6 +460,11 @@ def _efficiency(rows: list[BenchRow], bundle, threads: int | None) -> dict:
     if peak is not None:
         out["peak"] = peak.to_dict()
         out["peak_per_core_gflops"] = peak.per_core_gflops
+        above = [r.label for r in rows if r.peak_share is not None and r.peak_share > 1]
+        if above:  # e.g. a VM whose kernel reports the base clock of a core that boosts higher
+            out["above_peak"] = (f"{', '.join(above)} ran above the estimated peak, so the estimate is too low here "
+                                 f"(most likely the clock: {peak.mhz_source} gives {peak.mhz:.0f} MHz, no boost "
+                                 "ceiling known); read % of peak as relative between rows only")
     else:
         out["peak"] = None
     return out

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edgevt.bench.rounds import ratio_spread, round_medians, round_orders, run_rounds, split_runs
+from edgevt.bench.rounds import ratio_spread, round_means, round_medians, round_orders, run_rounds, split_runs
 
 
 def test_rotate_puts_every_row_in_every_position():
@@ -114,6 +114,30 @@ def test_ratio_spread():
 
 def test_round_medians():
     assert round_medians([[0.001, 0.003, 0.002], [], [0.004]]) == pytest.approx([2.0, None, 4.0])
+    assert round_means([[0.001, 0.003, 0.005], [], [0.004]]) == pytest.approx([3.0, None, 4.0])
+
+
+def test_time_sliced_load_keeps_the_ratio_of_means_not_of_medians():
+    """A competing process that takes every other 3 ms time slice: a call is cut (and waits a slice)
+    at each slice boundary it crosses. A 1 ms call mostly runs untouched, a 30 ms call is always
+    cut: the ratio of medians moves from 30x to about 60x, the ratio of means stays about 30x."""
+    rng = np.random.default_rng(0)
+    slice_ms = 3.0
+
+    def loaded(work_ms, n=4000):
+        phase = rng.uniform(0, slice_ms, n)  # where in its slice each call starts
+        cuts = np.floor((phase + work_ms) / slice_ms)  # slice boundaries crossed
+        return (work_ms + cuts * slice_ms) / 1e3
+
+    quiet = [[[0.030] * 100], [[0.001] * 100]]
+    load = [[loaded(30.0).tolist()], [loaded(1.0).tolist()]]
+    base_q, row_q = (ratio_spread(round_means(quiet[0]), round_means(quiet[1])).median,
+                     ratio_spread(round_medians(quiet[0]), round_medians(quiet[1])).median)
+    means = ratio_spread(round_means(load[0]), round_means(load[1])).median
+    medians = ratio_spread(round_medians(load[0]), round_medians(load[1])).median
+    assert base_q == pytest.approx(30.0) and row_q == pytest.approx(30.0)
+    assert means == pytest.approx(30.0, rel=0.15)
+    assert medians == pytest.approx(60.0, rel=0.15)  # what per-round medians reported
 
 
 def test_rewarm_is_skipped_for_slow_rows():
