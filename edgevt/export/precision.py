@@ -31,10 +31,10 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
+from edgevt.bundle import INT8_FLAVOURS
 from edgevt.errors import EdgevtError
 from edgevt.export.onnx import check_and_save, opset_of, set_metadata
 
-FLAVOURS = ("tensorrt", "cpu")
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 # Weighted ops the quantizer puts Q/DQ in front of; the accuracy gate ranks these.
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -125,7 +125,7 @@ def quantizer_settings(flavour: str, model: onnx.ModelProto) -> dict:
         return dict(quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
-    raise EdgevtError(f"unknown INT8 flavour {flavour!r}; choose from {', '.join(FLAVOURS)}")
+    raise EdgevtError(f"unknown INT8 flavour {flavour!r}; choose from {', '.join(INT8_FLAVOURS)}")
 
 
 def preprocess_for_quantization(src: str | Path, dst: str | Path) -> None:
