@@ -107,8 +107,15 @@ def layer_sensitivity(fp32_path: str | Path, qdq_path: str | Path, inputs,
     g = inferred.graph
     floats = {v.name for v in [*g.value_info, *g.input, *g.output]
               if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-    pairs = [(n.name, n.input[0], n.output[0]) for n in nodes
-             if n.input[0] in produced and n.output[0] in produced and n.input[0] in floats and n.output[0] in floats]
+    # A quantizer that quantizes op outputs (cpu flavour) fuses Conv+Relu: the Q/DQ graph's Conv then
+    # writes the Relu's tensor, which the FP32 graph has too -- compare that one (else the layer, often
+    # the most sensitive, e.g. the first conv, would never be ranked, so never kept in high precision).
+    q_out = {n.name: n.output[0] for n in qdq.graph.node if n.output}
+    fp32_produced = {o for n in fp32.graph.node for o in n.output}
+    outs = {n.name: (n.output[0] if n.output[0] in produced else q_out.get(n.name, n.output[0])) for n in nodes}
+    pairs = [(n.name, n.input[0], outs[n.name]) for n in nodes
+             if n.input[0] in produced and outs[n.name] in produced and outs[n.name] in fp32_produced
+             and n.input[0] in floats and outs[n.name] in floats]
     names = sorted({t for _, i, o in pairs for t in (i, o)})
     tmp = Path(tmp_dir)
     sessions = {}
