@@ -14,10 +14,11 @@ INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ fo
   type follows its scale type, which makes the non-quantized layers run in FP16 on TensorRT.
 - ``cpu``: what onnxruntime runs fastest on x86 -- uint8 (asymmetric) activations, int8 per-channel
   weights, int32 bias, QDQ format (onnxruntime fuses QDQ groups into its integer kernels), op outputs
-  quantized too (measured ~1.2x faster than inputs-only placement: benchmarks/results/int8_cpu.md).
-  Not for TensorRT. When layers are excluded (the accuracy gate), output quantization is turned off
-  as in the tensorrt flavour: otherwise a neighbour's output Q/DQ still rounds an excluded layer's
-  input and output, and excluding every layer left the demo-sized models at 33-93% agreement.
+  quantized too. Not for TensorRT. A layer the accuracy gate keeps in higher precision computes in
+  float with float weights, but its input is still rounded by its neighbour's output Q/DQ.
+  Quantizing op inputs only (as the tensorrt flavour does) would make the exclusion exact; measured on
+  the demo model, that graph with 8 layers kept ran at 0.70x FP32 on ort-cpu (vs 2.2x with output
+  Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization.
 
 Calibration ranges are computed once per (model, data, method, clips) and cached as JSON by
 onnxruntime (``calibration_cache_path``), so re-quantizing with other excluded nodes (the accuracy
@@ -110,9 +111,8 @@ def op_types(model: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in model.graph.node})
 
 
-def quantizer_settings(flavour: str, model: onnx.ModelProto, excluding: bool = False) -> dict:
-    """quantize_static keyword arguments for a flavour (see the module docstring); ``excluding``:
-    some layers are kept in higher precision (the cpu flavour then quantizes op inputs only)."""
+def quantizer_settings(flavour: str, model: onnx.ModelProto) -> dict:
+    """quantize_static keyword arguments for a flavour (see the module docstring)."""
     from onnxruntime.quantization import QuantFormat, QuantType
 
     if flavour == "tensorrt":
@@ -126,11 +126,9 @@ def quantizer_settings(flavour: str, model: onnx.ModelProto, excluding: bool = F
                         "ForceQuantizeNoInputCheck": True, "QDQDisableWeightAdjustForInt32Bias": True,
                     })
     if flavour == "cpu":
-        extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
-        if excluding:
-            extra["OpTypesToExcludeOutputQuantization"] = op_types(model)
         return dict(quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, extra_options=extra)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
     raise EdgevtError(f"unknown INT8 flavour {flavour!r}; choose from {', '.join(INT8_FLAVOURS)}")
 
 
@@ -182,7 +180,7 @@ def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str 
 
     prepared, dst = Path(prepared), Path(dst)
     model = onnx.load(str(prepared))
-    settings = quantizer_settings(flavour, model, excluding=bool(nodes_to_exclude))
+    settings = quantizer_settings(flavour, model)
     if reader is not None and hasattr(reader, "rewind"):
         reader.rewind()
     if reader is not None and hasattr(reader, "set_range"):
