@@ -143,14 +143,18 @@ def bench_model(name: str, ckpt: Path, root: Path, work: Path, args) -> dict:
     from edgevt.eval import evaluate_all
     from edgevt.export.exporter import ExportConfig, export_bundle
 
+    from edgevt.bundle import INT8_STORED, base_precision
+
     row: dict = {"model": name}
     for flavour in ("tensorrt", "cpu"):
+        sk = INT8_STORED[flavour]  # the flavour's check keys: int8 / int8-cpu
         val = root / "target_val.txt"
         if args.gate == "agreement":  # unlabeled val: the gate bounds disagreement with FP32 instead of top-1 drop
             val = [str(root / ln.rsplit(maxsplit=1)[0]) for ln in val.read_text().splitlines() if ln.strip()]
         cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=root / "target_train.txt",
                            calib_clips=args.calib_clips, calib_method=args.calib_method, flavour=flavour,
-                           eval=val, max_drop=args.max_drop, calib_cache=work / "calib-cache",
+                           eval=val, max_drop=args.max_drop, min_agreement=args.min_agreement,
+                           calib_cache=work / "calib-cache",
                            threads=args.threads)
         t0 = time.perf_counter()
         try:
@@ -163,24 +167,24 @@ def bench_model(name: str, ckpt: Path, root: Path, work: Path, args) -> dict:
         total = time.perf_counter() - t0
         checks = b.manifest["checks"]
         results = evaluate_all(b, root / "target_heldout.txt", batch_size=8, threads=args.threads)
-        top1 = {r.precision: r.top1 for r in results}
-        agree = {r.precision: r.agreement_with.get("fp32") for r in results}
+        top1 = {base_precision(r.precision): r.top1 for r in results}
+        agree = {base_precision(r.precision): r.agreement_with.get("fp32") for r in results}
         lat = {p: latency_ms(b, p, b.spec, args.threads, args.latency_s) for p in ("fp32", "fp16", "int8")
                if flavour == "tensorrt" or p == "int8"}
-        gate = checks.get("gate", {})
+        gate = checks.get("gate" if sk == "int8" else f"gate.{sk}", {})
         row[flavour] = {
             "export_total_s": round(total, 1), "onnx_export_s": checks["onnx"]["export_seconds"],
             "exporter": checks["onnx"]["exporter"],
-            "calibration_s": checks["int8"]["calibration"]["seconds"],
-            "calib_cache_hit": checks["int8"]["calibration"]["cache_hit"],
-            "calib_clips": checks["int8"]["calibration"]["clips"],
+            "calibration_s": checks[sk]["calibration"]["seconds"],
+            "calib_cache_hit": checks[sk]["calibration"]["cache_hit"],
+            "calib_clips": checks[sk]["calibration"]["clips"],
             "parity_fp32_max_abs": checks["parity.fp32"]["max_abs_diff"],
             "parity_fp16_max_abs": checks["parity.fp16"]["max_abs_diff"],
-            "parity_int8_max_abs": checks["parity.int8"]["max_abs_diff"],
+            "parity_int8_max_abs": checks[f"parity.{sk}"]["max_abs_diff"],
             "top1": top1, "agreement_fp32": agree, "int8_drop": top1["fp32"] - top1["int8"],
-            "gate": {k: gate.get(k) for k in ("passed", "drop", "fp32", "int8", "steps")},
-            "kept_high_precision": checks["int8"]["kept_high_precision"],
-            "int8_qdq_nodes": checks["int8"]["qdq_nodes"],
+            "gate": {k: gate.get(k) for k in ("passed", "drop", "agreement", "clips", "fp32", "int8", "steps")},
+            "kept_high_precision": checks[sk]["kept_high_precision"],
+            "int8_qdq_nodes": checks[sk]["qdq_nodes"],
             "latency": lat, "test_clips": results[0].clips,
         }
         p50 = {p: round(v["p50_ms"], 2) for p, v in lat.items()}
@@ -243,7 +247,7 @@ def render(args) -> None:
     for k, v in data["args"].items():
         if k in ("calib_clips", "threads"):
             setattr(args, k, int(v))
-        elif k in ("max_drop",):
+        elif k in ("max_drop", "min_agreement"):
             setattr(args, k, float(v))
         elif k in ("calib_method", "gate"):
             setattr(args, k, v)
@@ -304,6 +308,7 @@ def main() -> None:
     ap.add_argument("--calib-clips", type=int, default=128)
     ap.add_argument("--calib-method", default="entropy")
     ap.add_argument("--max-drop", type=float, default=1.0)
+    ap.add_argument("--min-agreement", type=float, default=97.0, help="INT8 gate: min %% agreement with FP32")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--latency-s", type=float, default=3.0)
     ap.add_argument("--epochs", type=int, default=12)

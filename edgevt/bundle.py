@@ -11,8 +11,10 @@ A bundle is a folder with ``edgevt.json`` (the manifest) and its artifacts. Mani
                                   "inputs": [...], "outputs": [...], "parity": {...}, ...}, ...},
      "checks": {...}, "eval": {...}}
 
-This module holds the one list of the contract's names: ``PRECISIONS``, ``ROLES``, ``FORMS`` and the
-roles each form needs (``FORM_ROLES``), the artifact keys (``artifact_key``: ``<role>.<precision>``,
+This module holds the one list of the contract's names: ``PRECISIONS``, the INT8 flavours
+(``INT8_FLAVOURS``, their stored names ``INT8_STORED``, which backends each is for ``FLAVOUR_BACKENDS``,
+the names a verb accepts ``PRECISION_NAMES``), ``ROLES``, ``FORMS`` and the roles each form needs
+(``FORM_ROLES``), the artifact keys (``artifact_key``: ``<role>.<precision>``,
 ``engine.<role>.<precision>`` for TensorRT engines) and file names (``onnx_file``, ``engine_file``),
 and the engine sidecar format (``EngineSidecar``, ``read_sidecar``).
 
@@ -40,6 +42,55 @@ FORMAT_VERSION = 1
 
 # -- the contract's names (defined here only) ------------------------------------------------------
 PRECISIONS = ("fp32", "fp16", "int8")
+# INT8 comes in two flavours, one per kind of device (edgevt.export.precision says what each is):
+# ``tensorrt`` (symmetric int8 Q/DQ, FP16 scales: TensorRT and onnxruntime's TensorRT/CUDA providers)
+# and ``cpu`` (what onnxruntime runs fastest on a CPU). A bundle may hold both. The TensorRT flavour's
+# graphs keep the historic name (``model.int8``, ``model.int8.onnx``: engines, DeepStream and Triton
+# build from it); the CPU flavour's are ``model.int8-cpu`` / ``model.int8-cpu.onnx``.
+INT8_FLAVOURS = ("tensorrt", "cpu")
+EXPORT_FLAVOURS = ("auto", *INT8_FLAVOURS)  # `edgevt export --flavour`; auto: both (the target is unknown)
+INT8_STORED = {"tensorrt": "int8", "cpu": "int8-cpu"}  # flavour -> the precision its artifacts are keyed by
+FLAVOUR_BACKENDS = {"cpu": ("ort-cpu",), "tensorrt": ("tensorrt", "ort-trt", "ort-cuda")}  # which device runs which
+STORED_PRECISIONS = (*PRECISIONS, *(v for v in INT8_STORED.values() if v not in PRECISIONS))
+
+
+def int8_name(flavour: str) -> str:
+    """The explicit precision name of an INT8 flavour: ``int8-tensorrt``, ``int8-cpu``."""
+    return f"int8-{check_flavour(flavour)}"
+
+
+# What a user may ask for: fp32, fp16, int8 (the INT8 graph that fits the backend), or an explicit
+# flavour (int8-tensorrt, int8-cpu) to run the other one.
+PRECISION_NAMES = (*PRECISIONS, *(f"int8-{f}" for f in INT8_FLAVOURS))
+
+
+def check_flavour(flavour: str, what: str = "--flavour", choices: tuple = INT8_FLAVOURS) -> str:
+    if flavour not in choices:
+        raise EdgevtError(f"{what} {flavour!r}: choose from {', '.join(choices)}")
+    return flavour
+
+
+def flavour_for_backend(backend: str | None) -> str:
+    """The INT8 flavour a backend should run: ``cpu`` on onnxruntime CPU (and when unknown: a bundle's
+    default backend is ort-cpu), ``tensorrt`` on every GPU backend."""
+    if backend is None or backend in FLAVOUR_BACKENDS["cpu"]:
+        return "cpu"
+    return "tensorrt"
+
+
+def base_precision(name: str) -> str:
+    """fp32 | fp16 | int8 of any precision name (``int8-cpu`` -> ``int8``)."""
+    return "int8" if name.startswith("int8") else check_precision(name)
+
+
+def stored_precision(name: str) -> str:
+    """The precision an artifact key or file name uses: ``int8-tensorrt`` -> ``int8``; stored names
+    (fp32, fp16, int8, int8-cpu) as they are."""
+    if name in STORED_PRECISIONS:
+        return name
+    if name.startswith("int8-"):
+        return INT8_STORED[check_flavour(name[5:], "INT8 flavour")]
+    return check_precision(name)
 ROLES = ("model", "encoder", "head", "stateful")
 FORMS = STREAMING_FORMS  # window | incremental | stateful (the ClipSpec's ``streaming`` values)
 FORM_ROLES = {"window": ("model",), "incremental": ("encoder", "head"), "stateful": ("stateful", "head")}
@@ -50,8 +101,8 @@ SIDECAR_FORMAT = "edgevt-engine"
 
 
 def check_precision(precision: str, what: str = "precision") -> str:
-    if precision not in PRECISIONS:
-        raise EdgevtError(f"unknown {what} {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision not in PRECISION_NAMES:
+        raise EdgevtError(f"unknown {what} {precision!r}; choose from {', '.join(PRECISION_NAMES)}")
     return precision
 
 
@@ -68,26 +119,30 @@ def check_form(form: str, what: str = "--form") -> str:
 
 
 def artifact_key(role: str, precision: str, engine: bool = False) -> str:
-    """``model.fp32``, ``encoder.int8``; ``engine.model.fp16`` for a TensorRT engine."""
-    key = f"{check_role(role)}.{check_precision(precision)}"
+    """``model.fp32``, ``encoder.int8``, ``model.int8-cpu``; ``engine.model.fp16`` for a TensorRT engine.
+    ``precision`` is a stored name or an explicit flavour (``int8-tensorrt`` -> ``model.int8``)."""
+    key = f"{check_role(role)}.{stored_precision(precision)}"
     return f"engine.{key}" if engine else key
 
 
 def check_key(kind: str, form: str = "window", precision: str | None = None) -> str:
     """Key of an export check in the manifest's ``checks``, one schema for every form:
     ``parity.fp32`` / ``int8`` / ``gate`` / ``onnx`` for the window form, ``parity.stateful.fp32`` /
-    ``int8.stateful`` ... for a stream form."""
+    ``int8.stateful`` ... for a stream form; the CPU INT8 flavour's as ``int8-cpu``, ``gate.int8-cpu``,
+    ``parity.int8-cpu`` (``gate.stateful.int8-cpu`` ...)."""
     parts = [kind] + ([] if form == "window" else [check_form(form, "form")]) + ([precision] if precision else [])
     return ".".join(parts)
 
 
 def onnx_file(role: str, precision: str) -> str:
-    """The ONNX file of an artifact: ``model.onnx``, ``model.fp16.onnx``, ``head.int8.onnx``..."""
-    return f"{check_role(role)}{'' if check_precision(precision) == 'fp32' else '.' + precision}.onnx"
+    """The ONNX file of an artifact: ``model.onnx``, ``model.fp16.onnx``, ``head.int8.onnx``,
+    ``model.int8-cpu.onnx``..."""
+    stored = stored_precision(precision)
+    return f"{check_role(role)}{'' if stored == 'fp32' else '.' + stored}.onnx"
 
 
 def engine_file(role: str, precision: str) -> str:
-    return f"{check_role(role)}.{check_precision(precision)}.engine"
+    return f"{check_role(role)}.{stored_precision(precision)}.engine"
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -241,14 +296,49 @@ class Bundle:
     def save(self) -> None:
         atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=False))
 
+    # -- INT8 flavours ----------------------------------------------------------------------------
+    def int8_flavours(self) -> dict:
+        """{flavour: stored precision} of the INT8 graphs here. A bundle from before flavours has one
+        ``*.int8`` set whose entry says its flavour (``tensorrt`` when it says none)."""
+        out: dict = {}
+        for key, a in self.artifacts.items():
+            role, _, stored = key.partition(".")
+            if role in ROLES and stored in INT8_STORED.values():
+                out.setdefault(a.get("flavour") or "tensorrt", stored)
+        return {f: out[f] for f in INT8_FLAVOURS if f in out}
+
+    def resolve_precision(self, precision: str | None, backend: str | None = None) -> tuple[str, str]:
+        """(stored precision for the artifact keys, name to show) of what a verb asked for on a backend.
+
+        fp32/fp16 are themselves. ``int8`` is the flavour that fits ``backend``
+        (``flavour_for_backend``); a bundle holding only the other flavour (one from before both were
+        exported) runs that one, named as what it is. ``int8-cpu``/``int8-tensorrt`` ask for a flavour
+        explicitly and fail with a one-line error when the bundle lacks it."""
+        precision = check_precision(precision or "fp32")
+        if base_precision(precision) != "int8":
+            return precision, precision
+        have = self.int8_flavours()
+        if not have and precision == "int8":  # no INT8 here at all: the historic key, for the caller's message
+            return INT8_STORED["tensorrt"], precision
+        if precision == "int8":
+            want = flavour_for_backend(backend)
+            flavour = want if want in have else next(iter(have))
+        else:
+            flavour = precision[5:]
+            if flavour not in have:
+                raise EdgevtError(f"{self.path}: no {precision} graph (INT8 here: "
+                                  f"{', '.join(int8_name(f) for f in have) or 'none'}); re-export with "
+                                  f"--precision int8 --flavour {flavour} (or auto)")
+        return have.get(flavour, INT8_STORED[flavour]), int8_name(flavour)
+
     # -- forms -----------------------------------------------------------------------------------
     def has_form(self, form: str, precision: str = "fp32") -> bool:
-        """Whether every artifact the form needs is here at this precision."""
+        """Whether every artifact the form needs is here at this (stored) precision."""
         return all(artifact_key(r, precision) in self.artifacts for r in FORM_ROLES[check_form(form)])
 
     def stream_form(self, precision: str = "fp32") -> str:
         """The form the loop runs by default: the ClipSpec's ``streaming`` when its artifacts exist
-        at this precision, else ``window``."""
+        at this (stored) precision, else ``window``."""
         form = self.spec.streaming
         return form if self.has_form(form, precision) else "window"
 

@@ -54,3 +54,57 @@ def test_stream_form_falls_back_to_window_without_artifacts(stream_assets):
     b = Bundle.load(stream_assets["tsm_tinycnn"])
     assert b.spec.streaming == "stateful" and b.stream_form("fp32") == "stateful"
     assert not b.has_form("stateful", "int8") and b.stream_form("int8") == "window"
+
+
+def _int8_bundle(tmp_path, entries: dict) -> Bundle:
+    """A manifest-only bundle with the given {key: extra entry fields} (no files: resolution only)."""
+    from edgevt.spec import ClipSpec
+
+    spec = ClipSpec(num_frames=4, size=(32, 32), labels=["a", "b"])
+    arts = {k: {"file": f"{k}.onnx", "sha256": "", "precision": k.split(".")[1].split("-")[0], **v}
+            for k, v in entries.items()}
+    return Bundle(tmp_path, {"format": "edgevt-bundle", "spec": spec.to_dict(), "artifacts": arts})
+
+
+def test_int8_flavour_names_are_defined_once():
+    from edgevt.bundle import (EXPORT_FLAVOURS, FLAVOUR_BACKENDS, INT8_FLAVOURS, INT8_STORED, PRECISION_NAMES,
+                               check_flavour, flavour_for_backend, int8_name)
+
+    assert set(INT8_STORED) == set(FLAVOUR_BACKENDS) == set(INT8_FLAVOURS) and EXPORT_FLAVOURS[0] == "auto"
+    assert {int8_name(f) for f in INT8_FLAVOURS} <= set(PRECISION_NAMES)
+    assert INT8_STORED["tensorrt"] == "int8"  # engines, DeepStream and Triton build from model.int8
+    assert onnx_file("model", "int8-cpu") == "model.int8-cpu.onnx" and artifact_key("model", "int8-tensorrt") == \
+        "model.int8"
+    assert all(flavour_for_backend(b) == f for f, bs in FLAVOUR_BACKENDS.items() for b in bs)
+    with pytest.raises(EdgevtError, match=r"^--flavour 'gpu': choose from auto, tensorrt, cpu$"):
+        check_flavour("gpu", "--flavour", EXPORT_FLAVOURS)
+
+
+def test_resolve_precision_picks_the_flavour_for_the_backend(tmp_path):
+    both = _int8_bundle(tmp_path, {"model.fp32": {}, "model.int8": {"flavour": "tensorrt"},
+                                   "model.int8-cpu": {"flavour": "cpu"}})
+    assert both.int8_flavours() == {"tensorrt": "int8", "cpu": "int8-cpu"}
+    assert both.resolve_precision("int8", "ort-cpu") == ("int8-cpu", "int8-cpu")
+    assert both.resolve_precision("int8", None) == ("int8-cpu", "int8-cpu")  # a bundle's default backend: ort-cpu
+    for gpu in ("ort-trt", "tensorrt", "ort-cuda"):
+        assert both.resolve_precision("int8", gpu) == ("int8", "int8-tensorrt")
+    # the other flavour only when asked by name
+    assert both.resolve_precision("int8-tensorrt", "ort-cpu") == ("int8", "int8-tensorrt")
+    assert both.resolve_precision("int8-cpu", "ort-trt") == ("int8-cpu", "int8-cpu")
+    assert both.resolve_precision("fp16", "ort-cpu") == ("fp16", "fp16")
+    with pytest.raises(EdgevtError, match="unknown precision 'int4'"):
+        both.resolve_precision("int4", "ort-cpu")
+
+
+def test_old_bundles_with_one_int8_graph_keep_working(tmp_path):
+    """Before flavours a bundle had one model.int8 (tensorrt unless its entry said cpu): every backend
+    runs it, named as what it is; asking for the missing flavour by name is a one-line error."""
+    old_trt = _int8_bundle(tmp_path, {"model.fp32": {}, "model.int8": {}})
+    assert old_trt.resolve_precision("int8", "ort-cpu") == ("int8", "int8-tensorrt")
+    old_cpu = _int8_bundle(tmp_path, {"model.fp32": {}, "model.int8": {"flavour": "cpu"}})
+    assert old_cpu.resolve_precision("int8", "ort-cpu") == ("int8", "int8-cpu")
+    assert old_cpu.resolve_precision("int8-cpu", "ort-cpu") == ("int8", "int8-cpu")
+    with pytest.raises(EdgevtError, match=r"no int8-tensorrt graph \(INT8 here: int8-cpu\).*--flavour tensorrt"):
+        old_cpu.resolve_precision("int8-tensorrt", "ort-trt")
+    none = _int8_bundle(tmp_path, {"model.fp32": {}})
+    assert none.resolve_precision("int8", "ort-cpu") == ("int8", "int8")  # the caller says model.int8 is missing

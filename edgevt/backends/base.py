@@ -127,10 +127,13 @@ class ResolvedArtifact:
 
 
 def resolve_artifact(artifact, *, key: str | None = None, role: str = "model", precision: str | None = None,
-                     kind: str = "onnx", suffixes: tuple | None = None) -> ResolvedArtifact:
+                     kind: str = "onnx", suffixes: tuple | None = None, backend: str | None = None) -> ResolvedArtifact:
     """A file path, or a bundle folder/manifest (or Bundle) + ``key`` / ``role`` + ``precision``.
 
-    ``precision`` defaults to fp32. For ``kind="engine"`` the key is ``engine.<role>.<precision>``.
+    ``precision`` defaults to fp32; ``int8`` is the INT8 flavour that fits ``backend`` (the backend's
+    name), ``int8-cpu``/``int8-tensorrt`` a flavour by name (``Bundle.resolve_precision``); ``meta``
+    then holds ``precision_name``, the name to show. For ``kind="engine"`` the key is
+    ``engine.<role>.<precision>``.
     """
     from pathlib import Path
 
@@ -148,11 +151,21 @@ def resolve_artifact(artifact, *, key: str | None = None, role: str = "model", p
         if not p.exists():
             raise EdgevtError(f"{p}: no such file or bundle folder")
         bundle = Bundle.load(p, verify=False)
+    name = None
     if key is None:
-        key = artifact_key(role, precision or "fp32", engine=kind == "engine")
-    meta = bundle.artifact(key)
+        stored, name = bundle.resolve_precision(precision, backend)
+        key = artifact_key(role, stored, engine=kind == "engine")
+    meta = dict(bundle.artifact(key))
     bundle.verify([key])  # a missing or altered file is caught before it is run
-    return ResolvedArtifact(path=bundle.artifact_path(key), key=key, bundle=bundle, meta=dict(meta))
+    meta["precision_name"] = name or _shown_precision(meta)
+    return ResolvedArtifact(path=bundle.artifact_path(key), key=key, bundle=bundle, meta=meta)
+
+
+def _shown_precision(meta: dict) -> str | None:
+    from edgevt.bundle import int8_name
+
+    p = meta.get("precision")
+    return int8_name(meta.get("flavour") or "tensorrt") if p == "int8" else p
 
 
 def parse_batch(batch) -> tuple[int, int, int]:

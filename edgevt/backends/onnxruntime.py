@@ -104,7 +104,7 @@ class OrtBackend(Backend):
         import onnxruntime as ort
 
         self.name = name
-        self.art = resolve_artifact(artifact, key=key, role=role, precision=precision)
+        self.art = resolve_artifact(artifact, key=key, role=role, precision=precision, backend=name)
         self.path = Path(self.art.path)
         self.precision = self.art.meta.get("precision") or onnx_precision(self.path)
         self.device_id = device_id
@@ -215,7 +215,9 @@ class OrtBackend(Backend):
         import onnxruntime as ort
 
         d = {"backend": self.name, "artifact": str(self.path), "key": self.art.key, "precision": self.precision,
-             "providers": self.providers, "graph_optimization": self.graph_optimization,
+             "precision_name": self.art.meta.get("precision_name") or self.precision,
+             "flavour": self.art.meta.get("flavour"), "providers": self.providers,
+             "graph_optimization": self.graph_optimization,
              "onnxruntime": ort.__version__}
         if self.name == "ort-cpu":
             from edgevt.env import cpu_name

@@ -46,7 +46,8 @@ class TensorRTBackend(Backend):
         trt = import_tensorrt()
         if key is not None and not key.startswith("engine."):
             key = f"engine.{key}"
-        self.art = resolve_artifact(artifact, key=key, role=role, precision=precision, kind="engine")
+        self.art = resolve_artifact(artifact, key=key, role=role, precision=precision, kind="engine",
+                                    backend="tensorrt")
         self.path = Path(self.art.path)
         self.sidecar = read_sidecar(self.path)
         gpu, cc = gpu_identity(device_id)
@@ -142,6 +143,7 @@ class TensorRTBackend(Backend):
         sc = self.sidecar
         return {"backend": "tensorrt", "artifact": str(self.path), "key": self.art.key, "device": str(self.device),
                 "gpu": self.gpu, "compute_capability": sc.compute_capability, "precision": sc.precision,
+                "precision_name": self.art.meta.get("precision_name") or sc.precision,
                 "tensorrt": sc.tensorrt, "strongly_typed": sc.strongly_typed, "flags": sc.flags,
                 "profile": sc.profile, "dla": sc.dla}
 

@@ -62,6 +62,8 @@ def _top1(entry) -> float | None:
 def accuracy_by_precision(eval_section: dict) -> dict[str, float]:
     """{precision: top-1 %} from a bundle manifest's eval section, whatever its nesting
     (``{"model.int8": {...}}``, ``{"int8": {...}}`` or ``{"results": {...}}``)."""
+    from edgevt.bundle import PRECISION_NAMES
+
     found: dict[str, float] = {}
 
     def visit(d):
@@ -69,7 +71,7 @@ def accuracy_by_precision(eval_section: dict) -> dict[str, float]:
             return
         for k, v in d.items():
             prec = str(k).split(".")[-1]
-            if prec in ("fp32", "fp16", "int8") and _top1(v) is not None:
+            if prec in PRECISION_NAMES and _top1(v) is not None:  # int8-cpu / int8-tensorrt: each its own graph
                 found.setdefault(prec, _top1(v))
             elif isinstance(v, dict):
                 visit(v)

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgevt.bench.latency import Case, make_inputs, sample_clips
 from edgevt.bench.rounds import ORDERS, RatioSpread, ratio_spread, round_means, run_rounds, warm_up
-from edgevt.bundle import PRECISIONS
+from edgevt.bundle import PRECISION_NAMES, PRECISIONS, STORED_PRECISIONS, artifact_key, base_precision
 from edgevt.errors import EdgevtError
 from edgevt.stats import LatencyStats
 
@@ -112,15 +112,19 @@ def resolve_backends(value) -> list[str]:
 
 
 def resolve_precisions(value, bundle) -> list[str]:
-    """A comma list of precisions; ``auto`` = every precision the bundle has a model artifact for."""
+    """A comma list of precisions; ``auto`` = every precision the bundle has a model artifact for
+    (``int8`` once: each backend runs the INT8 flavour that fits it; ``int8-cpu`` / ``int8-tensorrt``
+    name a flavour, to time the other one too)."""
     names = split_list(value, "--precision")
     if names == ["auto"]:
-        have = {k.split(".")[-1] for k in bundle.artifacts if k.startswith(("model.", "engine.model."))}
+        have = {base_precision(k.split(".")[-1]) for k in bundle.artifacts
+                if k.startswith(("model.", "engine.model.")) and k.split(".")[-1] in STORED_PRECISIONS}
         names = [p for p in PRECISIONS if p in have] or ["fp32"]
-    bad = [p for p in names if p not in PRECISIONS]
+    bad = [p for p in names if p not in PRECISION_NAMES]
     if bad:
-        raise EdgevtError(f"--precision: unknown {', '.join(bad)}; choose from {', '.join(PRECISIONS)} or auto")
+        raise EdgevtError(f"--precision: unknown {', '.join(bad)}; choose from {', '.join(PRECISION_NAMES)} or auto")
     return names
+
 
 
 def parse_batches(value) -> list[int]:
@@ -194,15 +198,20 @@ def plan_cases(bundle, backends: list[str], precisions: list[str], batches: list
                     else:
                         cases.append(Case(name, p, b, "checkpoint", str(ckpt)))
                 continue
-            key = f"engine.model.{p}" if name == "tensorrt" else f"model.{p}"
+            try:  # int8: the flavour that fits this backend, shown by its name (int8-cpu, int8-tensorrt)
+                stored, shown = bundle.resolve_precision(p, name)
+            except EdgevtError as e:
+                skipped += [BenchRow(name, p, b, "skipped", reason=str(e)) for b in batches]
+                continue
+            key = artifact_key("model", stored, engine=name == "tensorrt")
             for b in batches:
                 if not usable[name][0]:
-                    skipped.append(BenchRow(name, p, b, "skipped", reason=usable[name][1]))
+                    skipped.append(BenchRow(name, shown, b, "skipped", reason=usable[name][1]))
                 elif key not in bundle.artifacts:
-                    skipped.append(BenchRow(name, p, b, "skipped", artifact=key,
+                    skipped.append(BenchRow(name, shown, b, "skipped", artifact=key,
                                             reason=f"bundle has no {key} (export with --precision {p})"))
                 else:
-                    cases.append(Case(name, p, b, key, str(bundle.artifact_path(key))))
+                    cases.append(Case(name, shown, b, key, str(bundle.artifact_path(key))))
     return cases, skipped
 
 

@@ -16,7 +16,9 @@ def bench(
                                 help="Comma list of backends (ort-cpu, ort-cuda, ort-trt, tensorrt, torch), "
                                      "or auto = every backend usable here (see `edgevt info`)."),
     precision: str = typer.Option("auto", "--precision", "-p",
-                                  help="Comma list of fp32, fp16, int8, or auto = every precision in the bundle."),
+                                  help="Comma list of fp32, fp16, int8 (each backend times the INT8 flavour "
+                                       "that fits it), int8-cpu / int8-tensorrt (a flavour by name, e.g. the "
+                                       "other one), or auto = every precision in the bundle."),
     batch: str = typer.Option("1", "--batch", help="Comma list of batch sizes, e.g. 1,4."),
     warmup_s: float = typer.Option(2.0, "--warmup-s", help="Warm-up seconds per configuration (not timed)."),
     duration_s: float = typer.Option(10.0, "--duration-s", help="Timed seconds per configuration (at least 5 runs)."),

@@ -10,7 +10,9 @@ import typer
 def eval_cmd(
     artifact: Path = typer.Argument(..., help="Checkpoint (.pt), ONNX file, TensorRT engine, or bundle folder."),
     data: str = typer.Argument(..., help="Labeled clips: class folders or a 'path label' .txt/.csv list."),
-    precision: str = typer.Option(None, help="For a bundle: fp32, fp16 or int8 (default fp32)."),
+    precision: str = typer.Option(None, help="For a bundle: fp32, fp16, int8 (the INT8 flavour that fits the "
+                                             "backend) or int8-cpu / int8-tensorrt by name (default fp32); with "
+                                             "--all a comma list."),
     all_precisions: bool = typer.Option(False, "--all", help="For a bundle: every precision side by side "
                                                              "(stored in the bundle manifest's eval section)."),
     backend: str = typer.Option(None, help="Backend (default: torch for checkpoints, ort-cpu for ONNX and "
@@ -57,7 +59,9 @@ def eval_cmd(
         if all_precisions:
             results = evaluate_all(artifact, data, backend=backend, batch_size=batch_size, max_clips=max_clips,
                                    out_dir=out, threads=threads, include_checkpoint=with_checkpoint,
-                                   progress=progress, skip_bad=skip_bad)
+                                   progress=progress, skip_bad=skip_bad,
+                                   precisions=[q.strip() for q in precision.split(",") if q.strip()]
+                                   if precision else None)
         else:
             results = [evaluate(artifact, data, precision=precision, backend=backend, batch_size=batch_size,
                                 max_clips=max_clips, out_dir=out, threads=threads, progress=progress,

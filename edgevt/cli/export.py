@@ -21,13 +21,21 @@ def export(
     calib_method: str = typer.Option("entropy", help="Calibration: entropy, minmax or percentile."),
     calib_cache: Path = typer.Option(None, help="Folder for cached calibration ranges "
                                                 "(default ~/.cache/edgevt/calibration)."),
-    flavour: str = typer.Option("tensorrt", help="INT8 graph flavour: tensorrt (symmetric int8 Q/DQ, FP16 "
-                                                 "scales) or cpu (uint8 activations, fastest on onnxruntime x86)."),
+    flavour: str = typer.Option("auto", help="INT8 graph flavour, by target: tensorrt (symmetric int8 Q/DQ, "
+                                             "per-channel weights, FP16 scales: TensorRT, ort-trt), cpu (uint8 "
+                                             "activations, int8 weights: fastest on onnxruntime CPU), or auto "
+                                             "(both, for a target not known yet; eval/bench/run pick the one that "
+                                             "fits their backend)."),
     eval_data: str = typer.Option(None, "--eval", help="Target clips for the accuracy gate: labeled (class "
                                                        "folders or list) gives top-1; unlabeled gives agreement."),
     eval_clips: int = typer.Option(None, help="Use at most this many --eval clips."),
     max_drop: float = typer.Option(1.0, help="INT8 accuracy gate: max top-1 drop (or disagreement) in points; "
                                              "sensitive layers are kept in higher precision to meet it."),
+    min_agreement: float = typer.Option(None, help="INT8 accuracy gate: min % of --eval clips whose INT8 top-1 "
+                                                   "equals FP32's, judged as well as the drop (default 97)."),
+    gate_min_clips: int = typer.Option(None, help="Fewer --eval clips than this and the gate's verdict is flagged "
+                                                  "as judged on too few clips, in a warning and the manifest "
+                                                  "(default 50)."),
     float_input: bool = typer.Option(False, "--float-input", help="Take normalised float [N,T,3,H,W] instead "
                                                                   "of uint8 frames [N,T,H,W,3]."),
     opset: int = typer.Option(20, help="ONNX opset (>= 19 for the tensorrt INT8 flavour)."),
@@ -61,6 +69,10 @@ def export(
                        eval_clips=eval_clips, max_drop=max_drop, float_input=float_input, opset=opset,
                        exporter=exporter, tolerance=parse_tolerance(tolerance), forms=_split(forms), threads=threads,
                        skip_bad=skip_bad)
+    if min_agreement is not None:  # (defaults: edgevt.export.gate)
+        cfg.min_agreement = min_agreement
+    if gate_min_clips is not None:
+        cfg.gate_min_clips = gate_min_clips
     console = Console(stderr=True)
     with console.status("exporting") as status:
         def log(msg: str) -> None:
@@ -84,9 +96,8 @@ def print_summary(bundle) -> None:
         t.add_column(col)
     acc = checks.get("accuracy", {})
     for key, a in bundle.artifacts.items():
-        p = a.get("precision", "")
         par = a.get("parity") or {}  # the same schema for every form's artifacts
-        e = acc.get(p, {}) if key.startswith("model.") else {}
+        e = acc.get(key.split(".", 1)[1], {}) if key.startswith("model.") else {}  # by stored precision
         top1 = e.get("top1")
         t.add_row(key, a["file"], f"{par['max_abs_diff']:.2e}" if par else "",
                   f"{par['top1_agreement']:.1f}%" if par else "",
@@ -95,9 +106,13 @@ def print_summary(bundle) -> None:
     for key in [k for k in checks if k == "gate" or k.startswith("gate.")]:
         g = checks[key]
         kept = len(g["kept_high_precision"])
-        form = key.partition(".")[2] or "window"
-        typer.echo(f"INT8 gate ({form}): drop {g['drop']:.2f} points (max {g['max_drop']}), {kept} layer(s) kept in "
-                   f"higher precision -> {'passed' if g['passed'] else 'FAILED'}")
+        form = g.get("form") or key.partition(".")[2] or "window"  # older bundles: the form is in the key
+        flavour = g.get("flavour") or "tensorrt"
+        agree = f", agreement {g['agreement']:.1f}% (min {g['min_agreement']})" if "min_agreement" in g else ""
+        typer.echo(f"INT8 gate ({form}, {flavour}) on {g['clips']} clips: drop {g['drop']:.2f} points "
+                   f"(max {g['max_drop']}){agree}, {kept} layer(s) kept in higher precision -> "
+                   f"{'passed' if g['passed'] else 'FAILED'}" + ("" if g.get("enough_clips", True) else
+                                                                 " [too few clips to mean much]"))
 
 
 def register(app: typer.Typer) -> None:

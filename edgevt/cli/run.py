@@ -45,7 +45,9 @@ def run(
     form: Optional[str] = typer.Option(None, help="window | incremental | stateful. Default: the bundle's "
                                                   "ClipSpec streaming form when its artifacts exist, else window (stateful is "
                                                   "the default only for TSM trained with --shift-direction causal)."),
-    precision: str = typer.Option("fp32", help="Artifact precision to run: fp32, fp16 or int8."),
+    precision: str = typer.Option("fp32", help="Artifact precision to run: fp32, fp16, int8 (the INT8 flavour "
+                                               "that fits the backend: cpu on ort-cpu, tensorrt on GPU backends) "
+                                               "or int8-cpu / int8-tensorrt to run a flavour by name."),
     stride: int = typer.Option(1, help="A decision every N frames (frames after the ClipSpec's frame_stride)."),
     drop: Optional[str] = typer.Option(None, help="latest: skip to the newest window when behind (live sources' "
                                                   "default); none: process every window (files' default)."),

@@ -104,10 +104,11 @@ def synth_config(s: DemoSize):
 
 
 def export_config(data: Path, s: DemoSize, threads: int | None = None):
-    """FP32/FP16/INT8 (TensorRT Q/DQ), calibrated on the unlabeled target-adapt clips and gated on the
-    labeled target-val clips (never target-test), with whichever streaming form the model has."""
+    """FP32/FP16/INT8 in both flavours (TensorRT Q/DQ and the CPU one), calibrated on the unlabeled
+    target-adapt clips and gated on the labeled target-val clips (never target-test), with whichever
+    streaming form the model has."""
     from edgevt.export.exporter import ExportConfig
 
     return ExportConfig(precisions=("fp32", "fp16", "int8"), calib=str(data / "target_adapt.txt"),
-                        calib_clips=s.calib_clips, eval=str(data / "target_val.txt"), flavour="tensorrt",
+                        calib_clips=s.calib_clips, eval=str(data / "target_val.txt"), flavour="auto",
                         threads=threads, forms=["stream"])

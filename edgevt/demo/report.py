@@ -44,8 +44,9 @@ $per_class"""),
     "export": Template("""## 3. Export
 
 Bundle `$bundle/` from `$checkpoint`; uint8 frames in, preprocessing in the graph; streaming forms:
-$forms. INT8: Q/DQ (TensorRT rules) calibrated on $calib_clips target-adapt clips; every form's parity
-and INT8 gate are in the bundle manifest.
+$forms. INT8 in both flavours, calibrated on $calib_clips target-adapt clips: `*.int8` (Q/DQ by TensorRT's
+rules, for TensorRT / ort-trt) and `*.int8-cpu` (uint8 activations, for onnxruntime CPU); every form's
+parity and INT8 gate (top-1 drop and agreement with FP32) are in the bundle manifest.
 
 $artifacts
 $gates
@@ -57,8 +58,8 @@ $confusion"""),
     "bench": Template("""## 5. Latency (per batch, end to end around the backend)
 
 $busy$rows
-The INT8 graph is the TensorRT flavour: its onnxruntime CPU latency says nothing about a Jetson
-(README, "Precision"). Full table with p90/p95, min/max and provenance: `$md`, `$json`.
+The INT8 row on ort-cpu is the CPU flavour (`int8-cpu`); the TensorRT flavour's CPU latency would say
+nothing about a Jetson (README, "Precision"). Full table with p90/p95, min/max and provenance: `$md`, `$json`.
 
 $plots"""),
     "stream": Template("""## 6. Streaming
@@ -139,11 +140,15 @@ def _export(ctx, e: dict) -> dict:
         rows.append([key, e["sizes_kb"].get(key, "-"), _fmt(par.get("max_abs_diff")),
                      "-" if agree is None else f"{agree:.1f}%", par.get("clips", "-")])
     gates = []
-    for name, g in [("window", e.get("gate"))] + [(k.split(".", 1)[1], v) for k, v in (e.get("gates") or {}).items()]:
+    for key, g in [("gate", e.get("gate"))] + list((e.get("gates") or {}).items()):
         if g:
-            gates.append(f"INT8 accuracy gate, {name} form ({g.get('clips')} labeled target-val clips): FP32 "
-                         f"{_pct(g.get('fp32'))}, INT8 {_pct(g.get('int8'))}, drop {g.get('drop', 0):.2f} points "
-                         f"(limit {g.get('max_drop')}), {'passed' if g.get('passed') else 'FAILED'}; "
+            name = g.get("form") or key.partition(".")[2] or "window"
+            few = "" if g.get("enough_clips", True) else " **(too few clips for a firm verdict)**"
+            gates.append(f"INT8 accuracy gate, {name} form, {g.get('flavour') or 'tensorrt'} flavour "
+                         f"({g.get('clips')} labeled target-val clips{few}): FP32 {_pct(g.get('fp32'))}, INT8 "
+                         f"{_pct(g.get('int8'))}, drop {g.get('drop', 0):.2f} points (limit {g.get('max_drop')}), "
+                         f"agreement with FP32 {_pct(g.get('agreement'))} (min {g.get('min_agreement', '-')}), "
+                         f"{'passed' if g.get('passed') else 'FAILED'}; "
                          f"{len(g.get('kept_high_precision') or [])} layers kept in higher precision.\n")
     return {"bundle": ctx.bundle.relative_to(ctx.out), "checkpoint": e["checkpoint"],
             "forms": ", ".join(["window", *e.get("forms", [])]), "calib_clips": ctx.size.calib_clips,
@@ -155,7 +160,7 @@ def _export(ctx, e: dict) -> dict:
 def _eval(ctx, v: dict) -> dict:
     conf = v.get("confusion", {})
     # The PyTorch model and the INT8 graph: the two ends of the path (every PNG is in eval/).
-    names = [n for n in ("torch fp32", "ort-cpu int8") if n in conf] or list(conf)[:1]
+    names = [n for n in conf if n == "torch fp32" or n.startswith("ort-cpu int8")] or list(conf)[:1]
     return {"rows": table(["artifact", "backend", "top-1", "top-5", "clips"],
                           [[r["artifact"], r["backend"], _pct(r.get("top1")), _pct(r.get("top5")), r.get("clips")]
                            for r in v["rows"]]),

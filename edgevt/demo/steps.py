@@ -269,7 +269,8 @@ def step_export(ctx: DemoContext):
 
 
 def _export_settings(ctx: DemoContext) -> dict:
-    return {"calib_clips": ctx.size.calib_clips, "precisions": ["fp32", "fp16", "int8"], "forms": ["stream"]}
+    return {"calib_clips": ctx.size.calib_clips, "precisions": ["fp32", "fp16", "int8"], "flavour": "auto",
+            "forms": ["stream"], "gate": "drop+agreement"}
 
 
 # -- 4. eval ----------------------------------------------------------------------------------------

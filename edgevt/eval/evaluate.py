@@ -160,7 +160,8 @@ def evaluate(artifact, data=None, *, precision: str | None = None, backend: str 
         be.close()
     if logits.shape[1] != len(spec.labels):
         raise EdgevtError(f"{artifact}: outputs {logits.shape[1]} classes but its spec has {len(spec.labels)} labels")
-    prec = precision or desc.get("precision") or "fp32"
+    # the name of what ran: int8-cpu / int8-tensorrt for an INT8 graph (the flavour that fit the backend)
+    prec = desc.get("precision_name") or precision or desc.get("precision") or "fp32"
     m = accuracy_metrics(logits, clipset.labels, spec.labels)
     res = EvalResult(artifact=str(art.path), backend=name, precision=prec,
                      data=clipset.source, clips=len(clipset.labels), labels=list(spec.labels), latency=lat,
@@ -189,21 +190,28 @@ def _check_same_spec(a: ClipSpec, b: ClipSpec, artifact) -> None:
 def evaluate_all(bundle, data=None, *, backend: str | None = None, batch_size: int = 8,
                  max_clips: int | None = None, out_dir: str | Path | None = None, threads: int | None = None,
                  save: bool = True, include_checkpoint: bool = False, progress=None,
-                 skip_bad: bool = True) -> list[EvalResult]:
-    """Every model.<precision> of a bundle on the same clips; stored in the manifest's ``eval``."""
+                 skip_bad: bool = True, precisions: list[str] | None = None) -> list[EvalResult]:
+    """Every precision of a bundle's model on the same clips; stored in the manifest's ``eval``.
+
+    precisions: names to evaluate (default: fp32, fp16, int8 as the bundle has them; int8 is the
+    flavour that fits the backend, ``int8-cpu``/``int8-tensorrt`` name one, e.g. to see the other)."""
     from edgevt.bundle import open_artifact
 
     art = open_artifact(bundle, verify=True)
     if art.kind != "bundle":
         raise EdgevtError(f"{art.path}: evaluating every precision needs a bundle folder (from `edgevt export`)")
     b = art.bundle
-    precisions = [k.split(".", 1)[1] for k in b.artifacts if k.startswith("model.")]
-    if not precisions:
+    from edgevt.bundle import PRECISIONS, STORED_PRECISIONS, base_precision
+
+    have = {base_precision(k.split(".", 1)[1]) for k in b.artifacts
+            if k.startswith("model.") and k.split(".", 1)[1] in STORED_PRECISIONS}
+    if not have:
         raise EdgevtError(f"{b.path}: bundle has no model.<precision> artifacts")
+    precisions = list(precisions) if precisions else [p for p in PRECISIONS if p in have]
     clipset = load_eval_clips(data, b.spec, max_clips, skip_bad=skip_bad)
     from edgevt.metrics import top1_agreement
 
-    results, logits = [], {}
+    results, logits = [], []
     rows = []
     if include_checkpoint:
         rows.append(("torch", "fp32"))
@@ -212,16 +220,17 @@ def evaluate_all(bundle, data=None, *, backend: str | None = None, batch_size: i
         r, lg = evaluate(b, precision=p, backend=be_name, batch_size=batch_size, clipset=clipset, out_dir=out_dir,
                          threads=threads, progress=progress, return_logits=True)
         results.append(r)
-        logits[(r.backend, p)] = lg
-    ref = next((lg for (bn, p), lg in logits.items() if p == "fp32" and bn != "torch"), None)
+        logits.append(lg)
+    ref = next((lg for r, lg in zip(results, logits) if r.precision == "fp32" and r.backend != "torch"), None)
     if ref is not None:
-        for r in results:
-            r.agreement_with["fp32"] = top1_agreement(logits[(r.backend, r.precision)], ref)
+        for r, lg in zip(results, logits):
+            r.agreement_with["fp32"] = top1_agreement(lg, ref)
     if save:
         for r in results:
             d = r.to_dict()
             d.pop("device", None)
-            d["device"] = {k: r.device.get(k) for k in ("device", "cpu", "threads", "providers") if k in r.device}
+            d["device"] = {k: r.device.get(k) for k in ("device", "cpu", "threads", "providers", "key", "flavour")
+                           if k in r.device}
             d["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             b.manifest.setdefault("eval", {})[f"{r.backend}.{r.precision}"] = d
         b.save()

@@ -13,9 +13,11 @@ stream form; ``int8``/``gate`` likewise):
 3. ``fp16``: FP16 graphs with FP32/uint8 I/O, the same parity check;
 4. ``int8``: calibrate every graph of the form on target clips (the window graph on the clips as the
    device feeds them; the per-frame graphs on what the stream loop feeds them, recorded while the
-   FP32 form runs over the clips; ranges cached), quantize (flavour ``tensorrt`` or ``cpu``), and the
-   accuracy gate on ``eval`` clips (``edgevt.export.gate.run_gate``: the most sensitive layers kept
-   in higher precision until within ``max_drop``); the delivered INT8 files are the ones measured;
+   FP32 form runs over the clips; ranges cached), quantize in each flavour asked for (``tensorrt``,
+   ``cpu``, or both with ``auto``: stored under ``edgevt.bundle.INT8_STORED``), and the accuracy gate
+   on ``eval`` clips for each (``edgevt.export.gate.run_gate``: the most sensitive layers kept in
+   higher precision until within ``max_drop`` and at least ``min_agreement`` % agreement with FP32);
+   the delivered INT8 files are the ones measured;
 5. the artifacts go into the manifest with their I/O, parity and (for INT8) gate;
 6. extra artifacts: every builder registered with ``register_form`` and named in ``config.forms``
    is called with the ``ExportContext`` before the commit;
@@ -34,7 +36,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgevt.bundle import (PRECISIONS, Bundle, check_key, is_bundle, load_onnx_graph, onnx_file)
+from edgevt.bundle import (EXPORT_FLAVOURS, FLAVOUR_BACKENDS, INT8_FLAVOURS, INT8_STORED, PRECISIONS, Bundle,
+                           base_precision, check_flavour, check_key, int8_name, is_bundle, load_onnx_graph, onnx_file)
 from edgevt.data.datasets import has_labels, load_clips
 from edgevt.errors import EdgevtError
 from edgevt.export import gate as gate_mod
@@ -42,8 +45,7 @@ from edgevt.export.calibration import MIN_SENSIBLE_CLIPS, ClipCalibrationReader,
 from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, example_input, export_graph,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
                                 torch_runner)
-from edgevt.export.precision import CALIB_METHODS, FLAVOURS, convert_fp16, preprocess_for_quantization, \
-    quantize_int8
+from edgevt.export.precision import CALIB_METHODS, convert_fp16, preprocess_for_quantization, quantize_int8
 from edgevt.fileio import check_replaceable, file_sha256
 from edgevt.metrics import top1, top1_agreement
 from edgevt.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -62,10 +64,12 @@ class ExportConfig:
     calib: str | Path | list | None = None  # target-domain clips (calibration set, folder, list file, or paths)
     calib_clips: int = 256
     calib_method: str = "entropy"
-    flavour: str = "tensorrt"  # INT8 flavour: tensorrt | cpu
+    flavour: str = "auto"  # INT8 flavour: auto (both) | tensorrt | cpu (edgevt.bundle.EXPORT_FLAVOURS)
     eval: str | Path | list | None = None  # labeled (or unlabeled) target clips for the accuracy gate
     eval_clips: int | None = None  # at most this many eval clips (None: all)
     max_drop: float = 1.0  # INT8 accuracy gate, points
+    min_agreement: float = gate_mod.DEFAULT_MIN_AGREEMENT  # INT8 gate: % of eval clips with FP32's top-1
+    gate_min_clips: int = gate_mod.MIN_GATE_CLIPS  # fewer eval clips: the gate result is flagged
     float_input: bool = False
     opset: int = DEFAULT_OPSET
     exporter: str = "auto"  # auto (dynamo, then TorchScript fallback) | dynamo | legacy
@@ -82,8 +86,11 @@ class ExportConfig:
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
             raise EdgevtError(f"--precision: unknown {bad or 'empty'}; choose any of {', '.join(PRECISIONS)}")
-        if self.flavour not in FLAVOURS:
-            raise EdgevtError(f"--flavour {self.flavour!r}: choose from {', '.join(FLAVOURS)}")
+        check_flavour(self.flavour, "--flavour", EXPORT_FLAVOURS)
+        if not 0 <= self.min_agreement <= 100:
+            raise EdgevtError(f"--min-agreement must be a percentage (0-100), got {self.min_agreement}")
+        if self.gate_min_clips < 1:
+            raise EdgevtError(f"--gate-min-clips must be >= 1, got {self.gate_min_clips}")
         if self.calib_method not in CALIB_METHODS:
             raise EdgevtError(f"--calib-method {self.calib_method!r}: choose from {', '.join(CALIB_METHODS)}")
         if self.exporter not in EXPORTERS:
@@ -93,11 +100,15 @@ class ExportConfig:
                 raise EdgevtError("INT8 needs calibration clips from the target domain: pass --calib DIR|LIST")
             if self.calib_clips < 1:
                 raise EdgevtError(f"--calib-clips must be >= 1, got {self.calib_clips}")
-            if self.flavour == "tensorrt" and self.opset < 19:
+            if "tensorrt" in self.int8_flavours() and self.opset < 19:
                 raise EdgevtError(f"--opset {self.opset}: the tensorrt INT8 flavour needs opset >= 19 "
-                                  "(FP16 Q/DQ scales for strongly typed builds)")
+                                  "(FP16 Q/DQ scales for strongly typed builds); or --flavour cpu")
         if self.max_drop < 0:
             raise EdgevtError(f"--max-drop must be >= 0, got {self.max_drop}")
+
+    def int8_flavours(self) -> tuple:
+        """The INT8 flavours to write: both for ``auto`` (the target device is unknown)."""
+        return INT8_FLAVOURS if self.flavour == "auto" else (self.flavour,)
 
 
 @dataclass
@@ -327,6 +338,11 @@ def _export_into(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
         logits = _export_form(bundle, model, spec, config, ckpt, data, form, tmp, log, warn)
         if form == "window":
             eval_logits = logits
+    if "int8" in config.precisions:  # which INT8 graphs are here, and for which device
+        bundle.manifest["int8_flavours"] = {
+            fl: {"precision": int8_name(fl), "artifacts": f"*.{INT8_STORED[fl]}",
+                 "backends": list(FLAVOUR_BACKENDS[fl])}
+            for fl in config.int8_flavours()}
     default = default_stream_form(model)
     if default in forms:  # the loop streams in it by default (a bidirectional TSM's causal form only on request)
         bundle.manifest["spec"]["streaming"] = default
@@ -400,7 +416,7 @@ def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
         for g in f.graphs:
             ins, outs = io_signature(load_onnx_graph(f.path(g.role, precision)))
             bundle.add_artifact(f"{g.role}.{precision}", onnx_file(g.role, precision), kind="onnx", form=form,
-                                role=g.role, precision=precision, opset=infos[g.role].opset, inputs=ins,
+                                role=g.role, precision=base_precision(precision), opset=infos[g.role].opset, inputs=ins,
                                 outputs=outs, float_input=float_input, exporter=infos[g.role].exporter,
                                 parity={k: parity.get(k) for k in ("max_abs_diff", "top1_agreement", "clips")},
                                 **g.entry, **extra)
@@ -424,16 +440,20 @@ def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
             eval_logits[p] = f.logits(p, eval_in)[0]
 
     if "int8" in config.precisions:
-        _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add)
+        for flavour in config.int8_flavours():
+            _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add, flavour)
     return eval_logits
 
 
 def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval_in, eval_logits: dict,
-               ref: np.ndarray, parity_in: np.ndarray, tmp: Path, log, warn, add) -> None:
+               ref: np.ndarray, parity_in: np.ndarray, tmp: Path, log, warn, add, flavour: str) -> None:
+    """One INT8 flavour of one form: calibrate, quantize, gate, add. Its artifacts, checks and eval
+    logits are keyed by the flavour's stored precision (``INT8_STORED``: int8 | int8-cpu)."""
     import onnx
 
     checks = f.bundle.manifest["checks"]
     form = f.name
+    stored = INT8_STORED[flavour]
     clips, _, paths = data.calib
     t0 = time.perf_counter()
     calib_in = model_input(clips, spec, config.float_input and form == "window")
@@ -448,13 +468,14 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     for g in f.graphs:
         r = g.role
         prepared[r] = tmp / f"{form}.{r}.prepared.onnx"
-        preprocess_for_quantization(f.path(r, "fp32"), prepared[r])
+        if not prepared[r].exists():  # shared by the flavours
+            preprocess_for_quantization(f.path(r, "fp32"), prepared[r])
         rows = len(next(iter(feeds[r].values())))
         caches[r] = cache_path(file_sha256(prepared[r]), data_hash(paths, hashed[r]), config.calib_method,
                                rows, config.calib_cache)
         readers[r] = ClipCalibrationReader(feeds[r])
-        qdq32[r] = tmp / f"{form}.{r}.qdq32.onnx"
-        if config.flavour == "tensorrt" and config.keep_first_conv:
+        qdq32[r] = tmp / f"{form}.{r}.{flavour}.qdq32.onnx"
+        if flavour == "tensorrt" and config.keep_first_conv:
             # A conv with 3 input channels gains nothing from INT8 on TensorRT and bloats the engine.
             m = onnx.load(str(prepared[r]))
             inits = {i.name: i for i in m.graph.initializer}
@@ -463,12 +484,12 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
                         and inits[n.input[1]].dims[1] == 3:
                     kept.append({"node": f.node(r, n.name), "reason": "3-input-channel conv (no INT8 gain on TensorRT)"})
     cache_hit = all(c.exists() for c in caches.values())
-    log(f"calibrating {form} on {len(clips)} target clips ({config.calib_method}, "
+    log(f"calibrating {form} ({flavour} INT8) on {len(clips)} target clips ({config.calib_method}, "
         f"{'cached ranges' if cache_hit else 'computing ranges'})")
 
     def quantize(exclude: list[str]) -> dict:
-        per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, "int8"), reader=readers[g.role],
-                                     method=config.calib_method, flavour=config.flavour,
+        per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, stored), reader=readers[g.role],
+                                     method=config.calib_method, flavour=flavour,
                                      nodes_to_exclude=f.split(exclude, g.role), cache_path=caches[g.role],
                                      qdq_fp32_copy=qdq32[g.role]) for g in f.graphs}
         out = dict(next(iter(per.values())))
@@ -494,13 +515,17 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
                             gate_mod.layer_sensitivity(prepared[g.role], qdq32[g.role], one, tmp)]
             return sorted(ranking, key=lambda x: -x[1]) if len(f.graphs) > 1 else ranking
 
-        gate = gate_mod.run_gate(quantize, lambda: f.logits("int8", eval_in)[0], rank, fp32_logits=eval_logits["fp32"],
-                                 labels=data.eval[1], max_drop=config.max_drop, kept=kept, log=log, summary=summary)
+        gate = gate_mod.run_gate(quantize, lambda: f.logits(stored, eval_in)[0], rank, fp32_logits=eval_logits["fp32"],
+                                 labels=data.eval[1], max_drop=config.max_drop, kept=kept, log=log, summary=summary,
+                                 min_agreement=config.min_agreement, min_clips=config.gate_min_clips)
         summary, kept = gate.summary, gate.kept
-        eval_logits["int8"] = gate.logits
+        eval_logits[stored] = gate.logits
+        if not gate.result.enough_clips:
+            warn(f"INT8 gate ({form} form, {flavour} flavour) {gate.result.note}")
     else:
-        warn("no --eval data: the INT8 accuracy gate was not run" + ("" if form == "window" else f" for the {form} form")
-             + "; pass labeled target clips with --eval")
+        warn("no --eval data: the INT8 accuracy gate was not run"
+             + ("" if form == "window" else f" for the {form} form")
+             + f" ({flavour} flavour); pass labeled target clips with --eval")
     summary.update(kept_high_precision=kept, calibration={
         "clips": len(clips), "method": config.calib_method, "data": describe_source(config.calib),
         "cache": str(caches[f.graphs[0].role]), "cache_hit": cache_hit, "seconds": round(calib_seconds, 3)})
@@ -508,14 +533,18 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         summary["calibration"]["set_manifest_sha256"] = data.calib_set.manifest_sha256
     if len(f.graphs) > 1:
         summary["calibration"]["rows"] = {r: len(next(iter(feeds[r].values()))) for r in feeds}
-    checks[check_key("int8", form)] = summary
+    # check keys: the TensorRT flavour keeps the historic ones (int8, gate, parity.int8 + form);
+    # the CPU flavour's carry its stored name (int8-cpu, gate.int8-cpu, parity.int8-cpu + form)
+    checks[check_key(stored, form)] = summary
     if gate is not None:
-        checks[check_key("gate", form)] = gate.result.to_dict()
-    res = {**compare_logits(ref, f.logits("int8", parity_in)[0]), "data": data.parity_source,
+        checks[check_key("gate", form, None if stored == "int8" else stored)] = {
+            **gate.result.to_dict(), "form": form, "flavour": flavour}
+    res = {**compare_logits(ref, f.logits(stored, parity_in)[0]), "data": data.parity_source,
            "note": "informational: INT8 is judged by the accuracy gate"}
-    checks[check_key("parity", form, "int8")] = res
-    add("int8", res, flavour=config.flavour, ort_optimization="basic" if config.flavour == "tensorrt" else "all",
-        kept_high_precision=[k["node"] for k in kept],
-        gate={k: gate.result.to_dict()[k] for k in ("passed", "drop", "max_drop", "agreement", "metric")}
+    checks[check_key("parity", form, stored)] = res
+    add(stored, res, flavour=flavour, for_backends=list(FLAVOUR_BACKENDS[flavour]),
+        ort_optimization="basic" if flavour == "tensorrt" else "all", kept_high_precision=[k["node"] for k in kept],
+        gate={k: gate.result.to_dict()[k] for k in ("passed", "drop", "max_drop", "agreement", "min_agreement",
+                                                    "clips", "enough_clips", "metric")}
         if gate is not None else None)
 

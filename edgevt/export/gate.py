@@ -1,8 +1,13 @@
 """The INT8 accuracy gate: measure what INT8 costs, and keep the most sensitive layers in higher
-precision until the drop is within ``max_drop`` points.
+precision until the drop is within ``max_drop`` points *and* INT8 agrees with FP32 on at least
+``min_agreement`` percent of the clips.
 
 With labels the drop is FP32 top-1 minus INT8 top-1 (points); without labels it is the share of
-clips whose INT8 top-1 differs from FP32's (points of disagreement).
+clips whose INT8 top-1 differs from FP32's (points of disagreement). Agreement is judged in both
+cases: a graph that changes 1 decision in 8 fails even when its top-1 happens to tie with FP32's
+(on a model near chance, changed decisions cancel out in top-1). With fewer than ``min_clips``
+clips one changed decision moves agreement by more than ``100 / min_clips`` points: the gate still
+runs, and its result says ``enough_clips: false`` with a note (the exporter warns).
 
 Sensitivity is the per-layer error against FP32: both graphs expose every quantized op's output
 and input activation; a layer's score is how much its output's relative error grows over its
@@ -25,6 +30,11 @@ from edgevt.export.onnx import ort_session
 from edgevt.metrics import top1, top1_agreement  # noqa: F401  (top1: the gate's metric)
 from edgevt.export.precision import weighted_nodes
 
+DEFAULT_MIN_AGREEMENT = 97.0  # % of clips whose INT8 top-1 must equal FP32's
+# Fewer clips than this and one changed decision moves agreement by more than 2 points: the result
+# is flagged as judged on too few clips.
+MIN_GATE_CLIPS = 50
+
 
 @dataclass
 class GateResult:
@@ -37,6 +47,10 @@ class GateResult:
     drop: float  # points
     agreement: float  # % of clips with the same top-1 as FP32
     clips: int
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    min_clips: int = MIN_GATE_CLIPS
+    enough_clips: bool = True  # clips >= min_clips
+    note: str | None = None  # why the verdict is weak (too few clips) or which criterion failed
     kept_high_precision: list = field(default_factory=list)
     steps: list = field(default_factory=list)  # every tried exclusion set and its drop
     sensitivity: list = field(default_factory=list)  # [(node, score)] top of the ranking
@@ -93,8 +107,15 @@ def layer_sensitivity(fp32_path: str | Path, qdq_path: str | Path, inputs,
     g = inferred.graph
     floats = {v.name for v in [*g.value_info, *g.input, *g.output]
               if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-    pairs = [(n.name, n.input[0], n.output[0]) for n in nodes
-             if n.input[0] in produced and n.output[0] in produced and n.input[0] in floats and n.output[0] in floats]
+    # A quantizer that quantizes op outputs (cpu flavour) fuses Conv+Relu: the Q/DQ graph's Conv then
+    # writes the Relu's tensor, which the FP32 graph has too -- compare that one (else the layer, often
+    # the most sensitive, e.g. the first conv, would never be ranked, so never kept in high precision).
+    q_out = {n.name: n.output[0] for n in qdq.graph.node if n.output}
+    fp32_produced = {o for n in fp32.graph.node for o in n.output}
+    outs = {n.name: (n.output[0] if n.output[0] in produced else q_out.get(n.name, n.output[0])) for n in nodes}
+    pairs = [(n.name, n.input[0], outs[n.name]) for n in nodes
+             if n.input[0] in produced and outs[n.name] in produced and outs[n.name] in fp32_produced
+             and n.input[0] in floats and outs[n.name] in floats]
     names = sorted({t for _, i, o in pairs for t in (i, o)})
     tmp = Path(tmp_dir)
     sessions = {}
@@ -151,14 +172,34 @@ class GateOutcome:
     kept: list  # [{"node", "reason"}] kept in higher precision
 
 
+def failures(m: dict, max_drop: float, min_agreement: float) -> list[str]:
+    """What a measurement fails: the drop over ``max_drop``, agreement under ``min_agreement``."""
+    out = []
+    if m["drop"] > max_drop:
+        out.append(f"{'top-1 drop' if m['labeled'] else 'disagreement'} {m['drop']:.2f} points > --max-drop {max_drop}")
+    if m["agreement"] < min_agreement:
+        out.append(f"agreement with FP32 {m['agreement']:.1f}% < --min-agreement {min_agreement}")
+    return out
+
+
+def too_few_clips(clips: int, min_clips: int) -> str | None:
+    """The note for a gate judged on fewer than ``min_clips`` clips (None when there are enough)."""
+    if clips >= min_clips:
+        return None
+    return (f"judged on only {clips} clips (fewer than {min_clips}): one changed decision moves agreement by "
+            f"{100.0 / max(clips, 1):.1f} points -- give more --eval clips")
+
+
 def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np.ndarray],
              rank: Callable[[], list[tuple[str, float]]], *, fp32_logits: np.ndarray, labels: np.ndarray,
              max_drop: float, kept: list[dict], log: Callable[[str], None] = lambda m: None,
-             summary: dict | None = None) -> GateOutcome:
-    """The INT8 accuracy gate for any form: measure; while the drop is over ``max_drop``, keep the
-    most sensitive layers (``rank()``) in higher precision in growing groups, re-quantize
-    (``quantize(exclude)``) and re-measure. ``kept`` holds the layers excluded from the start (with
-    reasons); ``summary`` is the first quantization's summary when the caller already ran it.
+             summary: dict | None = None, min_agreement: float = DEFAULT_MIN_AGREEMENT,
+             min_clips: int = MIN_GATE_CLIPS) -> GateOutcome:
+    """The INT8 accuracy gate for any form: measure; while the drop is over ``max_drop`` or the
+    agreement with FP32 under ``min_agreement``, keep the most sensitive layers (``rank()``) in higher
+    precision in growing groups, re-quantize (``quantize(exclude)``) and re-measure. ``kept`` holds
+    the layers excluded from the start (with reasons); ``summary`` is the first quantization's summary
+    when the caller already ran it.
 
     Raises EdgevtError when the gate fails, or passes only with no layer left in INT8."""
     base = [k["node"] for k in kept]
@@ -168,8 +209,9 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
     steps = [{"excluded": len(base), "drop": m["drop"], "int8": m["int8"], "agreement": m["agreement"]}]
     ranking: list = []
     kept = list(kept)
-    if m["drop"] > max_drop:
-        log(f"INT8 drop {m['drop']:.2f} points > {max_drop}; ranking layers by sensitivity")
+    failed = failures(m, max_drop, min_agreement)
+    if failed:
+        log(f"INT8 {'; '.join(failed)}; ranking layers by sensitivity")
         ranking = rank()
         ranked = [n for n, _ in ranking if n not in base]
         for exclude in exclusion_schedule(ranked, base):
@@ -177,22 +219,27 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
             logits = int8_logits()
             m = measure(fp32_logits, logits, labels)
             steps.append({"excluded": len(exclude), "drop": m["drop"], "int8": m["int8"], "agreement": m["agreement"]})
-            log(f"  {len(exclude)} layers in higher precision: drop {m['drop']:.2f} points")
-            if m["drop"] <= max_drop:
+            log(f"  {len(exclude)} layers in higher precision: drop {m['drop']:.2f} points, "
+                f"agreement {m['agreement']:.1f}%")
+            failed = failures(m, max_drop, min_agreement)
+            if not failed:
                 break
         kept += [{"node": n, "reason": "accuracy gate (sensitivity rank)"}
                  for n in summary["nodes_excluded"] if n not in base]
-    result = GateResult(passed=m["drop"] <= max_drop, max_drop=max_drop, labeled=m["labeled"],
+    few = too_few_clips(int(len(labels)), min_clips)
+    result = GateResult(passed=not failed, max_drop=max_drop, labeled=m["labeled"],
                         metric="top1_drop" if m["labeled"] else "disagreement", fp32=m["fp32"], int8=m["int8"],
-                        drop=m["drop"], agreement=m["agreement"], clips=int(len(labels)), kept_high_precision=kept,
+                        drop=m["drop"], agreement=m["agreement"], clips=int(len(labels)),
+                        min_agreement=min_agreement, min_clips=min_clips, enough_clips=few is None,
+                        note="; ".join(failed + ([few] if few else [])) or None, kept_high_precision=kept,
                         steps=steps, sensitivity=[(n, round(sc, 5)) for n, sc in ranking[:10]])
     if result.passed and summary["qdq_nodes"]["QuantizeLinear"] == 0:
         # every quantized layer had to be kept in higher precision: that is not an INT8 graph
-        raise EdgevtError(f"INT8 accuracy gate: the drop is within --max-drop {max_drop} only with no "
-                          "layer left in INT8; this model does not quantize well here -- export fp16 "
-                          "instead, or calibrate on more/other target clips")
+        raise EdgevtError(f"INT8 accuracy gate: the drop is within --max-drop {max_drop} and agreement at least "
+                          f"--min-agreement {min_agreement} only with no layer left in INT8; this model does not "
+                          "quantize well here -- export fp16 instead, or calibrate on more/other target clips")
     if not result.passed:
-        raise EdgevtError(f"INT8 accuracy gate failed: drop {result.drop:.2f} points > --max-drop "
-                          f"{max_drop} even with {len(kept)} layers kept in higher precision; "
-                          "calibrate on more target clips, try --calib-method, or export without int8")
+        raise EdgevtError(f"INT8 accuracy gate failed on {result.clips} clips: {'; '.join(failed)}, even with "
+                          f"{len(kept)} layers kept in higher precision; calibrate on more target clips, try "
+                          "--calib-method or the other --flavour, or export without int8")
     return GateOutcome(summary, result, logits, kept)

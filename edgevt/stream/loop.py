@@ -298,19 +298,26 @@ def open_model(model, *, form: str | None = None, backend: str = "ort-cpu", prec
                               **backend_options)
         return {"model": remote}, remote.spec, remote.form
     spec = art.spec
+    asked = precision
+    if bundle is not None and backend != "torch":
+        # int8: the flavour that fits the backend; from here on its explicit name (int8-cpu, ...) and
+        # the stored precision its artifacts are keyed by
+        stored, precision = bundle.resolve_precision(precision, backend)
+    else:
+        stored = precision
     if bundle is not None:
-        form = bundle.stream_form(precision) if form is None else form
+        form = bundle.stream_form(stored) if form is None else form
         target = bundle
     else:  # a checkpoint: only backends that open checkpoints (torch)
         form = form or "window"
         target = model
     check_form(form)
     if bundle is not None:
-        have = [k for r in FORM_ROLES[form] for k in [artifact_key(r, precision)] if k not in bundle.artifacts]
+        have = [k for r in FORM_ROLES[form] for k in [artifact_key(r, stored)] if k not in bundle.artifacts]
         if have and backend != "torch":
             if precision != "fp32" and bundle.has_form(form, "fp32"):
-                how = (f"export with --precision {precision}" + (" --calib DIR (target-domain clips)"
-                                                                  if precision == "int8" else "")
+                how = (f"export with --precision {asked}" + (" --calib DIR (target-domain clips)"
+                                                              if asked.startswith("int8") else "")
                        + (f" --forms {form}" if form != "window" else "") + " or run --precision fp32")
             else:
                 how = f"export it with --forms {form}" if form != "window" else "re-export the bundle"

@@ -143,3 +143,26 @@ def test_row_cores_for_the_peak():
     assert _row_cores(row, None, 2) == 2  # library default: every core
     assert _row_cores(row, 1, 2) == 1
     assert _row_cores(BenchRow("torch", "fp32", 1, "ok", describe={"threads": 8}), None, 2) == 2
+
+
+def test_plan_times_the_int8_flavour_that_fits_each_backend(tmp_path):
+    """A bundle with both INT8 flavours: ort-cpu times the CPU one, named int8-cpu; the TensorRT
+    flavour only when asked by name; auto lists int8 once."""
+    from edgevt.bench.suite import plan_cases, resolve_precisions
+    from edgevt.bundle import Bundle
+    from edgevt.spec import ClipSpec
+
+    spec = ClipSpec(num_frames=4, size=(32, 32), labels=["a", "b"])
+    arts = {"model.fp32": {"file": "model.onnx", "precision": "fp32"},
+            "model.int8": {"file": "model.int8.onnx", "precision": "int8", "flavour": "tensorrt"},
+            "model.int8-cpu": {"file": "model.int8-cpu.onnx", "precision": "int8", "flavour": "cpu"}}
+    b = Bundle(tmp_path, {"format": "edgevt-bundle", "spec": spec.to_dict(), "artifacts": arts, "source": {}})
+    assert resolve_precisions("auto", b) == ["fp32", "int8"]
+    cases, skipped = plan_cases(b, ["ort-cpu"], ["int8"], [1, 4], baseline=False)
+    assert {(c.precision, c.artifact) for c in cases} == {("int8-cpu", "model.int8-cpu")} and not skipped
+    cases, _ = plan_cases(b, ["ort-cpu"], ["int8", "int8-tensorrt"], [1], baseline=False)
+    assert [(c.precision, c.artifact) for c in cases] == [("int8-cpu", "model.int8-cpu"),
+                                                          ("int8-tensorrt", "model.int8")]
+    del arts["model.int8"]
+    _, skipped = plan_cases(b, ["ort-cpu"], ["int8-tensorrt"], [1], baseline=False)
+    assert skipped and skipped[0].status == "skipped" and "no int8-tensorrt graph" in skipped[0].reason

@@ -1,4 +1,4 @@
-"""A tiny checkpoint and its bundle (fp32, fp16, int8 cpu flavour) for the eval tests."""
+"""A tiny checkpoint and its bundle (fp32, fp16, int8 in both flavours) for the eval tests."""
 import pytest
 
 
@@ -12,6 +12,6 @@ def ev_bundle(tmp_path_factory, ev_ckpt, motiondigits):
     from edgevt.export.exporter import ExportConfig, export_bundle
 
     root = tmp_path_factory.mktemp("evbundle")
-    cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=motiondigits / "target" / "train", flavour="cpu",
+    cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=motiondigits / "target" / "train", flavour="auto",
                        calib_clips=6, calib_cache=root / "cache")
     return export_bundle(ev_ckpt, root / "bundle", cfg)

@@ -40,13 +40,19 @@ def test_checkpoint_and_onnx_agree_on_the_same_clips(tmp_path, ev_ckpt, ev_bundl
 def test_evaluate_all_side_by_side_and_stored(ev_bundle, motiondigits, tmp_path):
     b = Bundle.load(shutil.copytree(ev_bundle.path, tmp_path / "b"))
     results = evaluate_all(b, motiondigits / "target" / "test", include_checkpoint=True)
+    # the bundle holds both INT8 flavours; on ort-cpu the CPU one is evaluated, named as what it is
     assert [(r.backend, r.precision) for r in results] == [("torch", "fp32"), ("ort-cpu", "fp32"),
-                                                           ("ort-cpu", "fp16"), ("ort-cpu", "int8")]
+                                                           ("ort-cpu", "fp16"), ("ort-cpu", "int8-cpu")]
+    assert results[3].device["key"] == "model.int8-cpu" and results[3].device["flavour"] == "cpu"
     assert results[1].agreement_with["fp32"] == 100.0
     assert {r.clips for r in results} == {12}
     stored = json.loads((b.path / "edgevt.json").read_text())["eval"]
-    assert set(stored) == {"torch.fp32", "ort-cpu.fp32", "ort-cpu.fp16", "ort-cpu.int8"}
-    assert stored["ort-cpu.int8"]["top1"] == results[3].top1
+    assert set(stored) == {"torch.fp32", "ort-cpu.fp32", "ort-cpu.fp16", "ort-cpu.int8-cpu"}
+    assert stored["ort-cpu.int8-cpu"]["top1"] == results[3].top1
+    # the other flavour only when asked by name
+    other = evaluate_all(b, motiondigits / "target" / "test", precisions=["fp32", "int8-tensorrt"], save=False)
+    assert [r.precision for r in other] == ["fp32", "int8-tensorrt"]
+    assert other[1].device["key"] == "model.int8" and other[1].agreement_with["fp32"] is not None
     Bundle.load(b.path)  # manifest rewrite kept the hashes valid
 
 
@@ -57,8 +63,8 @@ def test_bad_inputs(tmp_path, ev_bundle, motiondigits):
         f.write(b"tampered")
     with pytest.raises(EdgevtError, match="hash does not match"):
         evaluate(b, motiondigits / "target" / "test", precision="fp16")
-    (b / "model.int8.onnx").unlink()
-    with pytest.raises(EdgevtError, match="missing its file"):
+    (b / "model.int8-cpu.onnx").unlink()  # the INT8 graph ort-cpu runs
+    with pytest.raises(EdgevtError, match="missing its file model.int8-cpu.onnx"):
         evaluate(b, motiondigits / "target" / "test", precision="int8")
     with pytest.raises(EdgevtError, match="unknown precision"):
         evaluate(ev_bundle.path, motiondigits / "target" / "test", precision="bf16")
@@ -83,8 +89,8 @@ def test_cli_eval_all(ev_bundle, motiondigits, tmp_path, capsys):
         main(["eval", str(b), str(motiondigits / "target" / "test"), "--all", "--json"])
     assert e.value.code in (0, None)
     rows = json.loads(capsys.readouterr().out)
-    assert [r["precision"] for r in rows] == ["fp32", "fp16", "int8"]
-    assert (b / "eval" / "eval.json").exists() and (b / "eval" / "confusion.ort-cpu.int8.png").exists()
+    assert [r["precision"] for r in rows] == ["fp32", "fp16", "int8-cpu"]
+    assert (b / "eval" / "eval.json").exists() and (b / "eval" / "confusion.ort-cpu.int8-cpu.png").exists()
     with pytest.raises(SystemExit) as e:
         main(["eval", str(b / "model.onnx"), str(motiondigits / "target" / "test"), "--all"])
     assert e.value.code == 2

@@ -39,10 +39,12 @@ def ex_ckpt(tmp_path_factory, tiny_spec, motiondigits):
 
 @pytest.fixture(scope="session")
 def ex_bundle(tmp_path_factory, ex_ckpt, motiondigits):
-    """fp32 + fp16 + int8 (tensorrt flavour), calibrated on target-train, gated on target-test."""
+    """fp32 + fp16 + int8 in both flavours (auto), calibrated on target-train, gated on target-test
+    with limits every graph passes (the gate itself is tested in test_gate.py)."""
     from edgevt.export.exporter import ExportConfig, export_bundle
 
     root = tmp_path_factory.mktemp("exbundle")
     cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=motiondigits / "target" / "train",
-                       eval=motiondigits / "target" / "test", max_drop=100.0, calib_cache=root / "cache")
+                       eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0,
+                       calib_cache=root / "cache")
     return export_bundle(ex_ckpt, root / "bundle", cfg)

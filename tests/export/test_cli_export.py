@@ -19,8 +19,10 @@ def test_export_cli_help(capsys):
         main(["export", "--help"])
     out = capsys.readouterr().out
     for opt in ("--precision", "--calib", "--calib-method", "--flavour", "--eval", "--max-drop", "--float-input",
-                "--no-skip-bad"):
+                "--no-skip-bad", "--min-agreement", "--gate-min-clips"):
         assert opt in out
+    flat = " ".join(out.replace("│", " ").split())
+    assert "tensorrt (symmetric int8 Q/DQ" in flat and "or auto (both" in flat and "[default: auto]" in flat
 
 
 def test_export_cli_no_skip_bad_names_the_unreadable_calibration_video(tmp_path, capsys, make_tiny_checkpoint):
@@ -39,7 +41,9 @@ def test_export_cli_rejects_bad_values_in_one_line(tmp_path, capsys, make_tiny_c
     ckpt = str(make_tiny_checkpoint())
     for args, message in ((["--threads", "-1"], "--threads -1: must be >= 1"),
                           (["--calib-clips", "0"], "--calib-clips 0: must be >= 1"),
-                          (["--eval-clips", "0"], "--eval-clips 0: must be >= 1")):
+                          (["--eval-clips", "0"], "--eval-clips 0: must be >= 1"),
+                          (["--flavour", "gpu"], "--flavour 'gpu': choose from auto, tensorrt, cpu"),
+                          (["--min-agreement", "101"], "--min-agreement must be a percentage")):
         with pytest.raises(SystemExit) as e:
             main(["export", ckpt, "-o", str(tmp_path / "b"), *args])
         err = capsys.readouterr().err

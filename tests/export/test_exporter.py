@@ -137,11 +137,14 @@ def test_cpu_flavour_on_resized_clips_from_a_list(tmp_path, ex_ckpt, motiondigit
         write_video(p, rng.integers(0, 256, (10, 48, 40, 3), dtype=np.uint8))
         paths.append(p)
     cfg = ExportConfig(precisions=("fp32", "int8"), calib=paths, flavour="cpu", calib_cache=tmp_path / "c",
-                       eval=motiondigits / "target" / "test", max_drop=100.0)
+                       eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0)
     b = export_bundle(ex_ckpt, tmp_path / "cpu", cfg)
-    assert b.manifest["checks"]["int8"]["calibration"]["clips"] == 3
-    assert b.manifest["checks"]["int8"]["activation_type"] == "QUInt8"
-    s = ort_session(b.artifact_path("model.int8"), optimization="all")
+    assert "model.int8" not in b.artifacts and "int8" not in b.manifest["checks"]  # only the cpu flavour
+    assert b.manifest["checks"]["int8-cpu"]["calibration"]["clips"] == 3
+    assert b.manifest["checks"]["int8-cpu"]["activation_type"] == "QUInt8"
+    assert b.manifest["int8_flavours"] == {"cpu": {"precision": "int8-cpu", "artifacts": "*.int8-cpu",
+                                                   "backends": ["ort-cpu"]}}
+    s = ort_session(b.artifact_path("model.int8-cpu"), optimization="all")
     assert s.edgevt_optimization == "all"
 
 
@@ -255,3 +258,32 @@ def test_user_folders_named_like_staging_are_not_deleted(tmp_path, ex_ckpt):
     Bundle.load(tmp_path / "b")
     for name in ("b.old", "b.partial"):
         assert (tmp_path / name / "keep.txt").read_text() == "x"
+
+
+def test_auto_flavour_writes_both_int8_graphs_each_gated(ex_bundle, motiondigits):
+    """--flavour auto (the default): a TensorRT Q/DQ graph and a CPU graph under their own names,
+    the manifest says which device each is for, and each has its own gate with its clip count and
+    agreement (12 eval clips here: flagged as too few)."""
+    from edgevt.bundle import FLAVOUR_BACKENDS, INT8_STORED
+    from edgevt.data.datasets import load_clips
+    from edgevt.export.gate import MIN_GATE_CLIPS
+    from edgevt.export.onnx import run_onnx
+
+    b, c = ex_bundle, ex_bundle.manifest["checks"]
+    assert set(b.manifest["int8_flavours"]) == {"tensorrt", "cpu"}
+    clips = load_clips(motiondigits / "target" / "test", b.spec)[0]
+    fp32 = run_onnx(ort_session(b.artifact_path("model.fp32")), clips).argmax(1)
+    for flavour, gate_key, act in (("tensorrt", "gate", "QInt8"), ("cpu", "gate.int8-cpu", "QUInt8")):
+        key = f"model.{INT8_STORED[flavour]}"
+        a = b.artifact(key)
+        assert a["flavour"] == flavour and a["precision"] == "int8"
+        assert a["for_backends"] == list(FLAVOUR_BACKENDS[flavour])
+        assert b.manifest["int8_flavours"][flavour]["backends"] == list(FLAVOUR_BACKENDS[flavour])
+        assert c[INT8_STORED[flavour]]["activation_type"] == act
+        g = c[gate_key]
+        assert g["flavour"] == flavour and g["form"] == "window" and g["clips"] == 12 < MIN_GATE_CLIPS
+        assert not g["enough_clips"] and "only 12 clips" in g["note"] and a["gate"]["clips"] == 12
+        # the gate's agreement is that of the delivered file
+        int8 = run_onnx(ort_session(b.artifact_path(key), optimization="basic"), clips).argmax(1)
+        assert (int8 == fp32).mean() * 100 == pytest.approx(g["agreement"]) == pytest.approx(a["gate"]["agreement"])
+    assert sum("judged on only 12 clips" in w for w in b.manifest["warnings"]) == 2

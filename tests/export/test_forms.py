@@ -193,7 +193,8 @@ def test_int8_stream_forms_with_parity_and_gate(tmp_path, tiny_spec, motiondigit
 
     sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
     cfg = ExportConfig(precisions=("fp32", "int8"), calib=sample, eval=motiondigits / "target" / "test",
-                       max_drop=100.0, forms=["stream"], calib_cache=tmp_path / "cache", threads=1)
+                       max_drop=100.0, min_agreement=0.0, forms=["stream"], calib_cache=tmp_path / "cache",
+                       threads=1)
     b = export_bundle(make_tiny_checkpoint(arch), tmp_path / "b", cfg)
     roles = ["encoder", "head"] if form == "incremental" else ["stateful", "head"]
     checks = b.manifest["checks"]
@@ -214,6 +215,16 @@ def test_int8_stream_forms_with_parity_and_gate(tmp_path, tiny_spec, motiondigit
         p.name for p in (motiondigits / "target" / "test" / "move_left").iterdir())[0], b.path, form=form,
         precision="int8"))
     assert decisions and all(d.label in tiny_spec.labels for d in decisions)
+    # the bundle holds both INT8 flavours: the loop on ort-cpu runs the CPU one, the other when named
+    from edgevt.stream.loop import open_model
+
+    for asked, stored in (("int8", "int8-cpu"), ("int8-tensorrt", "int8")):
+        backends, _, used = open_model(b.path, form=form, precision=asked)
+        try:
+            assert used == form and {be.art.key for be in backends.values()} == {f"{r}.{stored}" for r in roles}
+        finally:
+            for be in backends.values():
+                be.close()
 
 
 def onnx_load(path):
