@@ -35,6 +35,9 @@ class DemoSize:
     video_frames: int = 16
     train_per_class: int = 20
     test_per_class: int = 10
+    # share of target-train held out as labeled target-val (choices and the INT8 gate; the rest is the
+    # unlabeled target-adapt set): quick holds out half, 60 clips, so the gate judges >= 50 clips
+    val_share: float = 0.25
     epochs: int = 12  # source-only training; the adaptation rungs train half as many
     # the auto candidates (edgevt.adapt.auto); "all" would add the augmented look and the trained rungs
     rungs: str = "source_only,bn"
@@ -67,7 +70,7 @@ SIZES = {
                      batch_size=8,
                      calib_clips=8, stream_frames=60, bench_batches=(1,), bench_warmup_s=0.1,
                      bench_duration_s=0.3),
-    "quick": DemoSize("quick"),
+    "quick": DemoSize("quick", val_share=0.5),
     "full": DemoSize("full", video_frames=24, train_per_class=60, test_per_class=25, epochs=30,
                      calib_clips=200, stream_frames=2000, bench_warmup_s=2.0, bench_duration_s=10.0),
 }

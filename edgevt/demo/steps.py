@@ -161,7 +161,7 @@ def step_data(ctx: DemoContext):
     cfg = synth_config(s)
     meta = generate(ctx.data, cfg, progress=ctx.progress)
     segments = make_stream_video(ctx.stream_video, "target", s.stream_frames, s.frame_size, s.seed, config=cfg)
-    adapt_list, val_list = split_target_train(ctx.data, seed=s.seed)
+    adapt_list, val_list = split_target_train(ctx.data, val_share=s.val_share, seed=s.seed)
     return [ctx.data / "meta.json", ctx.stream_video, adapt_list, val_list], {"classes": meta["classes"], "splits": meta["splits"],
                                                         "stream_frames": s.stream_frames,
                                                         "stream_segments": len(segments)}
@@ -170,7 +170,7 @@ def step_data(ctx: DemoContext):
 def _data_settings(ctx: DemoContext) -> dict:
     s = ctx.size
     return {k: getattr(s, k) for k in ("frame_size", "video_frames", "train_per_class", "test_per_class",
-                                       "stream_frames", "seed")}
+                                       "stream_frames", "seed", "val_share")}
 
 
 # -- 2. adapt ---------------------------------------------------------------------------------------
