@@ -44,9 +44,9 @@ $per_class"""),
     "export": Template("""## 3. Export
 
 Bundle `$bundle/` from `$checkpoint`; uint8 frames in, preprocessing in the graph; streaming forms:
-$forms. INT8 in both flavours, calibrated on $calib_clips target-adapt clips: `*.int8` (Q/DQ by TensorRT's
-rules, for TensorRT / ort-trt) and `*.int8-cpu` (uint8 activations, for onnxruntime CPU); every form's
-parity and INT8 gate (top-1 drop and agreement with FP32) are in the bundle manifest.
+$forms. INT8 (`--flavour auto`: both flavours, each kept only if its gate passes), calibrated on
+$calib_clips target-adapt clips: $int8. Every form's parity and INT8 gate (top-1 drop and agreement
+with FP32) are in the bundle manifest.
 
 $artifacts
 $gates
@@ -132,6 +132,18 @@ def _adapt(ctx, a: dict) -> dict:
             "selection": a["selection"], "per_class": per_class}
 
 
+INT8_LOOK = {"int8": "`*.int8` (Q/DQ by TensorRT's rules, for TensorRT / ort-trt)",
+             "int8-cpu": "`*.int8-cpu` (uint8 activations, for onnxruntime CPU)"}
+
+
+def _int8_line(e: dict) -> str:
+    """Which INT8 graphs the bundle holds, and which the gate refused (step_export's artifacts)."""
+    have = [k.split(".", 1)[1] for k in e["artifacts"] if k.startswith("model.") and k.split(".", 1)[1] in INT8_LOOK]
+    written = " and ".join(INT8_LOOK[k] for k in INT8_LOOK if k in have) or "none written"
+    refused = ", ".join(f"{k.split('.', 1)[1]} ({k.split('.', 1)[0]} form)" for k in e.get("int8_refused", {}))
+    return written + (f"; refused by its gate: the {refused} flavour (below)" if refused else "")
+
+
 def _export(ctx, e: dict) -> dict:
     rows = []
     for key in e["artifacts"]:
@@ -152,6 +164,7 @@ def _export(ctx, e: dict) -> dict:
                          f"{len(g.get('kept_high_precision') or [])} layers kept in higher precision.\n")
     return {"bundle": ctx.bundle.relative_to(ctx.out), "checkpoint": e["checkpoint"],
             "forms": ", ".join(["window", *e.get("forms", [])]), "calib_clips": ctx.size.calib_clips,
+            "int8": _int8_line(e),
             "artifacts": table(["artifact", "size (KiB)", "max abs logit diff vs PyTorch", "top-1 agreement",
                                 "parity clips"], rows),
             "gates": "\n".join(gates), "warnings": "".join(f"> warning: {w}\n\n" for w in e.get("warnings") or [])}

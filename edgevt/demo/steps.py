@@ -265,7 +265,7 @@ def step_export(ctx: DemoContext):
         "gate": checks.get("gate"), "gates": {k: v for k, v in checks.items() if k.startswith("gate.")},
         "accuracy": checks.get("accuracy"),
         "forms": sorted({a["form"] for a in bundle.artifacts.values() if a.get("form") not in (None, "window")}),
-        "warnings": bundle.manifest.get("warnings", [])}
+        "warnings": bundle.manifest.get("warnings", []), "int8_refused": bundle.manifest.get("int8_refused", {})}
 
 
 def _export_settings(ctx: DemoContext) -> dict:

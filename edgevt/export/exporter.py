@@ -339,10 +339,11 @@ def _export_into(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
         if form == "window":
             eval_logits = logits
     if "int8" in config.precisions:  # which INT8 graphs are here, and for which device
+        refused = bundle.manifest.get("int8_refused", {})
         bundle.manifest["int8_flavours"] = {
             fl: {"precision": int8_name(fl), "artifacts": f"*.{INT8_STORED[fl]}",
                  "backends": list(FLAVOUR_BACKENDS[fl])}
-            for fl in config.int8_flavours()}
+            for fl in config.int8_flavours() if f"window.{fl}" not in refused}
     default = default_stream_form(model)
     if default in forms:  # the loop streams in it by default (a bidirectional TSM's causal form only on request)
         bundle.manifest["spec"]["streaming"] = default
@@ -440,8 +441,21 @@ def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
             eval_logits[p] = f.logits(p, eval_in)[0]
 
     if "int8" in config.precisions:
-        for flavour in config.int8_flavours():
-            _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add, flavour)
+        flavours = config.int8_flavours()
+        refused = bundle.manifest.setdefault("int8_refused", {})
+        for flavour in flavours:
+            try:
+                _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add, flavour)
+            except EdgevtError as e:
+                # --flavour auto writes both graphs because the target is unknown: a gate that refuses one
+                # leaves the other (recorded and warned); one flavour asked for by name, or none passing,
+                # stops the export
+                if len(flavours) == 1 or all(f"{form}.{fl}" in refused for fl in flavours if fl != flavour):
+                    raise
+                refused[f"{form}.{flavour}"] = str(e)
+                warn(f"{flavour} INT8 flavour of the {form} form not written: {e}")
+        if not refused:
+            bundle.manifest.pop("int8_refused")
     return eval_logits
 
 

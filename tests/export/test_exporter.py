@@ -1,6 +1,7 @@
 """export_bundle: the bundle, its checks, TensorRT Q/DQ rules, calibration cache, bad input, atomicity."""
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -287,3 +288,35 @@ def test_auto_flavour_writes_both_int8_graphs_each_gated(ex_bundle, motiondigits
         int8 = run_onnx(ort_session(b.artifact_path(key), optimization="basic"), clips).argmax(1)
         assert (int8 == fp32).mean() * 100 == pytest.approx(g["agreement"]) == pytest.approx(a["gate"]["agreement"])
     assert sum("judged on only 12 clips" in w for w in b.manifest["warnings"]) == 2
+
+
+def test_auto_flavour_keeps_the_graph_whose_gate_passes(tmp_path, ex_ckpt, motiondigits, monkeypatch):
+    """--flavour auto: a gate that refuses one flavour leaves the other, recorded and warned (the
+    demo's TensorRT-flavour gate refused on 60 target-val clips and used to stop the whole export);
+    a flavour asked for by name, or every flavour refused, still stops it."""
+    import edgevt.export.exporter as ex
+
+    real = ex._int8_form
+    refuse = {"tensorrt"}
+
+    def gated(*args):
+        if args[-1] in refuse:
+            raise EdgevtError("INT8 accuracy gate failed on 12 clips: agreement 80.0% < 97.0")
+        return real(*args)
+
+    monkeypatch.setattr(ex, "_int8_form", gated)
+    cfg = ExportConfig(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train",
+                       eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0,
+                       calib_cache=tmp_path / "c")
+    b = export_bundle(ex_ckpt, tmp_path / "auto", cfg)
+    assert "model.int8-cpu" in b.artifacts and "model.int8" not in b.artifacts
+    assert set(b.manifest["int8_flavours"]) == {"cpu"}
+    assert "agreement 80.0%" in b.manifest["int8_refused"]["window.tensorrt"]
+    assert any("tensorrt INT8 flavour of the window form not written" in w for w in b.manifest["warnings"])
+    assert b.resolve_precision("int8", "ort-cpu") == ("int8-cpu", "int8-cpu")
+    with pytest.raises(EdgevtError, match="agreement 80.0%"):
+        export_bundle(ex_ckpt, tmp_path / "trt", replace(cfg, flavour="tensorrt"))
+    refuse.add("cpu")
+    with pytest.raises(EdgevtError, match="agreement 80.0%"):
+        export_bundle(ex_ckpt, tmp_path / "none", cfg)
+    assert not (tmp_path / "none").exists() and not leftovers(tmp_path)
