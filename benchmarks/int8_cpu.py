@@ -100,8 +100,8 @@ def fitted_checkpoint(arch: str, data: Path, out: Path, weights: str, size: int,
 def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: int) -> tuple:
     """The CPU-flavour bundle with the gate on; if the gate refuses INT8, the graph without the gate
     (so that its speed is still measured) and the refusal."""
-    from edgevt.errors import EdgevtError
     from edgevt.export.exporter import ExportConfig, export_bundle
+    from edgevt.export.gate import GateRefused
 
     cfg = dict(precisions=("fp32", "int8"), flavour="cpu", calib=str(data / "target_adapt.txt"),
                calib_clips=calib_clips, forms=forms, calib_cache=out.parent / "calib-cache",
@@ -111,9 +111,7 @@ def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: in
         b = export_bundle(ckpt, out, ExportConfig(eval=str(data / "target_val.txt"), **cfg),
                           log=lambda m: print(f"  [{out.name}] {m}", flush=True))
         refused = None
-    except EdgevtError as e:
-        if "INT8 accuracy gate" not in str(e):
-            raise
+    except GateRefused as e:
         refused = str(e)
         print(f"  [{out.name}] gate refused INT8: {e}; exporting without the gate to time it", flush=True)
         b = export_bundle(ckpt, out, ExportConfig(**cfg))

@@ -338,12 +338,10 @@ def _export_into(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
         logits = _export_form(bundle, model, spec, config, ckpt, data, form, tmp, log, warn)
         if form == "window":
             eval_logits = logits
-    if "int8" in config.precisions:  # which INT8 graphs are here, and for which device
-        refused = bundle.manifest.get("int8_refused", {})
+    if "int8" in config.precisions:  # which INT8 graphs are here (a refused flavour is not), and for which device
         bundle.manifest["int8_flavours"] = {
-            fl: {"precision": int8_name(fl), "artifacts": f"*.{INT8_STORED[fl]}",
-                 "backends": list(FLAVOUR_BACKENDS[fl])}
-            for fl in config.int8_flavours() if f"window.{fl}" not in refused}
+            fl: {"precision": int8_name(fl), "artifacts": f"*.{stored}", "backends": list(FLAVOUR_BACKENDS[fl])}
+            for fl, stored in bundle.int8_flavours().items()}
     default = default_stream_form(model)
     if default in forms:  # the loop streams in it by default (a bidirectional TSM's causal form only on request)
         bundle.manifest["spec"]["streaming"] = default
@@ -442,20 +440,20 @@ def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
 
     if "int8" in config.precisions:
         flavours = config.int8_flavours()
-        refused = bundle.manifest.setdefault("int8_refused", {})
+        refused = {}
         for flavour in flavours:
             try:
                 _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add, flavour)
-            except EdgevtError as e:
+            except gate_mod.GateRefused as e:
                 # --flavour auto writes both graphs because the target is unknown: a gate that refuses one
                 # leaves the other (recorded and warned); one flavour asked for by name, or none passing,
                 # stops the export
-                if len(flavours) == 1 or all(f"{form}.{fl}" in refused for fl in flavours if fl != flavour):
+                if len(refused) == len(flavours) - 1:
                     raise
                 refused[f"{form}.{flavour}"] = str(e)
                 warn(f"{flavour} INT8 flavour of the {form} form not written: {e}")
-        if not refused:
-            bundle.manifest.pop("int8_refused")
+        if refused:
+            bundle.manifest.setdefault("int8_refused", {}).update(refused)
     return eval_logits
 
 

@@ -30,6 +30,10 @@ from edgevt.export.onnx import ort_session
 from edgevt.metrics import top1, top1_agreement  # noqa: F401  (top1: the gate's metric)
 from edgevt.export.precision import weighted_nodes
 
+
+class GateRefused(EdgevtError):
+    """The accuracy gate would not pass this INT8 graph (the export may go on without it)."""
+
 DEFAULT_MIN_AGREEMENT = 97.0  # % of clips whose INT8 top-1 must equal FP32's
 # Fewer clips than this and one changed decision moves agreement by more than 2 points: the result
 # is flagged as judged on too few clips.
@@ -235,11 +239,11 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
                         steps=steps, sensitivity=[(n, round(sc, 5)) for n, sc in ranking[:10]])
     if result.passed and summary["qdq_nodes"]["QuantizeLinear"] == 0:
         # every quantized layer had to be kept in higher precision: that is not an INT8 graph
-        raise EdgevtError(f"INT8 accuracy gate: the drop is within --max-drop {max_drop} and agreement at least "
+        raise GateRefused(f"INT8 accuracy gate: the drop is within --max-drop {max_drop} and agreement at least "
                           f"--min-agreement {min_agreement} only with no layer left in INT8; this model does not "
                           "quantize well here -- export fp16 instead, or calibrate on more/other target clips")
     if not result.passed:
-        raise EdgevtError(f"INT8 accuracy gate failed on {result.clips} clips: {'; '.join(failed)}, even with "
+        raise GateRefused(f"INT8 accuracy gate failed on {result.clips} clips: {'; '.join(failed)}, even with "
                           f"{len(kept)} layers kept in higher precision; calibrate on more target clips, try "
                           "--calib-method or the other --flavour, or export without int8")
     return GateOutcome(summary, result, logits, kept)

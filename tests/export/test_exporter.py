@@ -295,13 +295,14 @@ def test_auto_flavour_keeps_the_graph_whose_gate_passes(tmp_path, ex_ckpt, motio
     demo's TensorRT-flavour gate refused on 60 target-val clips and used to stop the whole export);
     a flavour asked for by name, or every flavour refused, still stops it."""
     import edgevt.export.exporter as ex
+    from edgevt.export.gate import GateRefused
 
     real = ex._int8_form
     refuse = {"tensorrt"}
 
     def gated(*args):
         if args[-1] in refuse:
-            raise EdgevtError("INT8 accuracy gate failed on 12 clips: agreement 80.0% < 97.0")
+            raise GateRefused("INT8 accuracy gate failed on 12 clips: agreement 80.0% < 97.0")
         return real(*args)
 
     monkeypatch.setattr(ex, "_int8_form", gated)
