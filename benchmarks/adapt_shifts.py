@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
 
 from edgevt.adapt import AdaptConfig, adapt  # noqa: E402
-from edgevt.adapt.auto import LADDER, bn_config, choose, ladder_configs  # noqa: E402
+from edgevt.adapt.auto import LADDER, bn_config, choose, is_plain, ladder_configs  # noqa: E402
 from edgevt.data.splits import few_labeled, split_target_train  # noqa: E402
 from edgevt.data.synth import SynthConfig, generate  # noqa: E402
 
@@ -120,7 +120,7 @@ def run_row(data: Path, seed: int, args, runs: Path) -> dict:
     run("bn (plain)", bn_config(base, reports["source_only_plain"].checkpoint, "bn_plain"), "bn_plain")
     start, _ = choose({k: r.report for k, r in reports.items()})
     start_ckpt = reports[start].checkpoint
-    plain = start in ("source_only_plain", "bn_plain")
+    plain = is_plain(start, base)
     rungs = ladder_configs(base, start_ckpt, plain)
     run("selftrain", rungs["selftrain"], "selftrain")
     run("dann+selftrain", rungs["dann+selftrain"], "dann+selftrain")

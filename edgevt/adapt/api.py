@@ -90,22 +90,20 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
     """Run one adaptation; writes ``model.pt``, ``last.pt``, ``metrics.json``, ``report.json/.md``
     under ``cfg.out``. ``feature_cache`` may be shared between calls to encode each data set once."""
     cfg.validate()
-    if cfg.pixel != "none" and cfg.strategy != "auto":  # pixel-level adaptation (edgevt.adapt.pixel): train on
-        # the translated source clips (auto makes that one candidate of its ladder)
-        from edgevt.adapt.pixel import pixel_config
-
-        ranks = setup_distributed(cfg.device)
-        if not ranks.main:  # under torchrun rank 0 translates once; the others then reuse its output
-            dist.barrier()
-        cfg = pixel_config(cfg, console=console if ranks.main else Console(quiet=True))
-        if ranks.world > 1 and ranks.main:
-            dist.barrier()
-    if cfg.strategy == "auto":
+    if cfg.strategy == "auto":  # auto makes pixel-level adaptation one candidate of its ladder
         from edgevt.adapt.auto import adapt_auto
 
         return adapt_auto(cfg, feature_cache=feature_cache, console=console)
-    t_start = time.perf_counter()
     info = setup_distributed(cfg.device)
+    if cfg.pixel != "none":  # pixel-level adaptation (edgevt.adapt.pixel): train on the translated source clips
+        from edgevt.adapt.pixel import pixel_config
+
+        if not info.main:  # under torchrun rank 0 translates once; the others then reuse its output
+            dist.barrier()
+        cfg = pixel_config(cfg, console=console if info.main else Console(quiet=True))
+        if info.world > 1 and info.main:
+            dist.barrier()
+    t_start = time.perf_counter()
     console = console or Console(stderr=True, quiet=not info.main)
     say = console.print if info.main else (lambda *a, **k: None)
     out = Path(cfg.out)

@@ -48,6 +48,7 @@ LADDER = AUTO_RUNGS  # --rungs runs a subset (in this order)
 # which candidate wins when several are within one standard error of the best on target-val
 PREFER = ("bn_plain", "bn", "source_only_plain", "source_only", "pixel", "labeled", "selftrain", "dann+selftrain")
 SOURCE_RUNGS = {"source_only": "bn", "source_only_plain": "bn_plain"}  # each source model -> its bn rung
+PLAIN = ("source_only_plain", "bn_plain", "pixel")  # candidates trained without augmentation
 # what each candidate is, in a line (reports quote it)
 DESCRIBE = {
     "source_only": "trains on the labeled source clips (and any --target-labeled clips) with --augment",
@@ -74,14 +75,19 @@ def pixel_rung(cfg: AdaptConfig, translated: str) -> AdaptConfig:
                    out=str(Path(cfg.out) / "candidates" / "pixel"))
 
 
-def _warm(cfg: AdaptConfig, ckpt: str) -> AdaptConfig:
-    """A rung that continues from ``ckpt``: half the epochs at a third of the rate, or, with a few
-    labeled target clips to learn from, the full schedule."""
+def _warm(cfg: AdaptConfig, ckpt: str, full: bool | None = None) -> AdaptConfig:
+    """A rung that continues from ``ckpt``: half the epochs at a third of the rate, or the full
+    schedule (``full``; by default when a few labeled target clips give the target's look to learn)."""
     base = _source_base(cfg)
     warm = replace(base, init=ckpt, model=None, weights="none")
-    if cfg.target_labeled:
+    if bool(cfg.target_labeled) if full is None else full:
         return warm
     return replace(warm, epochs=max(1, round(cfg.epochs * cfg.budget / 2)), lr=cfg.lr / 3, schedule="constant")
+
+
+def is_plain(start: str, cfg: AdaptConfig) -> bool:
+    """Whether the start candidate was trained without augmentation (its look, for the labeled rung)."""
+    return start in PLAIN or cfg.augment in (None, False, "none")
 
 
 def ladder_configs(cfg: AdaptConfig, source_ckpt: str | None = None, plain: bool = False) -> dict[str, AdaptConfig]:
@@ -98,8 +104,7 @@ def ladder_configs(cfg: AdaptConfig, source_ckpt: str | None = None, plain: bool
     warm = _warm(cfg, source_ckpt)
     configs = {}
     if cfg.target_labeled:
-        gentle = _warm(replace(cfg, target_labeled=None), source_ckpt)
-        configs["labeled"] = replace(gentle, target_labeled=cfg.target_labeled, bn_adapt=True,
+        configs["labeled"] = replace(_warm(cfg, source_ckpt, full=False), bn_adapt=True,
                                      augment="none" if plain else cfg.augment, out=str(root / "labeled"))
     configs["selftrain"] = replace(warm, strategy="selftrain", self_train=None, im_weight=None,
                                    out=str(root / "selftrain"))
@@ -178,9 +183,8 @@ def adapt_auto(cfg: AdaptConfig, feature_cache=None, console=None) -> AdaptResul
         translated = translate_source(cfg, console=console)
         run("pixel", pixel_rung(cfg, translated))
     start, start_criterion = choose({k: r.report for k, r in results.items()})
-    plain = start in ("source_only_plain", "bn_plain", "pixel") or cfg.augment in (None, False, "none")
     from_start = cfg if start != "pixel" else replace(cfg, source=translated)
-    for name, sub in ladder_configs(from_start, results[start].checkpoint, plain).items():
+    for name, sub in ladder_configs(from_start, results[start].checkpoint, is_plain(start, cfg)).items():
         if name in wanted:
             run(name, sub)
     reports = {k: results[k].report for k in LADDER if k in results}
