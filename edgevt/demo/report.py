@@ -132,14 +132,14 @@ def _adapt(ctx, a: dict) -> dict:
             "selection": a["selection"], "per_class": per_class}
 
 
-INT8_LOOK = {"int8": "`*.int8` (Q/DQ by TensorRT's rules, for TensorRT / ort-trt)",
-             "int8-cpu": "`*.int8-cpu` (uint8 activations, for onnxruntime CPU)"}
+INT8_LOOK = {"tensorrt": "Q/DQ by TensorRT's rules, for TensorRT / ort-trt",
+             "cpu": "uint8 activations, for onnxruntime CPU"}
 
 
 def _int8_line(e: dict) -> str:
-    """Which INT8 graphs the bundle holds, and which the gate refused (step_export's artifacts)."""
-    have = [k.split(".", 1)[1] for k in e["artifacts"] if k.startswith("model.") and k.split(".", 1)[1] in INT8_LOOK]
-    written = " and ".join(INT8_LOOK[k] for k in INT8_LOOK if k in have) or "none written"
+    """Which INT8 graphs the bundle holds (step_export's ``int8_flavours``), and which the gate refused."""
+    have = e.get("int8_flavours") or {}
+    written = " and ".join(f"`*.{stored}` ({INT8_LOOK[fl]})" for fl, stored in have.items()) or "none written"
     refused = ", ".join(f"{k.split('.', 1)[1]} ({k.split('.', 1)[0]} form)" for k in e.get("int8_refused", {}))
     return written + (f"; refused by its gate: the {refused} flavour (below)" if refused else "")
 

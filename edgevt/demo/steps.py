@@ -265,7 +265,8 @@ def step_export(ctx: DemoContext):
         "gate": checks.get("gate"), "gates": {k: v for k, v in checks.items() if k.startswith("gate.")},
         "accuracy": checks.get("accuracy"),
         "forms": sorted({a["form"] for a in bundle.artifacts.values() if a.get("form") not in (None, "window")}),
-        "warnings": bundle.manifest.get("warnings", []), "int8_refused": bundle.manifest.get("int8_refused", {})}
+        "warnings": bundle.manifest.get("warnings", []), "int8_refused": bundle.manifest.get("int8_refused", {}),
+        "int8_flavours": bundle.int8_flavours()}
 
 
 def _export_settings(ctx: DemoContext) -> dict:
