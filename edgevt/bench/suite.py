@@ -126,7 +126,6 @@ def resolve_precisions(value, bundle) -> list[str]:
     return names
 
 
-
 def parse_batches(value) -> list[int]:
     try:
         batches = [int(b) for b in split_list(value, "--batch")]
