@@ -192,8 +192,17 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
         for path, why in dict(skipped).items():
             say(f"  {why}", markup=False)
 
+    if cfg.bn_source and train_set is not None:
+        from edgevt.adapt.selftrain import reestimate_batchnorm
+
+        model.to(info.device)
+        n_bn = reestimate_batchnorm(ClipNet(model, spec).to(info.device), train_set, info.device)
+        say(f"--bn-source: BatchNorm statistics re-estimated on {len(train_set)} source clips ({n_bn} layers)")
+
     # -- frozen-feature cache ------------------------------------------------------------------
     use_cache, why_not = can_cache(model, frozen, augment is not None, spec.sampling)
+    if use_cache and cfg.strategy == "bn":  # the frozen stages' statistics change too: nothing to cache
+        use_cache, why_not = False, "--strategy bn re-estimates every BatchNorm, the frozen stages' too"
     if use_cache and cfg.self_train_weight > 0 and cfg.consistency != "none":
         use_cache, why_not = False, f"self-training's second view (--consistency {cfg.consistency}) needs pixels"
     if cfg.cache_features == "on" and not use_cache:
@@ -269,6 +278,10 @@ def adapt(cfg: AdaptConfig, feature_cache: FeatureCache | None = None, console: 
         if cfg.strategy == "bn" or cfg.bn_adapt:
             from edgevt.adapt.selftrain import reestimate_batchnorm
 
+            if use_cache:  # every BatchNorm, the cached frozen stages' too: from pixels on, the cache is stale
+                net = ClipNet(model, spec).to(info.device)
+                target_set = target_set.base
+                evals = {k: v.base for k, v in evals.items()}
             bn_layers = reestimate_batchnorm(net, target_set, info.device)
             say(f"BatchNorm statistics re-estimated on {len(target_set)} target clips ({bn_layers} layers)")
 

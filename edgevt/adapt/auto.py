@@ -79,7 +79,7 @@ def _warm(cfg: AdaptConfig, ckpt: str, full: bool | None = None) -> AdaptConfig:
     """A rung that continues from ``ckpt``: half the epochs at a third of the rate, or the full
     schedule (``full``; by default when a few labeled target clips give the target's look to learn)."""
     base = _source_base(cfg)
-    warm = replace(base, init=ckpt, model=None, weights="none")
+    warm = replace(base, init=ckpt, model=None, weights="none", bn_source=False)  # ckpt has its statistics
     if bool(cfg.target_labeled) if full is None else full:
         return warm
     return replace(warm, epochs=max(1, round(cfg.epochs * cfg.budget / 2)), lr=cfg.lr / 3, schedule="constant")

@@ -83,6 +83,9 @@ class AdaptConfig:
     budget: float = 1.0  # auto: scales every recipe's epochs
     rungs: str = "all"  # auto: which candidates of AUTO_RUNGS to run, comma-separated, or all
     bn_adapt: bool = False  # re-estimate BatchNorm statistics on the target clips at the end
+    # before training, re-estimate every BatchNorm's statistics on the source clips: a pretrained
+    # backbone given another input than it was trained on (frame differences) then normalises it
+    bn_source: bool = False
     pixel: str = "none"  # pixel-level adaptation first: gan | fda | hist | none (edgevt.adapt.pixel)
     # meta-learning / few-shot
     ways: int = 5

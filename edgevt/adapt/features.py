@@ -4,8 +4,10 @@ A 2D frame encoder is cut into stages (stem, the backbone's stages, its head con
 global average pool. ``mode=linear`` freezes every stage, ``partial`` trains the last N, ``full``
 trains all. Frozen stages in eval mode are a fixed function of each frame, so when no augmentation
 changes pixels their per-frame output can be computed once and cached: training then runs only the
-trainable stages and the temporal head. ``ClipNet`` gives the same clip features from pixels or
-from that cache (a test checks they agree).
+trainable stages and the temporal head. A frame-difference model (``input="diff"``) caches the
+encoding of each difference of two frames that a clip window can pair, and of the zero difference
+that starts every clip. ``ClipNet`` gives the same clip features from pixels or from that cache (a
+test checks they agree).
 """
 from __future__ import annotations
 
@@ -138,8 +140,9 @@ def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool, sampli
     """
     if frozen_stages is None or frame_stages(model) is None:
         return False, "the model has no per-frame stages to cache (3D model)"
-    if getattr(model, "input", "rgb") != "rgb":
-        return False, "frame-difference input: the frozen stages see differences of sampled frames, not frames"
+    if getattr(model, "input", "rgb") == "diff" and sampling == "segment":
+        return False, ("frame-difference input with segment sampling: random per-segment frames pair too many "
+                       "frames to cache their differences")
     if frozen_stages == 0:
         return False, "nothing is frozen (mode full or partial with every stage trained)"
     if augment:
@@ -159,11 +162,16 @@ def clip_windows(n: int, spec) -> list[np.ndarray]:
 
 def prefix_key(model: nn.Module, frozen_stages: int) -> str:
     """Identifies the frozen prefix's weights, so a cache is reused only for the same function."""
-    h = hashlib.sha256(str(frozen_stages).encode())
+    h = hashlib.sha256(f"{frozen_stages} {getattr(model, 'input', 'rgb')}".encode())
     for stage in frame_stages(model)[:frozen_stages]:
         for t in stage.state_dict().values():
             h.update(t.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def frame_pairs(windows: list[np.ndarray]) -> list[tuple[int, int]]:
+    """The (earlier, later) frame pairs whose differences the windows' clips hold, in order."""
+    return sorted({(int(a), int(b)) for w in windows for a, b in zip(w[:-1], w[1:])})
 
 
 @torch.no_grad()
@@ -171,17 +179,20 @@ def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: t
                   progress=None, chunk: int = 64) -> list[dict]:
     """Outputs of the frozen stages for every video of a ClipDataset: per frame (``frames``
     [F, ...]) for 2D models, per clip window (``windows`` [S, T, ...] with their frame indices)
-    for TSM."""
+    for TSM, per frame difference (``diffs`` [P + 1, ...]: the zero difference, then each pair in
+    ``pairs``) for a frame-difference model without a shift in the prefix."""
     all_stages = frame_stages(model)
     stages = all_stages[:frozen_stages]
     pooled = frozen_stages == len(all_stages)  # whole encoder frozen: keep only the pooled embedding
     per_clip = prefix_has_shift(model, frozen_stages)
+    diff = getattr(model, "input", "rgb") == "diff"
+    frame_inputs = getattr(model, "frame_inputs", lambda x: x)  # [N, T, 3, H, W] -> what the encoder sees
     pre = FramePreprocess(spec).to(device)
     for s in stages:
         s.eval()
 
-    def run(x):
-        h = pre(x.to(device))
+    def run(h):  # preprocessed frames (or their differences) [M, 3, H, W]
+        h = h.to(device)
         for s in stages:
             h = s(h)
         return (h.mean(dim=(2, 3)) if pooled else h).cpu()
@@ -190,17 +201,28 @@ def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: t
     out = []
     for i in range(len(dataset)):
         frames = torch.from_numpy(dataset.video(i))
+        windows = clip_windows(len(frames), spec)
+        shape = (3, *frames.shape[1:3])  # one preprocessed frame
         if per_clip:
-            windows = clip_windows(len(frames), spec)
             per = max(1, chunk // spec.num_frames)
             feats = []
             for j in range(0, len(windows), per):
-                idx = torch.from_numpy(np.concatenate(windows[j:j + per]))
-                h = run(frames[idx])
+                idx = torch.from_numpy(np.stack(windows[j:j + per]))
+                x = pre(frames[idx.flatten()].to(device)).reshape(len(idx), spec.num_frames, *shape)
+                h = run(frame_inputs(x).flatten(0, 1))
                 feats.append(h.reshape(-1, spec.num_frames, *h.shape[1:]))
             out.append({"windows": torch.cat(feats), "starts": [int(w[0]) for w in windows], "n": len(frames)})
+        elif diff:
+            pairs = frame_pairs(windows)
+            a, b = (torch.as_tensor([p[k] for p in pairs]) for k in (0, 1))
+            zero = run(torch.zeros(1, *shape))
+            parts = [run(pre(frames[b[j:j + chunk]].to(device)) - pre(frames[a[j:j + chunk]].to(device)))
+                     for j in range(0, len(pairs), chunk)]
+            out.append({"diffs": torch.cat([zero, *parts]), "pairs": {p: k + 1 for k, p in enumerate(pairs)},
+                        "n": len(frames)})
         else:
-            out.append({"frames": torch.cat([run(frames[j:j + chunk]) for j in range(0, len(frames), chunk)])})
+            out.append({"frames": torch.cat([run(pre(frames[j:j + chunk].to(device)))
+                                             for j in range(0, len(frames), chunk)])})
         if progress:
             progress.advance(task)
     if progress:
@@ -234,10 +256,12 @@ class CachedClips(Dataset):
     def __getitem__(self, i: int):
         b, v = self.base, self.videos[i]
         rng = np.random.default_rng((b.seed, self.epoch, i)) if b.train else None
-        n = v["n"] if "windows" in v else len(v["frames"])
+        n = v["n"] if "n" in v else len(v["frames"])
         idx = sample_indices(n, b.spec, train=b.train, rng=rng, sampling=b.sampling)
         label = b.records[i].label
-        if "windows" in v:
+        if "diffs" in v:
+            clip = v["diffs"][[0] + [v["pairs"][(int(a), int(c))] for a, c in zip(idx[:-1], idx[1:])]]
+        elif "windows" in v:
             if len(v["starts"]) == 1:
                 clip = v["windows"][0]
             else:

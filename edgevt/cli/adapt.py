@@ -67,6 +67,8 @@ def adapt(
     target_val: Optional[str] = typer.Option(None, help="Labeled target clips for choosing recipes (--strategy auto) "
                                              "and early stopping; never pass a test split."),
     bn_adapt: bool = typer.Option(False, help="Re-estimate BatchNorm statistics on the target clips at the end."),
+    bn_source: bool = typer.Option(False, help="Before training, re-estimate BatchNorm statistics on the source "
+                                   "clips: for a pretrained backbone on another input than it learned (--input diff)."),
     pixel: str = typer.Option("none", help="Pixel-level adaptation first: gan, fda or hist translates the --source "
                               "clips towards --target (as `edgevt translate`, into --out/pixel_<method>) and "
                               "the strategy trains on them; none: off."),
@@ -117,7 +119,7 @@ def adapt(
         label_smoothing=label_smoothing, patience=patience, amp=amp, adv_weight=adv_weight,
         importance_weighting=importance_weighting, self_train=self_train, pl_threshold=pl_threshold,
         consistency=consistency, im_weight=im_weight, mcc_weight=mcc_weight, target_labeled=target_labeled,
-        target_val=target_val, bn_adapt=bn_adapt, pixel=pixel, budget=budget, rungs=rungs, ways=ways, shots=shots, queries=queries, inner_steps=inner_steps,
+        target_val=target_val, bn_adapt=bn_adapt, bn_source=bn_source, pixel=pixel, budget=budget, rungs=rungs, ways=ways, shots=shots, queries=queries, inner_steps=inner_steps,
         inner_lr=inner_lr, meta_batch=meta_batch, episodes_per_epoch=episodes, fewshot_method=fewshot_method,
         seed=seed, checkpoint_every=checkpoint_every, resume=resume, device=device)
     run_adapt(cfg)

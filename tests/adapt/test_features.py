@@ -30,6 +30,41 @@ def test_cached_features_equal_pixel_path(motiondigits, tiny_spec, arch):
             torch.testing.assert_close(pixel_net(x[None]), cache_net(f[None].float()), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["tsn_tinycnn", "tsm_tinycnn"])
+def test_frame_difference_models_train_on_the_cache_exactly(motiondigits, tiny_spec, arch):
+    """input=diff: the cache holds each frame pair's difference (TSN) or each window's differences
+    (TSM), and the cached path equals the pixel path on the same sampled clips. Before, a
+    frame-difference model always trained from pixels, every frozen stage recomputed every step."""
+    torch.manual_seed(0)
+    model = create_model(arch, 6, 4, temporal="conv", temporal_dim=16, input="diff")
+    _, _, frozen = trainable_split(model, "partial", 1)
+    ok, why = can_cache(model, frozen, augment=False)
+    assert ok, why
+    ds = open_labeled(str(motiondigits / "source_train.txt"), tiny_spec, LabelMap(tiny_spec.labels), train=True, seed=3)
+    videos, _ = FeatureCache().get(ds, model, tiny_spec, frozen, torch.device("cpu"))
+    assert ("windows" if arch.startswith("tsm") else "diffs") in videos[0]
+    cached = CachedClips(ds, videos)
+    cached.set_epoch(1)
+    model.eval()
+    pixel_net, cache_net = ClipNet(model, tiny_spec), ClipNet(model, tiny_spec, cached_stages=frozen)
+    for i in (0, 5, 11):
+        (x, _), (f, _) = ds[i], cached[i]
+        with torch.no_grad():
+            torch.testing.assert_close(pixel_net(x[None]), cache_net(f[None].float()), rtol=1e-4, atol=1e-4)
+    assert "segment" in can_cache(model, frozen, augment=False, sampling="segment")[1]
+
+
+def test_the_cache_tells_rgb_and_difference_prefixes_apart():
+    """The same frozen weights compute a different function on differences: never one cache entry."""
+    from edgevt.adapt.features import prefix_key
+
+    torch.manual_seed(0)
+    rgb = create_model("tsn_tinycnn", 6, 4)
+    diff = create_model("tsn_tinycnn", 6, 4, input="diff")
+    diff.load_state_dict(rgb.state_dict())
+    assert prefix_key(rgb, 2) != prefix_key(diff, 2)
+
+
 def test_cache_refused_where_not_exact():
     tsm = create_model("tsm_tinycnn", 6, 4)
     assert not can_cache(tsm, 2, augment=False, sampling="segment")[0]  # block 1 shifts: windows

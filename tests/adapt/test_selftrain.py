@@ -154,3 +154,45 @@ def test_auto_rungs_runs_a_subset_and_refuses_a_ladder_without_its_start(tiny_cf
         tiny_cfg(strategy="auto", rungs="source_only,labeled").validate()
     with pytest.raises(EdgevtError, match="unknown --rungs coral"):
         tiny_cfg(strategy="auto", rungs="source_only,coral").validate()
+
+
+def _bn_means(ckpt) -> list[torch.Tensor]:
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    return [v for k, v in state.items() if k.endswith("running_mean")]
+
+
+def _first_bn_mean(ckpt) -> torch.Tensor:
+    return _bn_means(ckpt)[0]  # the stem's: a frozen stage under --mode partial
+
+
+def test_bn_reestimates_the_frozen_stages_too(tiny_cfg, tmp_path):
+    """--strategy bn (and --bn-adapt) on a partially frozen model re-estimate every BatchNorm. Before,
+    the frozen-feature cache served the frozen stages, so only the trained stages' statistics moved
+    and the stem kept the source ones."""
+    src = adapt(tiny_cfg(mode="partial", unfreeze=1, out=str(tmp_path / "src")))
+    assert "on:" in src.report["feature_cache"]
+    bn = adapt(tiny_cfg(strategy="bn", init=src.checkpoint, model=None, mode="partial", unfreeze=1,
+                        out=str(tmp_path / "bn")))
+    assert not torch.allclose(_first_bn_mean(src.checkpoint), _first_bn_mean(bn.checkpoint))
+    # trained on the cache, then --bn-adapt: the frozen stem's statistics move too, and the report's
+    # accuracies are those of the saved model (from pixels, not the stale cache)
+    ft = adapt(tiny_cfg(mode="partial", unfreeze=1, bn_adapt=True, out=str(tmp_path / "ft")))
+    assert "on:" in ft.report["feature_cache"]
+    assert not torch.allclose(_first_bn_mean(src.checkpoint), _first_bn_mean(ft.checkpoint))
+    again = adapt(tiny_cfg(strategy="bn", init=ft.checkpoint, model=None, mode="full", out=str(tmp_path / "again")))
+    for name in ("source_test", "target_test"):  # re-estimating the same statistics again changes nothing
+        assert again.report["eval"][name]["accuracy"] == pytest.approx(ft.report["eval"][name]["accuracy"])
+
+
+def test_bn_source_sets_source_statistics_before_training(tiny_cfg, tmp_path):
+    """--bn-source: every BatchNorm's statistics come from the source clips before training (a
+    pretrained backbone on another input); the frozen stem keeps them through training."""
+    plain = adapt(tiny_cfg(mode="partial", unfreeze=1, out=str(tmp_path / "plain")))
+    src = adapt(tiny_cfg(mode="partial", unfreeze=1, bn_source=True, out=str(tmp_path / "bnsrc")))
+    assert not torch.allclose(_first_bn_mean(plain.checkpoint), _first_bn_mean(src.checkpoint))
+    assert float(_first_bn_mean(plain.checkpoint).abs().sum()) == 0  # a fresh model's zero means, frozen
+    assert float(_first_bn_mean(src.checkpoint).abs().sum()) > 0
+    # auto's warm rungs start from the checkpoint's statistics; they do not re-estimate them on the source
+    from edgevt.adapt.auto import bn_config
+
+    assert not bn_config(tiny_cfg(bn_source=True), src.checkpoint).bn_source
