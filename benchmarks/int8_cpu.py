@@ -145,7 +145,7 @@ def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: in
 
     cfg = dict(precisions=("fp32", "int8"), flavour="cpu", calib=str(data / "target_adapt.txt"),
                calib_clips=calib_clips, forms=forms, calib_cache=out.parent / "calib-cache",
-               min_agreement=args.min_agreement, max_drop=args.max_drop)
+               min_agreement=args.min_agreement, max_drop=args.max_drop, calib_method=args.calib_method)
     t0 = time.perf_counter()
     try:
         b = export_bundle(ckpt, out, ExportConfig(eval=str(data / "target_val.txt"), **cfg),
@@ -242,7 +242,7 @@ def _spread(s: dict) -> str:
 def markdown(res: dict, args) -> str:
     flags = res["cpu_int8_flags"]
     out = ["# INT8 on onnxruntime CPU: the CPU flavour vs FP32", "",
-           f"ort-cpu, {args.threads} thread(s), interleaved rounds ({args.rounds} rounds, {args.slice_s}s slices). "
+           f"Calibration: {args.calib_method}. ort-cpu, {args.threads} thread(s), interleaved rounds ({args.rounds} rounds, {args.slice_s}s slices). "
            f"CPU: {res['cpu']}; INT8 instructions: "
            + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items())
            + f". Load average before / after: {res['load_before']} / {res['load_after']} (a shared 2-core machine: "
@@ -307,6 +307,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--slice-s", type=float, default=0.5, help="seconds per row per round")
     ap.add_argument("--warmup-s", type=float, default=1.0)
+    ap.add_argument("--calib-method", default="entropy", help="INT8 calibration (edgevt export --calib-method)")
     ap.add_argument("--min-agreement", type=float, default=GOAL_AGREEMENT)
     ap.add_argument("--max-drop", type=float, default=GOAL_DROP)
     ap.add_argument("--note", default="")
