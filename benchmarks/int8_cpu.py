@@ -257,7 +257,8 @@ def markdown(res: dict, args) -> str:
         gate = ("refused: " + m["gate_refused"][:90]) if m.get("gate_refused") else (
             f"passed on {g.get('clips')} clips, agreement {g.get('agreement', 0):.1f}%"
             + ("" if g.get("enough_clips", True) else " (too few clips)")
-            + f", {len(g.get('kept_high_precision') or [])} kept")
+            + f", {len(g.get('kept_high_precision') or [])} kept"
+            + (f" of {g['layers']} (mostly float)" if g.get("mostly_float") else ""))
         out.append(f"| {name} | {m['weights']} | {a['fp32_top1']:.1f} | {a['int8_top1']:.1f} ({a['drop']:+.1f}) | "
                    f"{a['agreement']:.1f}% ({a['clips']} clips) | {gate} | {r['fp32 b1']['p50_ms']:.2f} / "
                    f"{r['fp32 b4']['p50_ms']:.2f} | {r['int8 b1']['p50_ms']:.2f} / {r['int8 b4']['p50_ms']:.2f} | "

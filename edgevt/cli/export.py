@@ -112,7 +112,9 @@ def print_summary(bundle) -> None:
         typer.echo(f"INT8 gate ({form}, {flavour}) on {g['clips']} clips: drop {g['drop']:.2f} points "
                    f"(max {g['max_drop']}){agree}, {kept} layer(s) kept in higher precision -> "
                    f"{'passed' if g['passed'] else 'FAILED'}" + ("" if g.get("enough_clips", True) else
-                                                                 " [too few clips to mean much]"))
+                                                                 " [too few clips to mean much]")
+                   + (f" [mostly float: {kept} of {g['layers']} layers, expect little speed-up]"
+                      if g.get("mostly_float") else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -532,7 +532,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
                                  min_agreement=config.min_agreement, min_clips=config.gate_min_clips)
         summary, kept = gate.summary, gate.kept
         eval_logits[stored] = gate.logits
-        if not gate.result.enough_clips:
+        if not gate.result.enough_clips or gate.result.mostly_float:
             warn(f"INT8 gate ({form} form, {flavour} flavour) {gate.result.note}")
     else:
         warn("no --eval data: the INT8 accuracy gate was not run"
@@ -557,6 +557,6 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     add(stored, res, flavour=flavour, for_backends=list(FLAVOUR_BACKENDS[flavour]),
         ort_optimization="basic" if flavour == "tensorrt" else "all", kept_high_precision=[k["node"] for k in kept],
         gate={k: gate.result.to_dict()[k] for k in ("passed", "drop", "max_drop", "agreement", "min_agreement",
-                                                    "clips", "enough_clips", "metric")}
+                                                    "clips", "enough_clips", "metric", "mostly_float")}
         if gate is not None else None)
 

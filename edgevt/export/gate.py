@@ -38,6 +38,9 @@ DEFAULT_MIN_AGREEMENT = 97.0  # % of clips whose INT8 top-1 must equal FP32's
 # Fewer clips than this and one changed decision moves agreement by more than 2 points: the result
 # is flagged as judged on too few clips.
 MIN_GATE_CLIPS = 50
+# a graph that keeps this share of its quantized layers in higher precision is mostly float: its INT8
+# speed-up is likely gone (the 224x224 Lite0 passed only with 64 layers kept and ran at 1.03x FP32)
+MOSTLY_FLOAT = 0.5
 
 
 @dataclass
@@ -58,6 +61,8 @@ class GateResult:
     kept_high_precision: list = field(default_factory=list)
     steps: list = field(default_factory=list)  # every tried exclusion set and its drop
     sensitivity: list = field(default_factory=list)  # [(node, score)] top of the ranking
+    layers: int | None = None  # quantized layers the sensitivity ranking covered (when it ran)
+    mostly_float: bool = False  # at least MOSTLY_FLOAT of them kept in higher precision
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -231,12 +236,18 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
         kept += [{"node": n, "reason": "accuracy gate (sensitivity rank)"}
                  for n in summary["nodes_excluded"] if n not in base]
     few = too_few_clips(int(len(labels)), min_clips)
+    layers = len(ranking) or None
+    n_kept = len([k for k in kept if k["node"] not in base])
+    mostly_float = bool(layers and n_kept >= MOSTLY_FLOAT * layers)
+    float_note = (f"kept {n_kept} of {layers} quantized layers in higher precision: expect little INT8 speed-up "
+                  "-- time it (edgevt bench) or export fp16") if mostly_float else None
     result = GateResult(passed=not failed, max_drop=max_drop, labeled=m["labeled"],
                         metric="top1_drop" if m["labeled"] else "disagreement", fp32=m["fp32"], int8=m["int8"],
                         drop=m["drop"], agreement=m["agreement"], clips=int(len(labels)),
                         min_agreement=min_agreement, min_clips=min_clips, enough_clips=few is None,
-                        note="; ".join(failed + ([few] if few else [])) or None, kept_high_precision=kept,
-                        steps=steps, sensitivity=[(n, round(sc, 5)) for n, sc in ranking[:10]])
+                        note="; ".join(failed + [x for x in (few, float_note) if x]) or None, kept_high_precision=kept,
+                        steps=steps, sensitivity=[(n, round(sc, 5)) for n, sc in ranking[:10]], layers=layers,
+                        mostly_float=mostly_float)
     if result.passed and summary["qdq_nodes"]["QuantizeLinear"] == 0:
         # every quantized layer had to be kept in higher precision: that is not an INT8 graph
         raise GateRefused(f"INT8 accuracy gate: the drop is within --max-drop {max_drop} and agreement at least "

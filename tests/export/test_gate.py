@@ -198,3 +198,17 @@ def test_cpu_flavour_ranks_every_quantized_conv(tmp_path, ex_bundle, motiondigit
     kept = quantize_int8(prepared, q, reader=ClipCalibrationReader(clips), method="minmax", flavour="cpu",
                          nodes_to_exclude=convs)
     assert kept["nodes_excluded"] == convs and kept["qdq_nodes"]["QuantizeLinear"] < full["qdq_nodes"]["QuantizeLinear"]
+
+
+def test_gate_says_when_the_graph_it_passes_is_mostly_float():
+    """Passing with most quantized layers kept in higher precision leaves little INT8 speed-up (the
+    224x224 Lite0 passed with 64 kept and ran at 1.03x FP32): the result says so and notes why; a
+    graph that keeps one of three layers is not flagged."""
+    n = 16 * (gate.MIN_GATE_CLIPS // 16 + 1)
+    fp32, int8, labels = _tie_with_changed_decisions(n, n // 8)
+    r = _stub_gate(lambda ex: fp32 if {"a", "b"} <= set(ex) else int8, fp32, labels, max_drop=1.0).result
+    assert r.passed and len(r.kept_high_precision) == 2 and r.layers == 3 and r.mostly_float
+    assert "kept 2 of 3 quantized layers in higher precision" in r.note and r.enough_clips
+    r = _stub_gate(lambda ex: fp32 if "a" in ex else int8, fp32, labels, max_drop=1.0).result
+    assert r.passed and r.layers == 3 and not r.mostly_float and r.note is None
+    assert not _stub_gate(lambda ex: fp32, fp32, labels, max_drop=1.0).result.mostly_float  # nothing kept
