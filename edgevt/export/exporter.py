@@ -483,9 +483,8 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         if not prepared[r].exists():  # shared by the flavours
             preprocess_for_quantization(f.path(r, "fp32"), prepared[r])
         rows = len(next(iter(feeds[r].values())))
-        # per flavour: they quantize different op types, so their ranges cover different tensors
-        caches[r] = cache_path(file_sha256(prepared[r]), data_hash(paths, hashed[r]),
-                               f"{config.calib_method}-{flavour}", rows, config.calib_cache)
+        caches[r] = cache_path(file_sha256(prepared[r]), data_hash(paths, hashed[r]), config.calib_method,
+                               rows, config.calib_cache)
         readers[r] = ClipCalibrationReader(feeds[r])
         qdq32[r] = tmp / f"{form}.{r}.{flavour}.qdq32.onnx"
         if flavour == "tensorrt" and config.keep_first_conv:

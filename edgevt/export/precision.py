@@ -18,13 +18,9 @@ INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ fo
   float with float weights, but its input is still rounded by its neighbour's output Q/DQ.
   Quantizing op inputs only (as the tensorrt flavour does) would make the exclusion exact; measured on
   the demo model, that graph with 8 layers kept ran at 0.70x FP32 on ort-cpu (vs 2.2x with output
-  Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization. Only ``CPU_OP_TYPES``
-  (convolutions and matrix products) are quantized: onnxruntime's QLinearAdd / QLinearMul (the
-  in-graph normalisation, residual adds) are slower than their float ops, which cost the per-frame
-  stateful TSM graph a quarter of its time, while the window graphs run as fast.
+  Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization.
 
-Calibration ranges are computed once per (model, data, method and flavour -- the flavours quantize
-different op types --, clips) and cached as JSON by
+Calibration ranges are computed once per (model, data, method, clips) and cached as JSON by
 onnxruntime (``calibration_cache_path``), so re-quantizing with other excluded nodes (the accuracy
 gate) or re-running an export reuses them.
 """
@@ -111,10 +107,6 @@ def _calibration_method(name: str):
     return table[name]
 
 
-# the cpu flavour quantizes these only (see the module docstring)
-CPU_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-
-
 def op_types(model: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in model.graph.node})
 
@@ -135,7 +127,6 @@ def quantizer_settings(flavour: str, model: onnx.ModelProto) -> dict:
                     })
     if flavour == "cpu":
         return dict(quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-                    op_types_to_quantize=[t for t in CPU_OP_TYPES if t in op_types(model)] or list(CPU_OP_TYPES),
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
     raise EdgevtError(f"unknown INT8 flavour {flavour!r}; choose from {', '.join(INT8_FLAVOURS)}")
@@ -228,7 +219,6 @@ def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str 
             "activation_type": settings["activation_type"].name, "weight_type": settings["weight_type"].name,
             "per_channel": settings["per_channel"], "scale_type": "float16" if flavour == "tensorrt" else "float32",
             "output_quantization": "OpTypesToExcludeOutputQuantization" not in settings["extra_options"],
-            "op_types_quantized": sorted(settings.get("op_types_to_quantize") or []) or "all",
             "qdq_nodes": counts}
 
 
