@@ -231,3 +231,26 @@ def onnx_load(path):
     import onnx
 
     return onnx.load(str(path))
+
+
+def test_cpu_int8_stateful_graph_quantizes_convolutions_only(tmp_path, motiondigits, make_tiny_checkpoint):
+    """The cpu flavour's per-frame stateful graph quantizes convolutions (and matrix products) only:
+    with every op quantized its step was slower (0.48 vs 0.32 ms, benchmarks/int8_cpu.py), while the
+    window graph keeps every op quantized (restricting it cost the window its speed-up)."""
+    from pathlib import Path
+
+    from edgevt.export import gate
+    from edgevt.export.exporter import export_bundle
+
+    sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
+    cfg = ExportConfig(precisions=("fp32", "int8"), flavour="cpu", calib=sample, forms=["stateful"],
+                       calib_cache=tmp_path / "cache", threads=1)
+    b = export_bundle(make_tiny_checkpoint("tsm_tinycnn"), tmp_path / "b", cfg)
+    meta = lambda m: {p.key: p.value for p in m.metadata_props}  # noqa: E731
+    st = onnx_load(b.path / b.artifact("stateful.int8-cpu")["file"])
+    win = onnx_load(b.path / b.artifact("model.int8-cpu")["file"])
+    assert meta(st).get("edgevt.int8_op_types") == "Conv" and "edgevt.int8_op_types" not in meta(win)
+    fused = {n.op_type for n in st.graph.node}
+    # the gate ranks only what was quantized
+    st_fp32 = onnx_load(b.path / b.artifact("stateful.fp32")["file"])
+    assert {n.op_type for n in gate.quantized_nodes(st_fp32, st)} == {"Conv"} and "QuantizeLinear" in fused
