@@ -18,7 +18,9 @@ INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ fo
   float with float weights, but its input is still rounded by its neighbour's output Q/DQ.
   Quantizing op inputs only (as the tensorrt flavour does) would make the exclusion exact; measured on
   the demo model, that graph with 8 layers kept ran at 0.70x FP32 on ort-cpu (vs 2.2x with output
-  Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization.
+  Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization. The stateful form's
+  per-frame graph is the exception: it quantizes ``CONV_OP_TYPES`` only (faster per frame there,
+  slower on the window graphs; see the constant).
 
 Calibration ranges are computed once per (model, data, method, clips) and cached as JSON by
 onnxruntime (``calibration_cache_path``), so re-quantizing with other excluded nodes (the accuracy
