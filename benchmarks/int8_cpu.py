@@ -33,6 +33,7 @@ Writes benchmarks/results/<--name>.{md,json} (default int8_cpu).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -131,7 +132,7 @@ def adapted_lite0(work: Path, size: int, per_class: int, seed: int = 0) -> tuple
     if not ckpt.exists():
         print(f"adapting tsn_efficientnet_lite0 at {size}x{size} into {out}", flush=True)
         adapt(cfg)
-    rep = __import__("json").loads((out / "report.json").read_text())
+    rep = json.loads((out / "report.json").read_text())
     how = (f"ImageNet backbone on frame differences, adapted: --strategy auto chose {rep['chosen']} "
            f"(the last {LITE0_RECIPE['unfreeze']} of its 9 stages + the head trained on {per_class * 6} source clips)")
     return ckpt, how, data
@@ -327,6 +328,7 @@ def main() -> None:
                  "models": {}, "note": args.note, "command": " ".join(sys.argv)}
     for name in models:
         t0 = time.perf_counter()
+        model_data = data  # lite0 has its own data set
         if name == "demo":
             ckpt, weights, forms, calib_clips = demo_checkpoint(args.demo), "demo recipe (adapted)", [], 60
         elif name == "tsm_causal":
@@ -342,7 +344,6 @@ def main() -> None:
             forms, calib_clips = [], 32
         else:
             raise SystemExit(f"unknown model {name!r}; choose from demo, tsm_causal, lite0, lite0_fitted")
-        model_data = model_data if name == "lite0" else data
         b, refused, export_s = export(ckpt, work / f"{name}.bundle", model_data, args, forms, calib_clips)
         print(f"[{name}] exported in {export_s}s; evaluating", flush=True)
         acc = accuracy(b, model_data, threads=None)

@@ -45,7 +45,7 @@ from edgevt.export.calibration import MIN_SENSIBLE_CLIPS, ClipCalibrationReader,
 from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, example_input, export_graph,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
                                 torch_runner)
-from edgevt.export.precision import (CALIB_METHODS, CONV_OP_TYPES, convert_fp16, preprocess_for_quantization,
+from edgevt.export.precision import (CALIB_METHODS, convert_fp16, op_types_for, preprocess_for_quantization,
                                      quantize_int8)
 from edgevt.fileio import check_replaceable, file_sha256
 from edgevt.metrics import top1, top1_agreement
@@ -478,11 +478,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         hashed = feeds
     prepared, caches, readers, qdq32 = {}, {}, {}, {}
     kept: list[dict] = []
-
-    def only_ops(role: str) -> tuple[str, ...] | None:
-        """The op types to quantize in a graph, None for all (edgevt.export.precision.CONV_OP_TYPES)."""
-        return CONV_OP_TYPES if (flavour == "cpu" and form == "stateful" and role == "stateful") else None
-
+    only = {g.role: op_types_for(flavour, g.role) for g in f.graphs}  # None: every op
     for g in f.graphs:
         r = g.role
         prepared[r] = tmp / f"{form}.{r}.prepared.onnx"
@@ -491,7 +487,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         rows = len(next(iter(feeds[r].values())))
         # a graph quantized for some op types only has ranges for their tensors only: its own cache
         caches[r] = cache_path(file_sha256(prepared[r]), data_hash(paths, hashed[r]),
-                               config.calib_method + ("-" + "+".join(only_ops(r)) if only_ops(r) else ""),
+                               config.calib_method + ("-" + "+".join(only[r]) if only[r] else ""),
                                rows, config.calib_cache)
         readers[r] = ClipCalibrationReader(feeds[r])
         qdq32[r] = tmp / f"{form}.{r}.{flavour}.qdq32.onnx"
@@ -511,7 +507,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, stored), reader=readers[g.role],
                                      method=config.calib_method, flavour=flavour,
                                      nodes_to_exclude=f.split(exclude, g.role), cache_path=caches[g.role],
-                                     qdq_fp32_copy=qdq32[g.role], only=only_ops(g.role)) for g in f.graphs}
+                                     qdq_fp32_copy=qdq32[g.role], only=only[g.role]) for g in f.graphs}
         out = dict(next(iter(per.values())))
         out["nodes_excluded"] = [f.node(r, n) for r, s in per.items() for n in s["nodes_excluded"]]
         out["qdq_nodes"] = {t: sum(s["qdq_nodes"][t] for s in per.values()) for t in out["qdq_nodes"]}

@@ -241,7 +241,7 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
                  for n in summary["nodes_excluded"] if n not in base]
     few = too_few_clips(int(len(labels)), min_clips)
     layers = len(ranking) or None
-    n_kept = len([k for k in kept if k["node"] not in base])
+    n_kept = len(kept) - len(base)  # kept by the ranking (base: excluded from the start)
     mostly_float = bool(layers and n_kept >= MOSTLY_FLOAT * layers)
     float_note = (f"kept {n_kept} of {layers} quantized layers in higher precision: expect little INT8 speed-up "
                   "-- time it (edgevt bench) or export fp16") if mostly_float else None

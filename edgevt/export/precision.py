@@ -19,10 +19,10 @@ INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ fo
   Quantizing op inputs only (as the tensorrt flavour does) would make the exclusion exact; measured on
   the demo model, that graph with 8 layers kept ran at 0.70x FP32 on ort-cpu (vs 2.2x with output
   Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization. The stateful form's
-  per-frame graph is the exception: it quantizes ``CONV_OP_TYPES`` only (faster per frame there,
-  slower on the window graphs; see the constant).
+  per-frame graph is the exception: it quantizes ``WEIGHTED_OPS`` only (faster per frame there,
+  slower on the window graphs; ``op_types_for``).
 
-Calibration ranges are computed once per (model, data, method, clips) and cached as JSON by
+Calibration ranges are computed once per (model, data, method, quantized op types, clips) and cached as JSON by
 onnxruntime (``calibration_cache_path``), so re-quantizing with other excluded nodes (the accuracy
 gate) or re-running an export reuses them.
 """
@@ -109,10 +109,12 @@ def _calibration_method(name: str):
     return table[name]
 
 
-# The stateful form's per-frame graph (cpu flavour) quantizes only these: benchmarks/int8_cpu.py
-# measured its step at 0.32 ms this way vs 0.48 ms with every op quantized, while the window graphs
-# lost their speed-up with the same restriction (2.21x -> 1.73x on the demo model), so they keep all.
-CONV_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+def op_types_for(flavour: str, role: str) -> tuple[str, ...] | None:
+    """The op types to quantize in a graph of this role, None for every op. The cpu flavour's
+    stateful per-frame graph quantizes only ``WEIGHTED_OPS``: benchmarks/int8_cpu.py measured its step
+    at 0.32 ms this way vs 0.48 ms with every op quantized, while the window graphs lost their
+    speed-up with the same restriction (2.21x -> 1.73x on the demo model), so they keep every op."""
+    return WEIGHTED_OPS if flavour == "cpu" and role == "stateful" else None
 
 
 def op_types(model: onnx.ModelProto) -> list[str]:
@@ -121,7 +123,7 @@ def op_types(model: onnx.ModelProto) -> list[str]:
 
 def quantizer_settings(flavour: str, model: onnx.ModelProto, only: tuple[str, ...] | None = None) -> dict:
     """quantize_static keyword arguments for a flavour (see the module docstring); ``only``: quantize
-    just these op types (the cpu flavour's stateful per-frame graph: ``CONV_OP_TYPES``)."""
+    just these op types (``op_types_for``)."""
     settings = _flavour_settings(flavour, model)
     if only:
         settings["op_types_to_quantize"] = [t for t in only if t in op_types(model)] or list(only)
