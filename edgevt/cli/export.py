@@ -18,7 +18,10 @@ def export(
     calib: str = typer.Option(None, help="Target-domain clips for INT8 calibration: a folder of videos "
                                          "(labels ignored) or a .txt/.csv list."),
     calib_clips: int = typer.Option(256, help="Calibration clips to use (spread over the source)."),
-    calib_method: str = typer.Option("entropy", help="Calibration: entropy, minmax or percentile."),
+    calib_method: str = typer.Option("auto", help="Calibration: auto (calibrate with entropy, percentile and "
+                                                  "minmax, keep the graph that agrees best with FP32 on the "
+                                                  "--eval clips; entropy without --eval), entropy, minmax or "
+                                                  "percentile."),
     calib_cache: Path = typer.Option(None, help="Folder for cached calibration ranges "
                                                 "(default ~/.cache/edgevt/calibration)."),
     flavour: str = typer.Option("auto", help="INT8 graph flavour, by target: tensorrt (symmetric int8 Q/DQ, "
@@ -29,9 +32,12 @@ def export(
     eval_data: str = typer.Option(None, "--eval", help="Target clips for the accuracy gate: labeled (class "
                                                        "folders or list) gives top-1; unlabeled gives agreement."),
     eval_clips: int = typer.Option(None, help="Use at most this many --eval clips."),
+    eval_windows: int = typer.Option(4, help="Windows per --eval clip the gate judges (evenly spread over "
+                                             "the video; 1: the centred window only): more decisions than "
+                                             "clips, so the agreement means more."),
     max_drop: float = typer.Option(1.0, help="INT8 accuracy gate: max top-1 drop (or disagreement) in points; "
                                              "sensitive layers are kept in higher precision to meet it."),
-    min_agreement: float = typer.Option(None, help="INT8 accuracy gate: min % of --eval clips whose INT8 top-1 "
+    min_agreement: float = typer.Option(None, help="INT8 accuracy gate: min % of --eval decisions whose INT8 top-1 "
                                                    "equals FP32's, judged as well as the drop (default 97)."),
     gate_min_clips: int = typer.Option(None, help="Fewer --eval clips than this and the gate's verdict is flagged "
                                                   "as judged on too few clips, in a warning and the manifest "
@@ -61,12 +67,13 @@ def export(
     check_threads(threads)
     at_least("--calib-clips", calib_clips, 1)
     at_least("--eval-clips", eval_clips, 1, "omit it to use every --eval clip")
+    at_least("--eval-windows", eval_windows, 1)
     precisions = _split(precision)
     if "fp32" not in precisions:
         precisions.insert(0, "fp32")
     cfg = ExportConfig(precisions=tuple(precisions), calib=calib, calib_clips=calib_clips,
                        calib_method=calib_method, calib_cache=calib_cache, flavour=flavour, eval=eval_data,
-                       eval_clips=eval_clips, max_drop=max_drop, float_input=float_input, opset=opset,
+                       eval_clips=eval_clips, eval_windows=eval_windows, max_drop=max_drop, float_input=float_input, opset=opset,
                        exporter=exporter, tolerance=parse_tolerance(tolerance), forms=_split(forms), threads=threads,
                        skip_bad=skip_bad)
     if min_agreement is not None:  # (defaults: edgevt.export.gate)
@@ -90,6 +97,8 @@ def print_summary(bundle) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edgevt.bundle import INT8_STORED, check_key
+
     checks = bundle.manifest["checks"]
     t = Table(title=f"bundle {bundle.path}")
     for col in ("artifact", "file", "parity max|diff|", "top-1 agree", "eval top-1"):
@@ -109,7 +118,13 @@ def print_summary(bundle) -> None:
         form = g.get("form") or key.partition(".")[2] or "window"  # older bundles: the form is in the key
         flavour = g.get("flavour") or "tensorrt"
         agree = f", agreement {g['agreement']:.1f}% (min {g['min_agreement']})" if "min_agreement" in g else ""
-        typer.echo(f"INT8 gate ({form}, {flavour}) on {g['clips']} clips: drop {g['drop']:.2f} points "
+        stored = INT8_STORED.get(flavour, "int8")
+        cal = checks.get(check_key(stored, form), {}).get("calibration", {})
+        if cal.get("tried"):
+            typer.echo(f"INT8 calibration ({form}, {flavour}): {cal['method']} (auto; agreement with FP32 on the "
+                       "eval clips: " + ", ".join(f"{m} {t['agreement']:.1f}%" for m, t in cal["tried"].items()) + ")")
+        on = f"{g['clips']} clips" + (f" ({g['decisions']} decisions)" if g.get("decisions") not in (None, g["clips"]) else "")
+        typer.echo(f"INT8 gate ({form}, {flavour}) on {on}: drop {g['drop']:.2f} points "
                    f"(max {g['max_drop']}){agree}, {kept} layer(s) kept in higher precision -> "
                    f"{'passed' if g['passed'] else 'FAILED'}" + ("" if g.get("enough_clips", True) else
                                                                  " [too few clips to mean much]")

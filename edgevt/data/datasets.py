@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edgevt.data.sampling import sample_indices
+from edgevt.data.sampling import sample_indices, window_indices
 from edgevt.data.video import is_video_file, probe_video, read_frames
 from edgevt.errors import EdgevtError
 from edgevt.spec import ClipSpec
@@ -263,11 +263,13 @@ def _unlabeled_list(path: Path) -> list:
 
 def load_clips(source: str | Path | list, spec: ClipSpec, max_clips: int | None = None, *,
                labeled: bool = False, what: str = "calibration",
-               skip_bad: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
+               skip_bad: bool = True, windows: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(uint8 clips [N,T,H,W,3], labels [N] (-1 unlabeled), paths) from a data source.
 
     ``max_clips`` picks clips evenly spread over the source (deterministic), so a class-sorted
-    folder still gives every class. Unreadable videos are skipped with a warning (none readable is an
+    folder still gives every class. ``windows`` > 1 takes up to that many evaluation windows of each
+    video (``edgevt.data.sampling.window_indices``): rows of one video are consecutive and share its
+    label and path, so ``len(set(paths))`` is the number of videos. Unreadable videos are skipped with a warning (none readable is an
     error); ``skip_bad=False`` makes the first one an error naming the file, as ``adapt`` does by default.
     """
     labels = LabelMap(spec.labels) if labeled and spec.labels else None
@@ -293,8 +295,15 @@ def load_clips(source: str | Path | list, spec: ClipSpec, max_clips: int | None 
                                                                           .astype(int))
     clips, labs, paths = [], [], []
     for i in idx:
-        clip, label = ds[int(i)]
-        clips.append(clip.numpy())
-        labs.append(int(label))
-        paths.append(ds.records[int(i)].path)
+        if windows == 1:
+            clip, label = ds[int(i)]
+            views = [clip.numpy()]
+        else:
+            frames = ds.video(int(i))
+            views = [frames[w] for w in window_indices(len(frames), spec, windows)]
+            label = -1 if ds.records[int(i)].label is None else ds.records[int(i)].label
+        for v in views:
+            clips.append(v)
+            labs.append(int(label))
+            paths.append(ds.records[int(i)].path)
     return np.stack(clips), np.asarray(labs, dtype=np.int64), paths

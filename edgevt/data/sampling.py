@@ -8,6 +8,9 @@ Three strategies, all returning ``num_frames`` indices into a video of ``n`` fra
   (random offset when training, the segment centre when evaluating).
 - ``uniform``: T frames evenly spread over the whole video (deterministic).
 
+``window_indices`` gives several evaluation windows of one video (dense: starts evenly spread from
+the first to the last full window), so a check can judge more decisions than one per clip.
+
 Short videos (fewer frames than a clip spans) never crash. The rule is ``spec.short_clip``:
 ``loop`` wraps around to the first frame again; ``pad`` repeats the last frame.
 """
@@ -66,3 +69,20 @@ def sample_indices(n: int, spec, train: bool = False, rng: np.random.Generator |
     if sampling == "uniform":
         return uniform_indices(n, spec.num_frames, spec.short_clip)
     raise EdgevtError(f"unknown sampling {sampling!r}: use dense, segment or uniform")
+
+
+def window_indices(n: int, spec, windows: int) -> list[np.ndarray]:
+    """Up to ``windows`` evaluation clips of a video with ``n`` frames: for dense sampling, windows
+    whose starts are evenly spread from the first full window to the last (each distinct start once;
+    ``windows=1`` is the centred window that ``sample_indices`` gives); other samplings and videos too
+    short for more than one window give the one evaluation clip."""
+    if windows < 1:
+        raise EdgevtError(f"windows per clip must be >= 1, got {windows}")
+    if windows == 1 or spec.sampling != "dense":
+        return [sample_indices(n, spec)]
+    span = (spec.num_frames - 1) * spec.frame_stride + 1
+    if n <= span:
+        return [sample_indices(n, spec)]
+    starts = np.unique(np.linspace(0, n - span, windows).round().astype(int))
+    offsets = np.arange(spec.num_frames) * spec.frame_stride
+    return [s + offsets for s in starts]

@@ -45,7 +45,7 @@ from edgevt.export.calibration import MIN_SENSIBLE_CLIPS, ClipCalibrationReader,
 from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, example_input, export_graph,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
                                 torch_runner)
-from edgevt.export.precision import (CALIB_METHODS, convert_fp16, op_types_for, preprocess_for_quantization,
+from edgevt.export.precision import (CALIB_AUTO, CALIB_CHOICES, convert_fp16, op_types_for, preprocess_for_quantization,
                                      quantize_int8)
 from edgevt.fileio import check_replaceable, file_sha256
 from edgevt.metrics import top1, top1_agreement
@@ -64,10 +64,13 @@ class ExportConfig:
     precisions: tuple = ("fp32",)
     calib: str | Path | list | None = None  # target-domain clips (calibration set, folder, list file, or paths)
     calib_clips: int = 256
-    calib_method: str = "entropy"
+    calib_method: str = "auto"  # auto (each method, the best agreement on the eval clips) | entropy | minmax | percentile
     flavour: str = "auto"  # INT8 flavour: auto (both) | tensorrt | cpu (edgevt.bundle.EXPORT_FLAVOURS)
     eval: str | Path | list | None = None  # labeled (or unlabeled) target clips for the accuracy gate
     eval_clips: int | None = None  # at most this many eval clips (None: all)
+    # evaluation windows per eval clip (evenly spread; edgevt.data.sampling.window_indices): the gate
+    # judges every window, so more decisions than clips (1: the centred window only)
+    eval_windows: int = 4
     max_drop: float = 1.0  # INT8 accuracy gate, points
     min_agreement: float = gate_mod.DEFAULT_MIN_AGREEMENT  # INT8 gate: % of eval clips with FP32's top-1
     gate_min_clips: int = gate_mod.MIN_GATE_CLIPS  # fewer eval clips: the gate result is flagged
@@ -92,8 +95,10 @@ class ExportConfig:
             raise EdgevtError(f"--min-agreement must be a percentage (0-100), got {self.min_agreement}")
         if self.gate_min_clips < 1:
             raise EdgevtError(f"--gate-min-clips must be >= 1, got {self.gate_min_clips}")
-        if self.calib_method not in CALIB_METHODS:
-            raise EdgevtError(f"--calib-method {self.calib_method!r}: choose from {', '.join(CALIB_METHODS)}")
+        if self.calib_method not in CALIB_CHOICES:
+            raise EdgevtError(f"--calib-method {self.calib_method!r}: choose from {', '.join(CALIB_CHOICES)}")
+        if self.eval_windows < 1:
+            raise EdgevtError(f"--eval-windows must be >= 1, got {self.eval_windows}")
         if self.exporter not in EXPORTERS:
             raise EdgevtError(f"--exporter {self.exporter!r}: choose from {', '.join(EXPORTERS)}")
         if "int8" in self.precisions:
@@ -304,9 +309,14 @@ def _load_data(spec: ClipSpec, config: ExportConfig, log, warn) -> _Data:
         log(f"loading evaluation clips from {describe_source(config.eval)}")
         # labeled when the source says each clip's class (an agreement-only gate otherwise)
         eval_set = load_clips(config.eval, spec, config.eval_clips, labeled=has_labels(config.eval),
-                              what="evaluation", skip_bad=config.skip_bad)
+                              what="evaluation", skip_bad=config.skip_bad, windows=config.eval_windows)
     if eval_set is not None:
-        return _Data(calib, eval_set, eval_set[0][:config.parity_clips], f"eval data {describe_source(config.eval)}",
+        # parity on one window per eval clip (the first of each), the gate on all of them
+        first_row: dict = {}
+        for i, path in enumerate(eval_set[2]):
+            first_row.setdefault(path, i)
+        first = sorted(first_row.values())
+        return _Data(calib, eval_set, eval_set[0][first][:config.parity_clips], f"eval data {describe_source(config.eval)}",
                      calib_set)
     if config.calib is not None:
         clips = calib[0] if calib is not None else load_clips(calib_source, spec, config.parity_clips, labeled=False,
@@ -349,7 +359,8 @@ def _export_into(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
     if data.eval is not None and eval_logits:
         labels = data.eval[1]
         labeled = bool(len(labels)) and bool((labels >= 0).all())
-        acc = {"clips": int(len(labels)), "labeled": labeled, "data": describe_source(config.eval)}
+        acc = {"clips": len(set(data.eval[2])), "decisions": int(len(labels)), "windows_per_clip": config.eval_windows,
+               "labeled": labeled, "data": describe_source(config.eval)}
         for p, logits in eval_logits.items():
             acc[p] = {"top1": top1(logits, labels) if labeled else None,
                       "agreement_with_fp32": top1_agreement(logits, eval_logits["fp32"])}
@@ -476,19 +487,16 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     else:  # what the stream loop feeds each graph on these clips, recorded from the FP32 form
         feeds = f.logits("fp32", calib_in, record=True)[1]
         hashed = feeds
-    prepared, caches, readers, qdq32 = {}, {}, {}, {}
+    prepared, readers, qdq32 = {}, {}, {}
     kept: list[dict] = []
     only = {g.role: op_types_for(flavour, g.role) for g in f.graphs}  # None: every op
+    n_rows = {}
     for g in f.graphs:
         r = g.role
         prepared[r] = tmp / f"{form}.{r}.prepared.onnx"
         if not prepared[r].exists():  # shared by the flavours
             preprocess_for_quantization(f.path(r, "fp32"), prepared[r])
-        rows = len(next(iter(feeds[r].values())))
-        # a graph quantized for some op types only has ranges for their tensors only: its own cache
-        caches[r] = cache_path(file_sha256(prepared[r]), data_hash(paths, hashed[r]),
-                               config.calib_method + ("-" + "+".join(only[r]) if only[r] else ""),
-                               rows, config.calib_cache)
+        n_rows[r] = len(next(iter(feeds[r].values())))
         readers[r] = ClipCalibrationReader(feeds[r])
         qdq32[r] = tmp / f"{form}.{r}.{flavour}.qdq32.onnx"
         if flavour == "tensorrt" and config.keep_first_conv:
@@ -499,24 +507,51 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
                 if n.op_type == "Conv" and n.input[1] in inits and len(inits[n.input[1]].dims) > 1 \
                         and inits[n.input[1]].dims[1] == 3:
                     kept.append({"node": f.node(r, n.name), "reason": "3-input-channel conv (no INT8 gain on TensorRT)"})
-    cache_hit = all(c.exists() for c in caches.values())
-    log(f"calibrating {form} ({flavour} INT8) on {len(clips)} target clips ({config.calib_method}, "
+
+    def caches_for(method: str) -> dict:
+        # a graph quantized for some op types only has ranges for their tensors only: its own cache
+        return {g.role: cache_path(file_sha256(prepared[g.role]), data_hash(paths, hashed[g.role]),
+                                   method + ("-" + "+".join(only[g.role]) if only[g.role] else ""),
+                                   n_rows[g.role], config.calib_cache) for g in f.graphs}
+
+    def quantizer(method: str) -> Callable[[list[str]], dict]:
+        caches = caches_for(method)
+
+        def quantize(exclude: list[str]) -> dict:
+            per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, stored), reader=readers[g.role],
+                                         method=method, flavour=flavour,
+                                         nodes_to_exclude=f.split(exclude, g.role), cache_path=caches[g.role],
+                                         qdq_fp32_copy=qdq32[g.role], only=only[g.role]) for g in f.graphs}
+            out = dict(next(iter(per.values())))
+            out["nodes_excluded"] = [f.node(r, n) for r, s in per.items() for n in s["nodes_excluded"]]
+            out["qdq_nodes"] = {t: sum(s["qdq_nodes"][t] for s in per.values()) for t in out["qdq_nodes"]}
+            if len(per) > 1:
+                out["graphs"] = {r: {"qdq_nodes": s["qdq_nodes"], "nodes_excluded": s["nodes_excluded"]}
+                                 for r, s in per.items()}
+            return out
+        return quantize
+
+    base = [k["node"] for k in kept]
+    # --calib-method auto: every method, judged on the eval clips as the gate judges (agreement with
+    # FP32, then the drop); the first in CALIB_AUTO wins a tie. Without eval clips: entropy.
+    auto = config.calib_method == "auto"
+    methods = list(CALIB_AUTO) if auto and data.eval is not None else [
+        "entropy" if auto else config.calib_method]
+    cache_hit = all(c.exists() for m in methods for c in caches_for(m).values())
+    log(f"calibrating {form} ({flavour} INT8) on {len(clips)} target clips ({', '.join(methods)}, "
         f"{'cached ranges' if cache_hit else 'computing ranges'})")
-
-    def quantize(exclude: list[str]) -> dict:
-        per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, stored), reader=readers[g.role],
-                                     method=config.calib_method, flavour=flavour,
-                                     nodes_to_exclude=f.split(exclude, g.role), cache_path=caches[g.role],
-                                     qdq_fp32_copy=qdq32[g.role], only=only[g.role]) for g in f.graphs}
-        out = dict(next(iter(per.values())))
-        out["nodes_excluded"] = [f.node(r, n) for r, s in per.items() for n in s["nodes_excluded"]]
-        out["qdq_nodes"] = {t: sum(s["qdq_nodes"][t] for s in per.values()) for t in out["qdq_nodes"]}
-        if len(per) > 1:
-            out["graphs"] = {r: {"qdq_nodes": s["qdq_nodes"], "nodes_excluded": s["nodes_excluded"]}
-                             for r, s in per.items()}
-        return out
-
-    summary = quantize([k["node"] for k in kept])
+    tried = {}
+    if len(methods) > 1:
+        for m in methods:
+            quantizer(m)(base)
+            tried[m] = gate_mod.measure(eval_logits["fp32"], f.logits(stored, eval_in)[0], data.eval[1])
+            log(f"  {m}: agreement with FP32 {tried[m]['agreement']:.1f}%, drop {tried[m]['drop']:.2f} points")
+        method = gate_mod.best_calibration(tried)
+    else:
+        method = methods[0]
+    quantize = quantizer(method)
+    caches = caches_for(method)
+    summary = quantize(base)
     calib_seconds = time.perf_counter() - t0
     gate = None
     if data.eval is not None:
@@ -533,7 +568,8 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
 
         gate = gate_mod.run_gate(quantize, lambda: f.logits(stored, eval_in)[0], rank, fp32_logits=eval_logits["fp32"],
                                  labels=data.eval[1], max_drop=config.max_drop, kept=kept, log=log, summary=summary,
-                                 min_agreement=config.min_agreement, min_clips=config.gate_min_clips)
+                                 min_agreement=config.min_agreement, min_clips=config.gate_min_clips,
+                                 clips=len(set(data.eval[2])))
         summary, kept = gate.summary, gate.kept
         eval_logits[stored] = gate.logits
         if not gate.result.enough_clips or gate.result.mostly_float:
@@ -543,7 +579,9 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
              + ("" if form == "window" else f" for the {form} form")
              + f" ({flavour} flavour); pass labeled target clips with --eval")
     summary.update(kept_high_precision=kept, calibration={
-        "clips": len(clips), "method": config.calib_method, "data": describe_source(config.calib),
+        "clips": len(clips), "method": method, "asked": config.calib_method,
+        "tried": {m: {"agreement": round(t["agreement"], 3), "drop": round(t["drop"], 3)} for m, t in tried.items()},
+        "data": describe_source(config.calib),
         "cache": str(caches[f.graphs[0].role]), "cache_hit": cache_hit, "seconds": round(calib_seconds, 3)})
     if data.calib_set is not None:
         summary["calibration"]["set_manifest_sha256"] = data.calib_set.manifest_sha256

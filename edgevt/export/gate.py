@@ -52,8 +52,8 @@ class GateResult:
     fp32: float | None  # top-1 (labeled) or None
     int8: float | None
     drop: float  # points
-    agreement: float  # % of clips with the same top-1 as FP32
-    clips: int
+    agreement: float  # % of decisions (eval windows) with the same top-1 as FP32
+    clips: int  # eval videos
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     min_clips: int = MIN_GATE_CLIPS
     enough_clips: bool = True  # clips >= min_clips
@@ -63,6 +63,7 @@ class GateResult:
     sensitivity: list = field(default_factory=list)  # [(node, score)] top of the ranking
     layers: int | None = None  # quantized layers the sensitivity ranking covered (when it ran)
     mostly_float: bool = False  # at least MOSTLY_FLOAT of them kept in higher precision
+    decisions: int | None = None  # eval windows judged (several per clip with ExportConfig.eval_windows)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,6 +186,13 @@ class GateOutcome:
     kept: list  # [{"node", "reason"}] kept in higher precision
 
 
+def best_calibration(tried: dict[str, dict]) -> str:
+    """The calibration method whose measurement (``measure``) agrees best with FP32, then has the
+    smallest drop; ties go to the earliest in ``tried`` (``--calib-method auto``)."""
+    order = list(tried)
+    return max(order, key=lambda m: (tried[m]["agreement"], -tried[m]["drop"], -order.index(m)))
+
+
 def failures(m: dict, max_drop: float, min_agreement: float) -> list[str]:
     """What a measurement fails: the drop over ``max_drop``, agreement under ``min_agreement``."""
     out = []
@@ -207,12 +215,13 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
              rank: Callable[[], list[tuple[str, float]]], *, fp32_logits: np.ndarray, labels: np.ndarray,
              max_drop: float, kept: list[dict], log: Callable[[str], None] = lambda m: None,
              summary: dict | None = None, min_agreement: float = DEFAULT_MIN_AGREEMENT,
-             min_clips: int = MIN_GATE_CLIPS) -> GateOutcome:
+             min_clips: int = MIN_GATE_CLIPS, clips: int | None = None) -> GateOutcome:
     """The INT8 accuracy gate for any form: measure; while the drop is over ``max_drop`` or the
     agreement with FP32 under ``min_agreement``, keep the most sensitive layers (``rank()``) in higher
     precision in growing groups, re-quantize (``quantize(exclude)``) and re-measure. ``kept`` holds
     the layers excluded from the start (with reasons); ``summary`` is the first quantization's summary
-    when the caller already ran it.
+    when the caller already ran it. ``clips``: how many videos the eval rows (decisions) come from
+    (default: one row per clip); ``min_clips`` counts videos.
 
     Raises EdgevtError when the gate fails, or passes only with no layer left in INT8."""
     base = [k["node"] for k in kept]
@@ -239,7 +248,9 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
                 break
         kept += [{"node": n, "reason": "accuracy gate (sensitivity rank)"}
                  for n in summary["nodes_excluded"] if n not in base]
-    few = too_few_clips(int(len(labels)), min_clips)
+    decisions = int(len(labels))
+    clips = decisions if clips is None else int(clips)
+    few = too_few_clips(clips, min_clips)
     layers = len(ranking) or None
     n_kept = len(kept) - len(base)  # kept by the ranking (base: excluded from the start)
     mostly_float = bool(layers and n_kept >= MOSTLY_FLOAT * layers)
@@ -247,7 +258,7 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
                   "-- time it (edgevt bench) or export fp16") if mostly_float else None
     result = GateResult(passed=not failed, max_drop=max_drop, labeled=m["labeled"],
                         metric="top1_drop" if m["labeled"] else "disagreement", fp32=m["fp32"], int8=m["int8"],
-                        drop=m["drop"], agreement=m["agreement"], clips=int(len(labels)),
+                        drop=m["drop"], agreement=m["agreement"], clips=clips, decisions=decisions,
                         min_agreement=min_agreement, min_clips=min_clips, enough_clips=few is None,
                         note="; ".join(failed + [x for x in (few, float_note) if x]) or None, kept_high_precision=kept,
                         steps=steps, sensitivity=[(n, round(sc, 5)) for n, sc in ranking[:10]], layers=layers,
@@ -258,7 +269,8 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
                           f"--min-agreement {min_agreement} only with no layer left in INT8; this model does not "
                           "quantize well here -- export fp16 instead, or calibrate on more/other target clips")
     if not result.passed:
-        raise GateRefused(f"INT8 accuracy gate failed on {result.clips} clips: {'; '.join(failed)}, even with "
+        raise GateRefused(f"INT8 accuracy gate failed on {result.clips} clips ({decisions} decisions): "
+                          f"{'; '.join(failed)}, even with "
                           f"{len(kept)} layers kept in higher precision; calibrate on more target clips, try "
                           "--calib-method or the other --flavour, or export without int8")
     return GateOutcome(summary, result, logits, kept)

@@ -99,3 +99,19 @@ def test_hflip_off_by_default():
     assert all((aug(clip, rng)[:, :, :2] == 255).all() for _ in range(10))
     flips = ClipAugment(crop_scale=(1, 1), brightness=0, contrast=0, saturation=0, hflip=True)
     assert any((flips(clip, rng)[:, :, -2:] == 255).all() for _ in range(20))
+
+
+def test_load_clips_takes_several_windows_per_video(motiondigits, tiny_spec):
+    from edgevt.data.datasets import load_clips
+    from edgevt.data.sampling import window_indices
+    from edgevt.data.video import read_frames
+
+    one, labels1, paths1 = load_clips(motiondigits / "target_test.txt", tiny_spec, labeled=True)
+    many, labels, paths = load_clips(motiondigits / "target_test.txt", tiny_spec, labeled=True, windows=3)
+    assert len(set(paths)) == len(paths1) and len(many) > len(one)
+    for p, lab in zip(paths1, labels1):  # each video's rows: consecutive, its label, its windows in order
+        rows = [i for i, q in enumerate(paths) if q == p]
+        assert rows == list(range(rows[0], rows[0] + len(rows))) and set(labels[rows]) == {lab}
+        frames = read_frames(p, tiny_spec.size)
+        want = [frames[w] for w in window_indices(len(frames), tiny_spec, 3)]
+        assert len(rows) == len(want) and all((many[r] == w).all() for r, w in zip(rows, want))

@@ -42,3 +42,17 @@ def test_short_video_loop_and_pad(sampling):
     assert pad[-1] == 2
     if sampling != "segment":
         assert list(loop[:4]) == [0, 1, 2, 0] or sampling == "uniform"
+
+
+def test_window_indices_spread_evenly_and_fall_back_to_one():
+    from edgevt.data.sampling import window_indices
+
+    spec = ClipSpec(num_frames=8, frame_stride=1)
+    w = window_indices(16, spec, 4)
+    assert [int(i[0]) for i in w] == [0, 3, 5, 8] and all(list(i) == list(range(i[0], i[0] + 8)) for i in w)
+    assert [int(i[0]) for i in window_indices(16, spec, 20)] == list(range(9))  # each start once
+    assert len(window_indices(16, spec, 1)) == 1 and list(window_indices(16, spec, 1)[0]) == list(sample_indices(16, spec))
+    assert len(window_indices(8, spec, 4)) == 1  # one full window only
+    assert len(window_indices(40, ClipSpec(num_frames=8, sampling="segment"), 4)) == 1
+    with pytest.raises(Exception, match="windows per clip"):
+        window_indices(16, spec, 0)

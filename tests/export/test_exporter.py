@@ -90,7 +90,10 @@ def test_int8_graph_follows_tensorrt_rules(ex_bundle, motiondigits):
     from edgevt.data.datasets import load_clips
     from edgevt.export.onnx import run_onnx
 
-    clips, labels, _ = load_clips(motiondigits / "target" / "test", ex_bundle.spec, labeled=True)
+    acc = ex_bundle.manifest["checks"]["accuracy"]
+    clips, labels, paths = load_clips(motiondigits / "target" / "test", ex_bundle.spec, labeled=True,
+                                      windows=acc["windows_per_clip"])
+    assert acc["decisions"] == len(labels) and acc["clips"] == len(set(paths)) < len(labels)
     logits = run_onnx(ort_session(ex_bundle.artifact_path("model.int8")), clips)
     top1 = float((logits.argmax(1) == labels).mean() * 100)
     assert ex_bundle.manifest["checks"]["accuracy"]["int8"]["top1"] == pytest.approx(top1)
@@ -105,8 +108,10 @@ def test_calibration_cache_is_reused_and_forms_hook(tmp_path, ex_ckpt, motiondig
         ctx.bundle.add_artifact("extra.fp32", "extra.txt", kind="text", role="extra", precision="fp32")
 
     register_form("test-extra", extra)
+    # no --eval: --calib-method auto has nothing to judge on, so it is entropy; ex_bundle chose on its eval clips
+    cal0 = ex_bundle.manifest["checks"]["int8"]["calibration"]
     cfg = ExportConfig(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train", calib_cache=cache,
-                       forms=["test-extra"])
+                       forms=["test-extra"], calib_method=cal0["method"])
     b = export_bundle(ex_ckpt, tmp_path / "again", cfg)
     cal = b.manifest["checks"]["int8"]["calibration"]
     assert cal["cache_hit"] and cal["cache"] == ex_bundle.manifest["checks"]["int8"]["calibration"]["cache"]
@@ -272,7 +277,7 @@ def test_auto_flavour_writes_both_int8_graphs_each_gated(ex_bundle, motiondigits
 
     b, c = ex_bundle, ex_bundle.manifest["checks"]
     assert set(b.manifest["int8_flavours"]) == {"tensorrt", "cpu"}
-    clips = load_clips(motiondigits / "target" / "test", b.spec)[0]
+    clips = load_clips(motiondigits / "target" / "test", b.spec, windows=c["accuracy"]["windows_per_clip"])[0]
     fp32 = run_onnx(ort_session(b.artifact_path("model.fp32")), clips).argmax(1)
     for flavour, gate_key, act in (("tensorrt", "gate", "QInt8"), ("cpu", "gate.int8-cpu", "QUInt8")):
         key = f"model.{INT8_STORED[flavour]}"
@@ -283,6 +288,7 @@ def test_auto_flavour_writes_both_int8_graphs_each_gated(ex_bundle, motiondigits
         assert c[INT8_STORED[flavour]]["activation_type"] == act
         g = c[gate_key]
         assert g["flavour"] == flavour and g["form"] == "window" and g["clips"] == 12 < MIN_GATE_CLIPS
+        assert g["decisions"] == len(clips) > 12  # several windows of each clip
         assert not g["enough_clips"] and "only 12 clips" in g["note"] and a["gate"]["clips"] == 12
         # the gate's agreement is that of the delivered file
         int8 = run_onnx(ort_session(b.artifact_path(key), optimization="basic"), clips).argmax(1)
@@ -321,3 +327,17 @@ def test_auto_flavour_keeps_the_graph_whose_gate_passes(tmp_path, ex_ckpt, motio
     with pytest.raises(EdgevtError, match="agreement 80.0%"):
         export_bundle(ex_ckpt, tmp_path / "none", cfg)
     assert not (tmp_path / "none").exists() and not leftovers(tmp_path)
+
+
+def test_auto_calibration_tries_every_method_and_delivers_the_best(ex_bundle):
+    """--calib-method auto (the default, with --eval): every method is calibrated and measured on the
+    eval windows; the delivered graph is the best one's, and its first gate step is that measurement."""
+    from edgevt.export.gate import best_calibration
+    from edgevt.export.precision import CALIB_AUTO
+
+    c = ex_bundle.manifest["checks"]
+    for stored, gate_key in (("int8", "gate"), ("int8-cpu", "gate.int8-cpu")):
+        cal = c[stored]["calibration"]
+        assert cal["asked"] == "auto" and list(cal["tried"]) == list(CALIB_AUTO)
+        assert cal["method"] == best_calibration(cal["tried"]) and c[stored]["method"] == cal["method"]
+        assert c[gate_key]["steps"][0]["agreement"] == pytest.approx(cal["tried"][cal["method"]]["agreement"], abs=1e-3)

@@ -212,3 +212,12 @@ def test_gate_says_when_the_graph_it_passes_is_mostly_float():
     r = _stub_gate(lambda ex: fp32 if "a" in ex else int8, fp32, labels, max_drop=1.0).result
     assert r.passed and r.layers == 3 and not r.mostly_float and r.note is None
     assert not _stub_gate(lambda ex: fp32, fp32, labels, max_drop=1.0).result.mostly_float  # nothing kept
+
+
+def test_best_calibration_prefers_agreement_then_drop_then_order():
+    from edgevt.export.gate import best_calibration
+
+    m = lambda a, d: {"agreement": a, "drop": d}  # noqa: E731
+    assert best_calibration({"entropy": m(98.5, 0.0), "percentile": m(99.6, 0.4), "minmax": m(98.5, -1.0)}) == "percentile"
+    assert best_calibration({"entropy": m(99.0, 0.5), "percentile": m(99.0, 0.1), "minmax": m(97.0, 0.0)}) == "percentile"
+    assert best_calibration({"entropy": m(99.0, 0.1), "percentile": m(99.0, 0.1), "minmax": m(99.0, 0.1)}) == "entropy"
