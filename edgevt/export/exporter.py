@@ -45,7 +45,7 @@ from edgevt.export.calibration import MIN_SENSIBLE_CLIPS, ClipCalibrationReader,
 from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, example_input, export_graph,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
                                 torch_runner)
-from edgevt.export.precision import (CALIB_AUTO, CALIB_CHOICES, convert_fp16, op_types_for, preprocess_for_quantization,
+from edgevt.export.precision import (CALIB_AUTO, CALIB_CHOICES, convert_fp16, preprocess_for_quantization,
                                      quantize_int8)
 from edgevt.fileio import check_replaceable, file_sha256
 from edgevt.metrics import top1, top1_agreement
@@ -489,7 +489,6 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         hashed = feeds
     prepared, readers, qdq32 = {}, {}, {}
     kept: list[dict] = []
-    only = {g.role: op_types_for(flavour, g.role) for g in f.graphs}  # None: every op
     n_rows = {}
     for g in f.graphs:
         r = g.role
@@ -509,9 +508,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
                     kept.append({"node": f.node(r, n.name), "reason": "3-input-channel conv (no INT8 gain on TensorRT)"})
 
     def caches_for(method: str) -> dict:
-        # a graph quantized for some op types only has ranges for their tensors only: its own cache
-        return {g.role: cache_path(file_sha256(prepared[g.role]), data_hash(paths, hashed[g.role]),
-                                   method + ("-" + "+".join(only[g.role]) if only[g.role] else ""),
+        return {g.role: cache_path(file_sha256(prepared[g.role]), data_hash(paths, hashed[g.role]), method,
                                    n_rows[g.role], config.calib_cache) for g in f.graphs}
 
     def quantizer(method: str) -> Callable[[list[str]], dict]:
@@ -521,7 +518,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
             per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, stored), reader=readers[g.role],
                                          method=method, flavour=flavour,
                                          nodes_to_exclude=f.split(exclude, g.role), cache_path=caches[g.role],
-                                         qdq_fp32_copy=qdq32[g.role], only=only[g.role]) for g in f.graphs}
+                                         qdq_fp32_copy=qdq32[g.role]) for g in f.graphs}
             out = dict(next(iter(per.values())))
             out["nodes_excluded"] = [f.node(r, n) for r, s in per.items() for n in s["nodes_excluded"]]
             out["qdq_nodes"] = {t: sum(s["qdq_nodes"][t] for s in per.values()) for t in out["qdq_nodes"]}

@@ -18,15 +18,16 @@ INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ fo
   float with float weights, but its input is still rounded by its neighbour's output Q/DQ.
   Quantizing op inputs only (as the tensorrt flavour does) would make the exclusion exact; measured on
   the demo model, that graph with 8 layers kept ran at 0.70x FP32 on ort-cpu (vs 2.2x with output
-  Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization. The stateful form's
-  per-frame graph is the exception: it quantizes ``WEIGHTED_OPS`` only (faster per frame there,
-  slower on the window graphs; ``op_types_for``).
+  Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization, on every graph: the
+  stateful per-frame graph with only its convolutions quantized took 0.31 ms per frame against 0.25 ms
+  with every op (once the frame normalisation no longer ran in NHWC, ``FramePreprocess``).
+  ``quantize_int8(only=...)`` still quantizes chosen op types for a caller that wants it.
 
 ``--calib-method auto`` (the default) tries every method and keeps the graph that agrees best with
-FP32 on the eval clips (on the demo model, entropy agreed on 98.5% of target-val windows, percentile on
-99.6%, minmax on 98.5%: no one method is best for every model).
+FP32 on the eval clips (on the demo model's 240 target-val decisions: entropy 98.3%, percentile 99.6%,
+minmax 98.3%; no one method is best for every model).
 
-Calibration ranges are computed once per (model, data, method, quantized op types, clips) and cached as JSON by
+Calibration ranges are computed once per (model, data, method, clips) and cached as JSON by
 onnxruntime (``calibration_cache_path``), so re-quantizing with other excluded nodes (the accuracy
 gate) or re-running an export reuses them.
 """
@@ -117,21 +118,13 @@ def _calibration_method(name: str):
     return table[name]
 
 
-def op_types_for(flavour: str, role: str) -> tuple[str, ...] | None:
-    """The op types to quantize in a graph of this role, None for every op. The cpu flavour's
-    stateful per-frame graph quantizes only ``WEIGHTED_OPS``: benchmarks/int8_cpu.py measured its step
-    at 0.32 ms this way vs 0.48 ms with every op quantized, while the window graphs lost their
-    speed-up with the same restriction (2.21x -> 1.73x on the demo model), so they keep every op."""
-    return WEIGHTED_OPS if flavour == "cpu" and role == "stateful" else None
-
-
 def op_types(model: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in model.graph.node})
 
 
 def quantizer_settings(flavour: str, model: onnx.ModelProto, only: tuple[str, ...] | None = None) -> dict:
     """quantize_static keyword arguments for a flavour (see the module docstring); ``only``: quantize
-    just these op types (``op_types_for``)."""
+    just these op types."""
     settings = _flavour_settings(flavour, model)
     if only:
         settings["op_types_to_quantize"] = [t for t in only if t in op_types(model)] or list(only)

@@ -18,12 +18,16 @@ class FramePreprocess(nn.Module):
         mean = torch.tensor(spec.mean, dtype=torch.float32)
         std = torch.tensor(spec.std, dtype=torch.float32)
         # (x / 255 - mean) / std == x * scale + shift: one multiply-add in the graph.
-        self.register_buffer("scale", (1.0 / (255.0 * std)).view(3, 1, 1), persistent=False)
-        self.register_buffer("shift", (-mean / std).view(3, 1, 1), persistent=False)
+        self.register_buffer("scale", (1.0 / (255.0 * std)).view(3, 1), persistent=False)
+        self.register_buffer("shift", (-mean / std).view(3, 1), persistent=False)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.to(torch.float32).movedim(-1, -3)
-        return x * self.scale + self.shift
+        # The multiply-add runs on [..., 3, H*W] (each channel one contiguous run) and is reshaped back:
+        # on a graph of one frame, onnxruntime's layout pass otherwise moves it behind the NHWC transpose
+        # its integer convolutions want, where a per-channel broadcast over runs of 3 values was the
+        # slowest part of the stateful INT8 step (benchmarks/int8_cpu.py).
+        return (x.flatten(-2) * self.scale + self.shift).unflatten(-1, x.shape[-2:])
 
 
 class FramesClassifier(nn.Module):
