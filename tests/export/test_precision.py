@@ -57,3 +57,37 @@ def test_flavour_settings_follow_the_tensorrt_rules(tiny_onnx):
     with pytest.raises(EdgevtError, match="unknown INT8 flavour"):
         quantizer_settings("fpga", m)
     assert weighted_nodes(m) and all(n.op_type in ("Conv", "Gemm", "MatMul") for n in weighted_nodes(m))
+
+
+def test_cpu_flavour_keeps_the_input_side_of_a_frame_difference_model_in_float(tmp_path, tiny_spec, motiondigits):
+    """The cpu flavour leaves the normalisation and frame differences (the nodes before the first
+    convolution) in float, so the first conv quantizes the differences themselves; the TSN Lite0 on
+    frame differences lost most of its agreement with FP32 to uint8 differences (precision.py)."""
+    import onnx
+    import torch
+
+    from edgevt.export.exporter import ExportConfig, export_bundle
+    from edgevt.export.precision import input_side_nodes
+    from edgevt.models.checkpoint import save_checkpoint
+    from edgevt.models.zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tsn_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames, input="diff").eval()
+    ckpt = tmp_path / "diff.pt"
+    save_checkpoint(ckpt, model, tiny_spec, arch="tsn_tinycnn", model_kwargs={"input": "diff"})
+    cfg = ExportConfig(precisions=("fp32", "int8"), flavour="cpu", calib=motiondigits / "target" / "train",
+                       calib_cache=tmp_path / "cache", threads=1)
+    b = export_bundle(ckpt, tmp_path / "b", cfg)
+    fp32 = onnx.load(str(b.artifact_path("model.fp32")))
+    side = input_side_nodes(fp32)
+    ops = {n.name: n.op_type for n in fp32.graph.node}
+    assert "Sub" in {ops[n] for n in side} and "Conv" not in {ops[n] for n in side}
+    q = onnx.load(str(b.artifact_path("model.int8-cpu")))
+    producer = {o: n for n in q.graph.node for o in n.output}
+    in_q = {n.name: n for n in q.graph.node}
+    sub = next(in_q[n] for n in side if ops[n] == "Sub")
+    # the differences are taken in float: neither input of Sub comes out of a DequantizeLinear
+    assert not [i for i in sub.input if i in producer and producer[i].op_type == "DequantizeLinear"]
+    summary = b.manifest["checks"]["int8-cpu"]
+    assert sub.name in summary["input_side_float"] and sub.name not in summary["nodes_excluded"]
+    assert not summary["kept_high_precision"]  # not counted as layers kept by the gate
