@@ -341,6 +341,7 @@ def main() -> None:
     ap.add_argument("--lite0-weights", default="pretrained", choices=("pretrained", "none"))
     ap.add_argument("--lite0-size", type=int, default=224)
     ap.add_argument("--lite0-per-class", type=int, default=60, help="lite0's source-train (and target-train) clips per class")
+    ap.add_argument("--lite0-calib-clips", type=int, default=60, help="lite0's calibration clips (of its target-adapt set)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--slice-s", type=float, default=0.5, help="seconds per row per round")
@@ -373,7 +374,7 @@ def main() -> None:
             forms, calib_clips = ["stateful"], 60
         elif name == "lite0":
             ckpt, weights, model_data = adapted_lite0(work, args.lite0_size, args.lite0_per_class)
-            forms, calib_clips = [], 60
+            forms, calib_clips = [], args.lite0_calib_clips
         elif name == "lite0_fitted":
             ckpt, weights = fitted_checkpoint("tsn_efficientnet_lite0", data, work / "lite0.pt", args.lite0_weights,
                                               args.lite0_size)

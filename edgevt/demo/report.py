@@ -157,7 +157,9 @@ def _export(ctx, e: dict) -> dict:
             name = g.get("form") or key.partition(".")[2] or "window"
             few = "" if g.get("enough_clips", True) else " **(too few clips for a firm verdict)**"
             gates.append(f"INT8 accuracy gate, {name} form, {g.get('flavour') or 'tensorrt'} flavour "
-                         f"({g.get('clips')} labeled target-val clips{few}): FP32 {_pct(g.get('fp32'))}, INT8 "
+                         f"({g.get('clips')} labeled target-val clips"
+                         + (f", {g['decisions']} decisions" if g.get("decisions") not in (None, g.get("clips")) else "")
+                         + f"{few}): FP32 {_pct(g.get('fp32'))}, INT8 "
                          f"{_pct(g.get('int8'))}, drop {g.get('drop', 0):.2f} points (limit {g.get('max_drop')}), "
                          f"agreement with FP32 {_pct(g.get('agreement'))} (min {g.get('min_agreement', '-')}), "
                          f"{'passed' if g.get('passed') else 'FAILED'}; "
