@@ -123,6 +123,9 @@ def print_summary(bundle) -> None:
         if cal.get("tried"):
             typer.echo(f"INT8 calibration ({form}, {flavour}): {cal['method']} (auto; agreement with FP32 on the "
                        "eval clips: " + ", ".join(f"{m} {t['agreement']:.1f}%" for m, t in cal["tried"].items()) + ")")
+        k = checks.get(check_key(stored, form), {}).get("float_prefix_layers")
+        if k:
+            typer.echo(f"INT8 ({form}, {flavour}): the first {k} weighted layers kept in float with their activations")
         on = f"{g['clips']} clips" + (f" ({g['decisions']} decisions)" if g.get("decisions") not in (None, g["clips"]) else "")
         typer.echo(f"INT8 gate ({form}, {flavour}) on {on}: drop {g['drop']:.2f} points "
                    f"(max {g['max_drop']}){agree}, {kept} layer(s) kept in higher precision -> "

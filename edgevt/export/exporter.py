@@ -45,7 +45,7 @@ from edgevt.export.calibration import MIN_SENSIBLE_CLIPS, ClipCalibrationReader,
 from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, example_input, export_graph,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
                                 torch_runner)
-from edgevt.export.precision import (CALIB_AUTO, CALIB_CHOICES, convert_fp16, input_side_nodes,
+from edgevt.export.precision import (CALIB_AUTO, CALIB_CHOICES, convert_fp16, float_prefix, input_side_nodes,
                                      preprocess_for_quantization,
                                      quantize_int8)
 from edgevt.fileio import check_replaceable, file_sha256
@@ -55,6 +55,9 @@ from edgevt.models.forms import default_stream_form, stream_forms_for
 from edgevt.models.preprocess import model_input
 from edgevt.spec import ClipSpec
 
+# cpu INT8 flavour: float prefixes (leading weighted layers kept in float with their activations) the
+# gate tries before ranked layers; more than a few would take most of the speed-up at high resolution
+FLOAT_PREFIXES = (1, 2, 3, 4)
 STREAM_FORMS = ("incremental", "stateful")  # built by the export path; "stream": whichever the model has
 # Max abs logit difference allowed, relative to max(1, max |FP32 logit|).
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2}
@@ -558,6 +561,28 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     quantize = quantizer(method)
     caches = caches_for(method)
     summary = quantize(base)
+    prefix = 0
+    if flavour == "cpu" and data.eval is not None:
+        # a float prefix (the first layers with their activations) before ranked layers: in this flavour
+        # a ranked layer kept in float still has its activations rounded (precision.float_prefix)
+        first = f.graphs[0].role  # the graph that takes the frames
+        m0 = tried.get(method) or gate_mod.measure(eval_logits["fp32"], f.logits(stored, eval_in)[0], data.eval[1])
+        if gate_mod.failures(m0, config.max_drop, config.min_agreement):
+            model0 = onnx.load(str(prepared[first]))
+            side0 = list(input_side.get(first, []))
+            for k in FLOAT_PREFIXES:
+                input_side[first] = side0 + [n for n in float_prefix(model0, k) if n not in side0]
+                summary = quantize(base)
+                mk = gate_mod.measure(eval_logits["fp32"], f.logits(stored, eval_in)[0], data.eval[1])
+                log(f"  first {k} layers in float (activations too): agreement {mk['agreement']:.1f}%, "
+                    f"drop {mk['drop']:.2f} points")
+                if not gate_mod.failures(mk, config.max_drop, config.min_agreement):
+                    prefix = k
+                    break
+            if not prefix:  # none was enough: back to the whole graph for the ranked layers
+                input_side[first] = side0
+                summary = quantize(base)
+    summary["float_prefix_layers"] = prefix
     calib_seconds = time.perf_counter() - t0
     gate = None
     if data.eval is not None:

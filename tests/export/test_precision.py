@@ -91,3 +91,21 @@ def test_cpu_flavour_keeps_the_input_side_of_a_frame_difference_model_in_float(t
     summary = b.manifest["checks"]["int8-cpu"]
     assert sub.name in summary["input_side_float"] and sub.name not in summary["nodes_excluded"]
     assert not summary["kept_high_precision"]  # not counted as layers kept by the gate
+
+
+def test_float_prefix_is_the_leading_layers_with_their_activations(tmp_path, make_tiny_checkpoint):
+    import onnx
+
+    from edgevt.export.exporter import ExportConfig, export_bundle
+    from edgevt.export.precision import float_prefix, weighted_nodes
+
+    b = export_bundle(make_tiny_checkpoint("tsn_tinycnn"), tmp_path / "b", ExportConfig())
+    m = onnx.load(str(b.artifact_path("model.fp32")))
+    names = [n.name for n in m.graph.node]
+    w = [n.name for n in weighted_nodes(m)]
+    assert float_prefix(m, 0) == []
+    for k in (1, 2):
+        p = float_prefix(m, k)
+        assert p == names[:names.index(w[k])]  # everything before the (k+1)-th weighted layer
+        assert [n for n in p if n in w] == w[:k] and len(p) > k  # its activations too
+    assert float_prefix(m, len(w)) == names
