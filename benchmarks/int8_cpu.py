@@ -293,6 +293,7 @@ def markdown(res: dict, args) -> str:
             f"agreement {g.get('agreement', 0):.1f}%"
             + ("" if g.get("enough_clips", True) else " (too few clips)")
             + f", {len(g.get('kept_high_precision') or [])} kept"
+            + (f", first {m['int8']['float_prefix_layers']} layers float" if (m.get("int8") or {}).get("float_prefix_layers") else "")
             + (f" of {g['layers']} (mostly float)" if g.get("mostly_float") else ""))
         out.append(f"| {name} | {m['weights']} | {a['fp32_top1']:.1f} | {a['int8_top1']:.1f} ({a['drop']:+.1f}) | "
                    f"{a['agreement']:.1f}% ({a['clips']} clips) | {a['agreement_windows']:.1f}% ({a['windows']} windows) | "
@@ -394,7 +395,8 @@ def main() -> None:
             "gates": {k: v for k, v in checks.items() if k.startswith("gate")},
             "calibration": _calibration(checks["int8-cpu"].get("calibration") or {}),
             "int8": {k: checks["int8-cpu"].get(k)
-                     for k in ("activation_type", "weight_type", "per_channel", "qdq_nodes", "kept_high_precision")},
+                     for k in ("activation_type", "weight_type", "per_channel", "qdq_nodes", "kept_high_precision",
+                               "float_prefix_layers")},
             "accuracy": acc, "timing": timing, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"[{name}] speed-up b1 {timing['speedup_b1']['median']:.2f}x b4 {timing['speedup_b4']['median']:.2f}x "
               f"(cpu {timing['cpu_speedup_b1']['median']:.2f}x / {timing['cpu_speedup_b4']['median']:.2f}x)",
