@@ -90,14 +90,10 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 def quantized_nodes(fp32: onnx.ModelProto, qdq: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Nodes of the FP32 graph that take a dequantized input in the Q/DQ graph (weighted ops and
-    the others the quantizer covered: Add, Concat, pooling...), in graph order. A graph quantized for
-    some op types only (``edgevt.int8_op_types`` in its metadata) counts those only: an Add there reads
-    a dequantized tensor but computes in float, and keeping it in higher precision changes nothing."""
-    meta = {m.key: m.value for m in qdq.metadata_props}
-    only = set(meta["edgevt.int8_op_types"].split(",")) if meta.get("edgevt.int8_op_types") else None
+    the others the quantizer covered: Add, Concat, pooling...), in graph order."""
     dq_out = {o for n in qdq.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     quantized = {n.name for n in qdq.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-                 and any(i in dq_out for i in n.input) and (only is None or n.op_type in only)}
+                 and any(i in dq_out for i in n.input)}
     return [n for n in fp32.graph.node if n.name in quantized]
 
 

@@ -21,8 +21,7 @@ INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ fo
   Q/DQ and 32 layers kept), so the cpu flavour keeps output quantization, on every graph: the
   stateful per-frame graph with only its convolutions quantized took 0.31 ms per frame against 0.25 ms
   with every op (once the frame normalisation no longer ran in NHWC, ``FramePreprocess``).
-  ``quantize_int8(only=...)`` still quantizes chosen op types for a caller that wants it. The
-  cpu flavour keeps the graph's input side in float (``input_side_nodes``: normalisation, frame
+  The cpu flavour keeps the graph's input side in float (``input_side_nodes``: normalisation, frame
   differences), which the first convolution then quantizes: the uint8 frame differences cost the
   224x224 Lite0 most of its agreement with FP32.
 
@@ -125,16 +124,8 @@ def op_types(model: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in model.graph.node})
 
 
-def quantizer_settings(flavour: str, model: onnx.ModelProto, only: tuple[str, ...] | None = None) -> dict:
-    """quantize_static keyword arguments for a flavour (see the module docstring); ``only``: quantize
-    just these op types."""
-    settings = _flavour_settings(flavour, model)
-    if only:
-        settings["op_types_to_quantize"] = [t for t in only if t in op_types(model)] or list(only)
-    return settings
-
-
-def _flavour_settings(flavour: str, model: onnx.ModelProto) -> dict:
+def quantizer_settings(flavour: str, model: onnx.ModelProto) -> dict:
+    """quantize_static keyword arguments for a flavour (see the module docstring)."""
     from onnxruntime.quantization import QuantFormat, QuantType
 
     if flavour == "tensorrt":
@@ -188,13 +179,11 @@ def _quiet_per_channel_fallback():
 
 def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str = "entropy",
                   flavour: str = "tensorrt", nodes_to_exclude: list[str] | None = None,
-                  cache_path: str | Path | None = None, qdq_fp32_copy: str | Path | None = None,
-                  only: tuple[str, ...] | None = None) -> dict:
+                  cache_path: str | Path | None = None, qdq_fp32_copy: str | Path | None = None) -> dict:
     """Quantize ``prepared`` (output of ``preprocess_for_quantization``) to ``dst``.
 
     reader: an onnxruntime CalibrationDataReader (may be None when ``cache_path`` holds ranges).
     qdq_fp32_copy: also write the Q/DQ graph before the FP16 conversion there (per-layer analysis).
-    only: quantize just these op types (recorded in the graph's metadata for the gate's ranking).
     Returns a summary for the manifest (flavour, settings, Q/DQ counts, excluded nodes).
     """
     import contextlib
@@ -204,7 +193,7 @@ def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str 
 
     prepared, dst = Path(prepared), Path(dst)
     model = onnx.load(str(prepared))
-    settings = quantizer_settings(flavour, model, only)
+    settings = quantizer_settings(flavour, model)
     if reader is not None and hasattr(reader, "rewind"):
         reader.rewind()
     if reader is not None and hasattr(reader, "set_range"):
@@ -226,8 +215,7 @@ def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str 
             raise EdgevtError(f"INT8 quantization failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") \
                 from None
         q = onnx.load(str(qdq))
-        set_metadata(q, {"edgevt.precision": "int8", "edgevt.int8_flavour": flavour,
-                         **({"edgevt.int8_op_types": ",".join(settings["op_types_to_quantize"])} if only else {})})
+        set_metadata(q, {"edgevt.precision": "int8", "edgevt.int8_flavour": flavour})
         if qdq_fp32_copy:
             onnx.save_model(q, str(qdq_fp32_copy))
         if flavour == "tensorrt":
@@ -244,7 +232,6 @@ def quantize_int8(prepared: str | Path, dst: str | Path, *, reader, method: str 
             "activation_type": settings["activation_type"].name, "weight_type": settings["weight_type"].name,
             "per_channel": settings["per_channel"], "scale_type": "float16" if flavour == "tensorrt" else "float32",
             "output_quantization": "OpTypesToExcludeOutputQuantization" not in settings["extra_options"],
-            "op_types_quantized": list(settings.get("op_types_to_quantize") or ["all"]),
             "qdq_nodes": counts}
 
 
