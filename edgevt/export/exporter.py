@@ -549,39 +549,46 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     cache_hit = all(c.exists() for m in methods for c in caches_for(m).values())
     log(f"calibrating {form} ({flavour} INT8) on {len(clips)} target clips ({', '.join(methods)}, "
         f"{'cached ranges' if cache_hit else 'computing ranges'})")
-    tried = {}
+
+    def measured() -> tuple:  # the INT8 graph now on disk, on the eval clips: (logits, measurement)
+        lg = f.logits(stored, eval_in)[0]
+        return lg, gate_mod.measure(eval_logits["fp32"], lg, data.eval[1])
+
+    runs: dict = {}  # method -> (summary, logits, measurement) of its whole graph
     if len(methods) > 1:
         for m in methods:
-            quantizer(m)(base)
-            tried[m] = gate_mod.measure(eval_logits["fp32"], f.logits(stored, eval_in)[0], data.eval[1])
-            log(f"  {m}: agreement with FP32 {tried[m]['agreement']:.1f}%, drop {tried[m]['drop']:.2f} points")
-        method = gate_mod.best_calibration(tried)
+            runs[m] = (quantizer(m)(base), *measured())
+            log(f"  {m}: agreement with FP32 {runs[m][2]['agreement']:.1f}%, drop {runs[m][2]['drop']:.2f} points")
+        method = gate_mod.best_calibration({m: r[2] for m, r in runs.items()})
     else:
         method = methods[0]
+    tried = {m: r[2] for m, r in runs.items()}
     quantize = quantizer(method)
     caches = caches_for(method)
-    summary = quantize(base)
+    if method == methods[-1] and method in runs:  # its graph is the one on disk
+        summary, logits, m0 = runs[method]
+    else:
+        summary = quantize(base)
+        logits, m0 = runs[method][1:] if method in runs else measured() if data.eval is not None else (None, None)
     prefix = 0
-    if flavour == "cpu" and data.eval is not None:
+    if flavour == "cpu" and data.eval is not None and gate_mod.failures(m0, config.max_drop, config.min_agreement):
         # a float prefix (the first layers with their activations) before ranked layers: in this flavour
         # a ranked layer kept in float still has its activations rounded (precision.float_prefix)
         first = f.graphs[0].role  # the graph that takes the frames
-        m0 = tried.get(method) or gate_mod.measure(eval_logits["fp32"], f.logits(stored, eval_in)[0], data.eval[1])
-        if gate_mod.failures(m0, config.max_drop, config.min_agreement):
-            model0 = onnx.load(str(prepared[first]))
-            side0 = list(input_side.get(first, []))
-            for k in FLOAT_PREFIXES:
-                input_side[first] = side0 + [n for n in float_prefix(model0, k) if n not in side0]
-                summary = quantize(base)
-                mk = gate_mod.measure(eval_logits["fp32"], f.logits(stored, eval_in)[0], data.eval[1])
-                log(f"  first {k} layers in float (activations too): agreement {mk['agreement']:.1f}%, "
-                    f"drop {mk['drop']:.2f} points")
-                if not gate_mod.failures(mk, config.max_drop, config.min_agreement):
-                    prefix = k
-                    break
-            if not prefix:  # none was enough: back to the whole graph for the ranked layers
-                input_side[first] = side0
-                summary = quantize(base)
+        model0 = onnx.load(str(prepared[first]))
+        side0 = list(input_side.get(first, []))
+        for k in FLOAT_PREFIXES:
+            input_side[first] = side0 + [n for n in float_prefix(model0, k) if n not in side0]
+            summary_k = quantize(base)
+            logits_k, mk = measured()
+            log(f"  first {k} layers in float (activations too): agreement {mk['agreement']:.1f}%, "
+                f"drop {mk['drop']:.2f} points")
+            if not gate_mod.failures(mk, config.max_drop, config.min_agreement):
+                prefix, summary, logits = k, summary_k, logits_k
+                break
+        if not prefix:  # none was enough: back to the whole graph for the ranked layers
+            input_side[first] = side0
+            summary = quantize(base)
     summary["float_prefix_layers"] = prefix
     calib_seconds = time.perf_counter() - t0
     gate = None
@@ -599,6 +606,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
 
         gate = gate_mod.run_gate(quantize, lambda: f.logits(stored, eval_in)[0], rank, fp32_logits=eval_logits["fp32"],
                                  labels=data.eval[1], max_drop=config.max_drop, kept=kept, log=log, summary=summary,
+                                 logits=logits,
                                  min_agreement=config.min_agreement, min_clips=config.gate_min_clips,
                                  clips=len(set(data.eval[2])))
         summary, kept = gate.summary, gate.kept

@@ -211,18 +211,20 @@ def run_gate(quantize: Callable[[list[str]], dict], int8_logits: Callable[[], np
              rank: Callable[[], list[tuple[str, float]]], *, fp32_logits: np.ndarray, labels: np.ndarray,
              max_drop: float, kept: list[dict], log: Callable[[str], None] = lambda m: None,
              summary: dict | None = None, min_agreement: float = DEFAULT_MIN_AGREEMENT,
-             min_clips: int = MIN_GATE_CLIPS, clips: int | None = None) -> GateOutcome:
+             min_clips: int = MIN_GATE_CLIPS, clips: int | None = None,
+             logits: np.ndarray | None = None) -> GateOutcome:
     """The INT8 accuracy gate for any form: measure; while the drop is over ``max_drop`` or the
     agreement with FP32 under ``min_agreement``, keep the most sensitive layers (``rank()``) in higher
     precision in growing groups, re-quantize (``quantize(exclude)``) and re-measure. ``kept`` holds
     the layers excluded from the start (with reasons); ``summary`` is the first quantization's summary
-    when the caller already ran it. ``clips``: how many videos the eval rows (decisions) come from
+    when the caller already ran it, ``logits`` that graph's INT8 logits when the caller measured them. ``clips``: how many videos the eval rows (decisions) come from
     (default: one row per clip); ``min_clips`` counts videos.
 
     Raises EdgevtError when the gate fails, or passes only with no layer left in INT8."""
     base = [k["node"] for k in kept]
-    summary = summary if summary is not None else quantize(base)
-    logits = int8_logits()
+    if summary is None:
+        summary, logits = quantize(base), None
+    logits = int8_logits() if logits is None else logits
     m = measure(fp32_logits, logits, labels)
     steps = [{"excluded": len(base), "drop": m["drop"], "int8": m["int8"], "agreement": m["agreement"]}]
     ranking: list = []
