@@ -15,6 +15,9 @@ flavour="cpu"`` (the accuracy gate on: top-1 drop and agreement with FP32 on tar
   on its own MotionDigits-DA set, the demo's recipe with ``--lite0-per-class`` (60) source and
   target-train clips per class (half of target-train held out as target-val: 180 clips for the gate;
   64x64 videos, upscaled to 224). Made once under ``--work`` and reused.
+- ``lite0_tsm``, ``lite0_tsm_inv`` (``LITE0_VARIANTS``): ``tsm_efficientnet_lite0`` with the same recipe,
+  and with the source clips each also inverted (the polarity shortcut removed; the accurate one,
+  ``benchmarks/lite0_target.py``).
 - ``lite0_fitted``: the earlier speed subject -- the same architecture with only its classifier
   fitted by least squares on the demo's source-train clips (near chance: not an accurate model).
 
@@ -113,11 +116,38 @@ LITE0_RECIPE = dict(strategy="auto", rungs="source_only,bn", model="tsn_efficien
                     batch_size=16, lr=3e-3)
 
 
-def adapted_lite0(work: Path, size: int, per_class: int, seed: int = 0) -> tuple[Path, str, Path]:
+def inverted_source(data: Path) -> Path:
+    """A source-train list with every clip twice: as filmed and inverted (255 - pixel: dark ink on a
+    light scene), same label. Inversion keeps the motion and flips the sign of every frame
+    difference, so the ink's polarity no longer tells the direction (benchmarks/lite0_target.py)."""
+    from edgevt.data.video import read_frames, write_video
+
+    out = data / "source_train_inverted.txt"
+    if out.exists():
+        return out
+    lines = [ln.split() for ln in (data / "source_train.txt").read_text().splitlines() if ln.strip()]
+    rows = []
+    for rel, label in lines:
+        inv = Path("source_inverted") / Path(rel).relative_to("source")
+        (data / inv).parent.mkdir(parents=True, exist_ok=True)
+        write_video(data / inv, 255 - read_frames(data / rel))
+        rows += [f"{rel} {label}", f"{inv} {label}"]
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("\n".join(rows) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def adapted_lite0(work: Path, size: int, per_class: int, seed: int = 0, arch: str = "tsn_efficientnet_lite0",
+                  invert: bool = False, train: bool = True, **recipe) -> tuple[Path, str, Path]:
     """``tsn_efficientnet_lite0`` at ``size`` adapted by ``edgevt adapt`` (``LITE0_RECIPE``: the
     bundled ImageNet backbone on frame differences, its top stages + head trained on cached frozen
     features, then ``--strategy auto`` over source-only and BatchNorm re-estimation, chosen on
     target-val) on a MotionDigits-DA set like the demo's with ``per_class`` source clips per class.
+    ``arch="tsm_efficientnet_lite0"``: the same backbone with TSM's temporal shifts (``lite0_tsm``).
+    ``invert``: train on ``inverted_source`` (each source clip as filmed and inverted); ``recipe``
+    overrides ``LITE0_RECIPE`` fields. ``train=False``: return the run folder's checkpoint path
+    (made or not) without training; ``how`` is then None.
     Returns the checkpoint, how it was made and its data folder."""
     from dataclasses import replace
 
@@ -129,18 +159,37 @@ def adapted_lite0(work: Path, size: int, per_class: int, seed: int = 0) -> tuple
     data = root / "data"
     if not (data / "target_val.txt").exists():
         run_demo(root, replace(SIZES["quick"], name="lite0", train_per_class=per_class, seed=seed), until="data")
-    out = work / f"lite0_adapt_{size}_{per_class}_s{seed}"
-    cfg = AdaptConfig(source=str(data / "source_train.txt"), target=str(data / "target_adapt.txt"),
+    tag = ("" if arch == "tsn_efficientnet_lite0" else "_" + arch.split("_")[0]) + ("_inv" if invert else "")
+    tag += "".join(f"_{k}{v}" for k, v in sorted(recipe.items()))
+    out = work / f"lite0{tag}_adapt_{size}_{per_class}_s{seed}"
+    source = inverted_source(data) if invert else data / "source_train.txt"
+    cfg = AdaptConfig(source=str(source), target=str(data / "target_adapt.txt"),
                       target_val=str(data / "target_val.txt"), target_test=str(data / "target_test.txt"),
-                      source_test=str(data / "source_test.txt"), out=str(out), size=size, seed=seed, **LITE0_RECIPE)
+                      source_test=str(data / "source_test.txt"), out=str(out), size=size, seed=seed,
+                      **{**LITE0_RECIPE, "model": arch, **recipe})
     ckpt = out / "model.pt"
+    if not train:
+        return ckpt, None, data
     if not ckpt.exists():
-        print(f"adapting tsn_efficientnet_lite0 at {size}x{size} into {out}", flush=True)
+        print(f"adapting {arch} at {size}x{size} into {out}", flush=True)
         adapt(cfg)
     rep = json.loads((out / "report.json").read_text())
-    how = (f"ImageNet backbone on frame differences, adapted: --strategy auto chose {rep['chosen']} "
-           f"(the last {LITE0_RECIPE['unfreeze']} of its 9 stages + the head trained on {per_class * 6} source clips)")
+    n_src = per_class * 6 * (2 if invert else 1)
+    how = (f"{'TSM: ' if 'tsm' in arch else ''}ImageNet backbone on frame differences, adapted: --strategy auto chose "
+           f"{rep['chosen']} (the last {cfg.unfreeze} of its 9 stages + the head trained on {n_src} source clips"
+           f"{', each also inverted' if invert else ''})")
     return ckpt, how, data
+
+
+# --models name -> (architecture, what changes from LITE0_RECIPE; benchmarks/lite0_target.py measures
+# why): lite0_tsm_inv is TSM trained on the source clips each also inverted (the ink's polarity then
+# no longer predicts the direction of motion), the source-only rung for 4 epochs over twice the clips,
+# without the frozen-feature cache (TSM's window cache at 224 does not fit in 24 GiB for that many videos)
+LITE0_VARIANTS = {
+    "lite0": ("tsn_efficientnet_lite0", {}),
+    "lite0_tsm": ("tsm_efficientnet_lite0", {}),
+    "lite0_tsm_inv": ("tsm_efficientnet_lite0", dict(invert=True, rungs="source_only", epochs=4, cache_features="off")),
+}
 
 
 def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: int) -> tuple:
@@ -373,15 +422,16 @@ def main() -> None:
             ckpt, weights = fitted_checkpoint("tsm_tinycnn", data, work / "tsm_causal.pt", "none", 64,
                                               shift_direction="causal")
             forms, calib_clips = ["stateful"], 60
-        elif name == "lite0":
-            ckpt, weights, model_data = adapted_lite0(work, args.lite0_size, args.lite0_per_class)
+        elif name in LITE0_VARIANTS:
+            arch, change = LITE0_VARIANTS[name]
+            ckpt, weights, model_data = adapted_lite0(work, args.lite0_size, args.lite0_per_class, arch=arch, **change)
             forms, calib_clips = [], args.lite0_calib_clips
         elif name == "lite0_fitted":
             ckpt, weights = fitted_checkpoint("tsn_efficientnet_lite0", data, work / "lite0.pt", args.lite0_weights,
                                               args.lite0_size)
             forms, calib_clips = [], 32
         else:
-            raise SystemExit(f"unknown model {name!r}; choose from demo, tsm_causal, lite0, lite0_fitted")
+            raise SystemExit(f"unknown model {name!r}; choose from demo, tsm_causal, lite0_fitted, " + ", ".join(LITE0_VARIANTS))
         b, refused, export_s = export(ckpt, work / f"{name}.bundle", model_data, args, forms, calib_clips)
         print(f"[{name}] exported in {export_s}s; evaluating", flush=True)
         acc = accuracy(b, model_data, threads=None)

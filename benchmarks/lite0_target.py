@@ -1,0 +1,200 @@
+"""How accurate is the INT8 benchmark's lite0 on its target camera, and why?
+
+The INT8 benchmark (``benchmarks/int8_cpu.py``) adapts EfficientNet-Lite0 at 224x224 on frame
+differences with ``LITE0_RECIPE`` (``edgevt adapt --strategy auto --rungs source_only,bn``: the
+bundled ImageNet backbone, its last 6 of 9 stages + the head trained on cached frozen features,
+chosen on target-val) on its own MotionDigits-DA set (``--per-class`` source and target-train clips
+per class, 64x64 videos upscaled). This script reports, per architecture (``--archs``):
+
+- auto's two candidates (source-only, bn) on target-val / target-test / source-test, and auto's
+  choice;
+- the share of target-test errors that are the *partner* class (the same motion reversed: right <->
+  left, up <-> down, cw <-> ccw);
+- the polarity probe: the chosen model on source-test clips as they are and inverted (255 - pixel:
+  dark ink on a white background). A model that reads the direction of motion from the sign of a
+  single frame difference predicts the partner class on inverted clips, and then cannot work on a
+  target whose ink is bright on dark scenes and dark on bright ones (MotionDigits-DA's photo
+  target: ``edgevt.data.synth.compose_target``);
+- ``tsm_inv``: TSM trained on the source clips each also inverted (see ``ARCHS``), so that the
+  polarity shortcut is gone from the source;
+- with ``--oracle``: the same model, input and schedule trained on the labeled target-train clips
+  (``--strategy finetune --source target_train.txt``), the most adaptation could reach.
+
+``tsn`` is ``tsn_efficientnet_lite0`` (per-frame encoder, average over time); ``tsm`` is
+``tsm_efficientnet_lite0`` (the same backbone with TSM's temporal shifts in its residual blocks,
+which let it follow where the moving glyph is from frame to frame, whatever its polarity).
+Reuses what ``int8_cpu.py`` made under ``--work`` (same folders).
+
+    python benchmarks/lite0_target.py --work /tmp/int8_all [--archs tsn,tsm,tsm_inv] [--oracle] [--no-train]
+
+Writes benchmarks/results/<--name>.{md,json} (default lite0_target).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import write_results  # noqa: E402
+from int8_cpu import LITE0_RECIPE, LITE0_VARIANTS, adapted_lite0  # noqa: E402
+
+# name -> (architecture, what changes from LITE0_RECIPE): int8_cpu.LITE0_VARIANTS (tsm_inv: TSM on the
+# source clips each also inverted, so the ink's polarity no longer predicts the direction)
+ARCHS = {k.replace("lite0_", "") if k != "lite0" else "tsn": v for k, v in LITE0_VARIANTS.items()}
+
+
+def partner_share(confusion: list, labels: list[str]) -> float | None:
+    """Of the off-diagonal (wrong) predictions, the share that is the true class's partner."""
+    from edgevt.data.synth import PARTNER
+
+    c = np.asarray(confusion)
+    wrong = c.sum() - np.trace(c)
+    if not wrong:
+        return None
+    part = sum(c[i, labels.index(PARTNER[n])] for i, n in enumerate(labels) if PARTNER.get(n) in labels)
+    return float(part / wrong)
+
+
+def polarity_probe(ckpt: Path, data: Path) -> dict:
+    """The model on source-test clips as they are and inverted: share of true and partner predictions."""
+    import torch
+
+    from edgevt.adapt.data import collate, open_labeled
+    from edgevt.adapt.features import ClipNet
+    from edgevt.data.datasets import LabelMap
+    from edgevt.data.synth import PARTNER
+    from edgevt.models.checkpoint import model_from_checkpoint
+
+    model, spec = model_from_checkpoint(ckpt)
+    ds = open_labeled(str(data / "source_test.txt"), spec, LabelMap(spec.labels), train=False, seed=0,
+                      what="source-test")
+    net = ClipNet(model, spec).eval()
+    partner = torch.tensor([spec.labels.index(PARTNER[n]) for n in spec.labels])
+    out = {}
+    with torch.no_grad():
+        for name, f in (("as_is", lambda x: x), ("inverted", lambda x: 255 - x)):
+            true = part = n = 0
+            for i in range(0, len(ds), 16):
+                x, y = collate(ds, range(i, min(i + 16, len(ds))), "cpu")
+                p = net(f(x)).argmax(1)
+                true += int((p == y).sum())
+                part += int((p == partner[y]).sum())
+                n += len(y)
+            out[name] = {"true": true / n, "partner": part / n, "clips": n}
+    return out
+
+
+def oracle(data: Path, out: Path, arch: str, size: int, seed: int) -> dict:
+    """The same model, input and schedule trained on the labeled target-train clips."""
+    from edgevt.adapt import AdaptConfig, adapt
+
+    if not (out / "report.json").exists():
+        recipe = {k: v for k, v in LITE0_RECIPE.items() if k not in ("strategy", "rungs", "model")}
+        print(f"training the oracle into {out}", flush=True)
+        adapt(AdaptConfig(source=str(data / "target_train.txt"), target_test=str(data / "target_test.txt"),
+                          source_test=str(data / "source_test.txt"), out=str(out), size=size, seed=seed,
+                          strategy="finetune", model=arch, **recipe))
+    rep = json.loads((out / "report.json").read_text())
+    return {"target_test": rep["eval"]["target_test"]["accuracy"],
+            "source_test": (rep["eval"].get("source_test") or {}).get("accuracy"),
+            "train_acc": rep["train"]["history"][-1]["acc"]}
+
+
+def pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def markdown(res: dict) -> str:
+    lines = [
+        "# lite0 (EfficientNet-Lite0, 224x224, frame differences) on its target camera",
+        "",
+        f"Recipe (`benchmarks/int8_cpu.py` LITE0_RECIPE; a row's name says what it changes): "
+        f"`{json.dumps({k: v for k, v in LITE0_RECIPE.items() if k != 'model'})}`; {res['per_class']} source and "
+        f"target-train clips per class; seed {res['seed']} (one seed: no spread). Chance is 16.7%. "
+        "Target-test: 60 clips; target-val: 180 clips (auto chooses on it).",
+        "",
+        "| model | candidate | target-val | target-test | source-test | target-test errors that are the partner class |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for key, r in res["archs"].items():
+        name = r["arch"] + (" + inverted source copies, " + ", ".join(f"{k}={v}" for k, v in r["change"].items()
+                                                                      if k != "invert") if r["change"] else "")
+        for c, v in r["candidates"].items():
+            chosen = " (auto's choice)" if c == r["chosen"] else ""
+            chosen += "" if r["auto_finished"] else " (auto did not finish: finished candidates only)"
+            collapsed = ", predictions collapsed" if v["collapsed"] else ""
+            lines.append(f"| {name} | {c}{chosen}{collapsed} | {pct(v['target_val'])} | {pct(v['target_test'])} "
+                         f"| {pct(v['source_test'])} | {pct(v['partner_share'])}% |")
+        if r.get("oracle"):
+            o = r["oracle"]
+            lines.append(f"| {r['arch']} | oracle (target-train labels; train acc {pct(o['train_acc'])}) | — "
+                         f"| {pct(o['target_test'])} | {pct(o['source_test'])} | |")
+    lines += ["", "Polarity probe (auto's choice, or the finished candidate, on source-test clips, as they are and inverted: 255 - pixel):", "",
+              "| model | as is: true / partner class | inverted: true / partner class |", "|---|---:|---:|"]
+    for key, r in res["archs"].items():
+        p = r["polarity"]
+        lines.append(f"| {key}: {r['arch']} | {pct(p['as_is']['true'])} / {pct(p['as_is']['partner'])} "
+                     f"| {pct(p['inverted']['true'])} / {pct(p['inverted']['partner'])} |")
+    lines += ["", f"Command: `{res['command']}`"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True, help="int8_cpu.py's --work folder (models are reused)")
+    ap.add_argument("--archs", default="tsn,tsm", help="comma-separated: tsn, tsm, tsm_inv")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--per-class", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-train", action="store_true",
+                    help="report what the --work folders hold (finished candidates) without training")
+    ap.add_argument("--oracle", action="store_true", help="also train each model's target-trained oracle (slow)")
+    ap.add_argument("--name", default="lite0_target")
+    args = ap.parse_args()
+    res: dict = {"per_class": args.per_class, "size": args.size, "seed": args.seed,
+                 "command": "python benchmarks/lite0_target.py " + " ".join(sys.argv[1:]), "archs": {}}
+    for key in [a.strip() for a in args.archs.split(",") if a.strip()]:
+        if key not in ARCHS:
+            raise SystemExit(f"unknown --archs entry {key!r}; use {', '.join(ARCHS)}")
+        t0 = time.perf_counter()
+        arch, change = ARCHS[key]
+        ckpt, _, data = adapted_lite0(args.work, args.size, args.per_class, seed=args.seed, arch=arch,
+                                      train=not args.no_train, **change)
+        done = (ckpt.parent / "report.json").exists()
+        # an auto run that did not finish (--no-train, or killed) still has its finished candidates
+        reports = {d.name: json.loads((d / "report.json").read_text())
+                   for d in sorted((ckpt.parent / "candidates").glob("*")) if (d / "report.json").exists()}
+        if not reports:
+            raise SystemExit(f"{ckpt.parent}: no finished candidate; run without --no-train")
+        chosen = json.loads((ckpt.parent / "report.json").read_text())["chosen"] if done else None
+        cands = {}
+        for name, crep in reports.items():
+            ev, labels = crep["eval"], crep["labels"]
+            cands[name] = {"target_val": ev["target_val"]["accuracy"], "target_test": ev["target_test"]["accuracy"],
+                           "source_test": ev["source_test"]["accuracy"],
+                           "collapsed": bool((crep.get("target_predictions") or {}).get("collapsed")),
+                           "partner_share": partner_share(ev["target_test"]["confusion"], labels),
+                           "target_test_confusion": ev["target_test"]["confusion"]}
+        probe = ckpt if done else ckpt.parent / "candidates" / next(iter(reports)) / "model.pt"
+        r = {"arch": arch, "change": {k: v for k, v in change.items()}, "checkpoint": str(probe),
+             "auto_finished": done, "chosen": chosen, "labels": labels, "candidates": cands,
+             "polarity": polarity_probe(probe, data)}
+        if args.oracle:
+            r["oracle"] = oracle(data, args.work / f"lite0_{key}_oracle_{args.size}_{args.per_class}_s{args.seed}",
+                                 arch, args.size, args.seed)
+        r["seconds"] = round(time.perf_counter() - t0, 1)
+        res["archs"][key] = r
+        print(f"{arch}: {json.dumps({k: v for k, v in r.items() if k != 'candidates'})}", flush=True)
+    path = write_results(args.name, markdown(res), res)
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
