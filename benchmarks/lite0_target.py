@@ -142,6 +142,11 @@ def markdown(res: dict) -> str:
         p = r["polarity"]
         lines.append(f"| {key}: {r['arch']} | {pct(p['as_is']['true'])} / {pct(p['as_is']['partner'])} "
                      f"| {pct(p['inverted']['true'])} / {pct(p['inverted']['partner'])} |")
+    if res.get("demo_polarity"):
+        p = res["demo_polarity"]
+        lines.append(f"| the demo's model (tsm_tinycnn from scratch, 64x64, its own data) | "
+                     f"{pct(p['as_is']['true'])} / {pct(p['as_is']['partner'])} "
+                     f"| {pct(p['inverted']['true'])} / {pct(p['inverted']['partner'])} |")
     lines += ["", f"Command: `{res['command']}`"]
     return "\n".join(lines)
 
@@ -156,6 +161,8 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true",
                     help="report what the --work folders hold (finished candidates) without training")
     ap.add_argument("--oracle", action="store_true", help="also train each model's target-trained oracle (slow)")
+    ap.add_argument("--demo", type=Path, default=None,
+                    help="also run the polarity probe on this demo folder's adapted model (models/auto/model.pt)")
     ap.add_argument("--name", default="lite0_target")
     args = ap.parse_args()
     res: dict = {"per_class": args.per_class, "size": args.size, "seed": args.seed,
@@ -192,6 +199,11 @@ def main() -> None:
         r["seconds"] = round(time.perf_counter() - t0, 1)
         res["archs"][key] = r
         print(f"{arch}: {json.dumps({k: v for k, v in r.items() if k != 'candidates'})}", flush=True)
+    if args.demo is not None:
+        ckpt = args.demo / "models" / "auto" / "model.pt"
+        if not ckpt.exists():
+            raise SystemExit(f"{ckpt}: no adapted demo model (run `edgevt demo --out {args.demo}` first)")
+        res["demo_polarity"] = {"checkpoint": str(ckpt), **polarity_probe(ckpt, args.demo / "data")}
     path = write_results(args.name, markdown(res), res)
     print(path.read_text())
 
