@@ -32,9 +32,11 @@ def adapt(
     unfreeze: int = typer.Option(2, help="partial: backbone stages trained, counted from the top."),
     freeze_bn: str = typer.Option("auto", help="Keep BatchNorm statistics fixed: auto (small batches or pretrained), always, never."),
     cache_features: str = typer.Option("auto", help="Train on cached frozen-stage features when exact: auto, on, off."),
-    augment: str = typer.Option("none", help="Training augmentation: none, basic (crop + colour jitter) or "
+    augment: str = typer.Option("none", help="Training augmentation: none, basic (crop + colour jitter), "
                                 "appearance (domain randomisation: random background textures, colour, light, blur, "
-                                "sensor noise; what makes a model carry to a new camera). Disables the feature cache."),
+                                "sensor noise; what makes a model carry to a new camera) or invert (each clip's negative half the "
+                                "time, so a bright-on-dark source does not teach the sign of motion from polarity; "
+                                "for TSM/3D models). Disables the feature cache."),
     input: str = typer.Option("rgb", "--input", help="What a TSN/TSM frame encoder sees: rgb, or diff (differences "
                               "of consecutive clip frames: motion without the static scene; streams as window)."),
     limit_per_class: Optional[int] = typer.Option(None, help="Use only this many labeled training clips per class."),

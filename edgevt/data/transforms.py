@@ -48,7 +48,7 @@ def colour_jitter(clip: np.ndarray, rng: np.random.Generator, brightness: float,
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-AUGMENTS = ("none", "basic", "appearance")  # --augment: what make_augment returns
+AUGMENTS = ("none", "basic", "appearance", "invert")  # --augment: what make_augment returns
 
 
 @dataclass
@@ -90,6 +90,25 @@ class AppearanceAugment:
         return np.clip(x, 0, 255).astype(np.uint8)
 
 
+@dataclass
+class PolarityInvert:
+    """The clip's negative (255 - pixel, every frame alike) with probability ``p``; the motion and the
+    label are unchanged.
+
+    A source camera that films bright actors on a dark scene lets a model read the direction of a
+    motion from the sign of a frame difference (bright arriving, dark leaving); on a target where
+    the actor is darker than the scene the signs flip and that model predicts the reversed motion.
+    Seeing both polarities removes the shortcut (``benchmarks/lite0_target.py``). It suits models
+    that relate frames (TSM, 3D, frame differences across a TSM): for TSN on frame differences one
+    difference alone is then ambiguous.
+    """
+
+    p: float = 0.5
+
+    def __call__(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return 255 - clip if rng.random() < self.p else clip
+
+
 def random_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A random RGB texture [h, w, 3] in [0, 255]: smooth colour noise at a random scale, with
     optional stripes, like the clutter of a scene (float32)."""
@@ -107,8 +126,9 @@ def random_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_augment(name: str | bool | None):
-    """The training transform named by ``--augment``: none, basic (crop + colour jitter) or
-    appearance (domain randomisation: background textures, colour, light, blur, noise + crop)."""
+    """The training transform named by ``--augment``: none, basic (crop + colour jitter),
+    appearance (domain randomisation: background textures, colour, light, blur, noise + crop) or
+    invert (the clip's negative half the time: ``PolarityInvert``)."""
     from edgevt.errors import EdgevtError
 
     if name is True:
@@ -119,4 +139,6 @@ def make_augment(name: str | bool | None):
         return ClipAugment()
     if name == "appearance":
         return AppearanceAugment()
+    if name == "invert":
+        return PolarityInvert()
     raise EdgevtError(f"unknown --augment {name!r}; use one of {', '.join(AUGMENTS)}")

@@ -95,3 +95,24 @@ def test_cuda_amp_run(tiny_cfg):
     res = adapt(tiny_cfg(device="cuda", amp=True, epochs=1))
     assert res.report["eval"]["target_test"]["clips"] == 12
     assert math.isfinite(res.report["train"]["history"][0]["loss"])
+
+
+def test_invert_augment_trains_on_both_polarities_and_turns_the_cache_off(tiny_cfg, tmp_path, monkeypatch):
+    """--augment invert reaches the training clips (some arrive inverted) and, as a pixel
+    augmentation, disables the frozen-feature cache."""
+    from edgevt.data import transforms
+
+    seen = []
+    real = transforms.PolarityInvert.__call__
+
+    def spy(self, clip, rng):
+        out = real(self, clip, rng)
+        seen.append(out is not clip)
+        return out
+
+    monkeypatch.setattr(transforms.PolarityInvert, "__call__", spy)
+    res = adapt(tiny_cfg(augment="invert", mode="partial", unfreeze=1, out=str(tmp_path / "inv")))
+    assert seen and any(seen) and not all(seen)
+    rep = json.loads((tmp_path / "inv" / "report.json").read_text())
+    assert rep["feature_cache"].startswith("off")
+    assert res.checkpoint

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgevt.data.transforms import AppearanceAugment, ClipAugment, make_augment, random_texture
+from edgevt.data.transforms import AppearanceAugment, ClipAugment, PolarityInvert, make_augment, random_texture
 from edgevt.errors import EdgevtError
 
 
@@ -24,3 +24,27 @@ def test_make_augment_names():
     assert make_augment(True) is not None and isinstance(make_augment("appearance"), AppearanceAugment)
     with pytest.raises(EdgevtError, match="unknown --augment 'strong'"):
         make_augment("strong")
+
+
+def test_invert_augment_flips_the_whole_clip_half_the_time_and_keeps_the_motion():
+    clip = np.zeros((4, 16, 16, 3), np.uint8)
+    for t in range(4):
+        clip[t, 4:8, 2 + 3 * t:6 + 3 * t] = 230  # a bright square moving right
+    aug = make_augment("invert")
+    assert isinstance(aug, PolarityInvert)
+    rng = np.random.default_rng(0)
+    outs = [aug(clip, rng) for _ in range(200)]
+    flipped = [not np.array_equal(o, clip) for o in outs]
+    assert 0.35 < np.mean(flipped) < 0.65  # p = 0.5
+    for o, f in zip(outs, flipped):
+        assert o.dtype == np.uint8 and o.shape == clip.shape
+        if f:  # every frame inverted alike: the frame differences are negated, the motion is the same
+            assert np.array_equal(o, 255 - clip)
+            d, d0 = np.diff(o.astype(int), axis=0), np.diff(clip.astype(int), axis=0)
+            assert np.array_equal(d, -d0)
+
+
+def test_adapt_config_accepts_invert():
+    from edgevt.adapt import AdaptConfig
+
+    AdaptConfig(source="s", out="o", augment="invert").validate()
