@@ -189,6 +189,8 @@ LITE0_VARIANTS = {
     "lite0": ("tsn_efficientnet_lite0", {}),
     "lite0_tsm": ("tsm_efficientnet_lite0", {}),
     "lite0_tsm_inv": ("tsm_efficientnet_lite0", dict(invert=True, rungs="source_only", epochs=4, cache_features="off")),
+    # the same idea on the fly: edgevt adapt --augment invert (each clip inverted with p=0.5), 6 epochs
+    "lite0_tsm_invaug": ("tsm_efficientnet_lite0", dict(augment="invert", rungs="source_only", epochs=6)),
 }
 
 

@@ -16,7 +16,8 @@ per class, 64x64 videos upscaled). This script reports, per architecture (``--ar
   target whose ink is bright on dark scenes and dark on bright ones (MotionDigits-DA's photo
   target: ``edgevt.data.synth.compose_target``);
 - ``tsm_inv``: TSM trained on the source clips each also inverted (see ``ARCHS``), so that the
-  polarity shortcut is gone from the source;
+  polarity shortcut is gone from the source; ``tsm_invaug``: the same with ``--augment invert``
+  (each clip inverted on the fly with probability 0.5);
 - with ``--oracle``: the same model, input and schedule trained on the labeled target-train clips
   (``--strategy finetune --source target_train.txt``), the most adaptation could reach.
 
@@ -107,6 +108,15 @@ def oracle(data: Path, out: Path, arch: str, size: int, seed: int) -> dict:
             "train_acc": rep["train"]["history"][-1]["acc"]}
 
 
+def describe(change: dict) -> str:
+    """A row's name suffix: what the variant changes from LITE0_RECIPE."""
+    if not change:
+        return ""
+    rest = {k: v for k, v in change.items() if k != "invert"}
+    head = " + each source clip also inverted (copies)" if change.get("invert") else " +"
+    return head + (", " if change.get("invert") and rest else " ") + ", ".join(f"{k}={v}" for k, v in rest.items())
+
+
 def pct(v) -> str:
     return "—" if v is None else f"{100 * v:.1f}"
 
@@ -124,8 +134,7 @@ def markdown(res: dict) -> str:
         "|---|---|---:|---:|---:|---:|",
     ]
     for key, r in res["archs"].items():
-        name = r["arch"] + (" + inverted source copies, " + ", ".join(f"{k}={v}" for k, v in r["change"].items()
-                                                                      if k != "invert") if r["change"] else "")
+        name = r["arch"] + describe(r["change"])
         for c, v in r["candidates"].items():
             chosen = " (auto's choice)" if c == r["chosen"] else ""
             chosen += "" if r["auto_finished"] else " (auto did not finish: finished candidates only)"
@@ -154,7 +163,7 @@ def markdown(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="int8_cpu.py's --work folder (models are reused)")
-    ap.add_argument("--archs", default="tsn,tsm", help="comma-separated: tsn, tsm, tsm_inv")
+    ap.add_argument("--archs", default="tsn,tsm", help="comma-separated: " + ", ".join(ARCHS))
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--per-class", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
