@@ -120,21 +120,22 @@ def inverted_source(data: Path) -> Path:
     """A source-train list with every clip twice: as filmed and inverted (255 - pixel: dark ink on a
     light scene), same label. Inversion keeps the motion and flips the sign of every frame
     difference, so the ink's polarity no longer tells the direction (benchmarks/lite0_target.py)."""
+    from edgevt.data.transforms import PolarityInvert
     from edgevt.data.video import read_frames, write_video
+    from edgevt.fileio import atomic_write_text
 
     out = data / "source_train_inverted.txt"
     if out.exists():
         return out
+    invert, rng = PolarityInvert(p=1.0), np.random.default_rng(0)  # the --augment invert transform, always on
     lines = [ln.split() for ln in (data / "source_train.txt").read_text().splitlines() if ln.strip()]
     rows = []
     for rel, label in lines:
         inv = Path("source_inverted") / Path(rel).relative_to("source")
         (data / inv).parent.mkdir(parents=True, exist_ok=True)
-        write_video(data / inv, 255 - read_frames(data / rel))
+        write_video(data / inv, invert(read_frames(data / rel), rng))
         rows += [f"{rel} {label}", f"{inv} {label}"]
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("\n".join(rows) + "\n")
-    tmp.replace(out)
+    atomic_write_text(out, "\n".join(rows) + "\n")
     return out
 
 

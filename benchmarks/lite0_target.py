@@ -199,7 +199,7 @@ def main() -> None:
                            "partner_share": partner_share(ev["target_test"]["confusion"], labels),
                            "target_test_confusion": ev["target_test"]["confusion"]}
         probe = ckpt if done else ckpt.parent / "candidates" / next(iter(reports)) / "model.pt"
-        r = {"arch": arch, "change": {k: v for k, v in change.items()}, "checkpoint": str(probe),
+        r = {"arch": arch, "change": dict(change), "checkpoint": str(probe),
              "auto_finished": done, "chosen": chosen, "labels": labels, "candidates": cands,
              "polarity": polarity_probe(probe, data)}
         if args.oracle:
