@@ -19,8 +19,9 @@ def export(
                                          "(labels ignored) or a .txt/.csv list."),
     calib_clips: int = typer.Option(256, help="Calibration clips to use (spread over the source)."),
     calib_method: str = typer.Option("auto", help="Calibration: auto (calibrate with entropy, percentile and "
-                                                  "minmax, keep the graph that agrees best with FP32 on the "
-                                                  "--eval clips; entropy without --eval), entropy, minmax or "
+                                                  "minmax, measure each on the --eval clips and keep, of "
+                                                  "those the gate passes, the one whose logits are closest "
+                                                  "to FP32's; entropy without --eval), entropy, minmax or "
                                                   "percentile."),
     calib_cache: Path = typer.Option(None, help="Folder for cached calibration ranges "
                                                 "(default ~/.cache/edgevt/calibration)."),
@@ -121,8 +122,11 @@ def print_summary(bundle) -> None:
         stored = INT8_STORED.get(flavour, "int8")
         cal = checks.get(check_key(stored, form), {}).get("calibration", {})
         if cal.get("tried"):
-            typer.echo(f"INT8 calibration ({form}, {flavour}): {cal['method']} (auto; agreement with FP32 on the "
-                       "eval clips: " + ", ".join(f"{m} {t['agreement']:.1f}%" for m, t in cal["tried"].items()) + ")")
+            typer.echo(f"INT8 calibration ({form}, {flavour}): {cal['method']} (auto: of those the gate passes, the "
+                       "closest to FP32's logits; on the eval clips: " + ", ".join(
+                           f"{m} {t['agreement']:.1f}% agreement" + (f", {100 * t['logit_error']:.2f}% off"
+                                                                     if t.get("logit_error") is not None else "")
+                           for m, t in cal["tried"].items()) + ")")
         k = checks.get(check_key(stored, form), {}).get("float_prefix_layers")
         if k:
             typer.echo(f"INT8 ({form}, {flavour}): the first {k} weighted layers kept in float with their activations")

@@ -68,7 +68,7 @@ class ExportConfig:
     precisions: tuple = ("fp32",)
     calib: str | Path | list | None = None  # target-domain clips (calibration set, folder, list file, or paths)
     calib_clips: int = 256
-    calib_method: str = "auto"  # auto (each method, the best agreement on the eval clips) | entropy | minmax | percentile
+    calib_method: str = "auto"  # auto (each method; of those the gate passes on the eval clips, the closest to FP32: gate.best_calibration) | entropy | minmax | percentile
     flavour: str = "auto"  # INT8 flavour: auto (both) | tensorrt | cpu (edgevt.bundle.EXPORT_FLAVOURS)
     eval: str | Path | list | None = None  # labeled (or unlabeled) target clips for the accuracy gate
     eval_clips: int | None = None  # at most this many eval clips (None: all)
@@ -541,8 +541,8 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         return quantize
 
     base = [k["node"] for k in kept]
-    # --calib-method auto: every method, judged on the eval clips as the gate judges (agreement with
-    # FP32, then the drop); the first in CALIB_AUTO wins a tie. Without eval clips: entropy.
+    # --calib-method auto: every method, measured on the eval clips as the gate measures; of those the
+    # gate passes, the closest to FP32's logits (gate.best_calibration). Without eval clips: entropy.
     auto = config.calib_method == "auto"
     methods = list(CALIB_AUTO) if auto and data.eval is not None else [
         "entropy" if auto else config.calib_method]
@@ -558,8 +558,9 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     if len(methods) > 1:
         for m in methods:
             runs[m] = (quantizer(m)(base), *measured())
-            log(f"  {m}: agreement with FP32 {runs[m][2]['agreement']:.1f}%, drop {runs[m][2]['drop']:.2f} points")
-        method = gate_mod.best_calibration({m: r[2] for m, r in runs.items()})
+            log(f"  {m}: agreement with FP32 {runs[m][2]['agreement']:.1f}%, drop {runs[m][2]['drop']:.2f} points, "
+                f"logits {100 * runs[m][2]['logit_error']:.2f}% off FP32's")
+        method = gate_mod.best_calibration({m: r[2] for m, r in runs.items()}, config.max_drop, config.min_agreement)
     else:
         method = methods[0]
     tried = {m: r[2] for m, r in runs.items()}
@@ -619,7 +620,8 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
              + f" ({flavour} flavour); pass labeled target clips with --eval")
     summary.update(kept_high_precision=kept, calibration={
         "clips": len(clips), "method": method, "asked": config.calib_method,
-        "tried": {m: {"agreement": round(t["agreement"], 3), "drop": round(t["drop"], 3)} for m, t in tried.items()},
+        "tried": {m: {"agreement": round(t["agreement"], 3), "drop": round(t["drop"], 3),
+                      "logit_error": round(t["logit_error"], 6)} for m, t in tried.items()},
         "data": describe_source(config.calib),
         "cache": str(caches[f.graphs[0].role]), "cache_hit": cache_hit, "seconds": round(calib_seconds, 3)})
     if data.calib_set is not None:

@@ -15,6 +15,29 @@ def test_measure_labeled_and_unlabeled():
     assert not u["labeled"] and u["agreement"] == 75.0 and u["drop"] == 25.0
 
 
+def test_measure_reports_how_far_int8_moved_the_logits():
+    fp32 = np.array([[3, 0], [0, 4]], np.float32)
+    m = gate.measure(fp32, fp32 + np.array([[0, 0], [0, 1]], np.float32), np.array([0, 1]))
+    assert m["agreement"] == 100.0 and m["logit_error"] == pytest.approx(1 / 5)
+    assert gate.measure(fp32, fp32, np.array([0, 1]))["logit_error"] == 0.0
+
+
+def test_auto_calibration_keeps_the_passing_method_closest_to_fp32_not_the_first_best_agreement():
+    """The demo model's case: two methods tie on agreement (the old rule kept the earlier, or the one
+    with the smaller drop); the one whose logits are closer to FP32 is kept. A method that fails the
+    gate loses to one that passes however close its logits; with none passing, the closest wins."""
+    tried = {"entropy": dict(labeled=True, drop=0.0, agreement=97.5, logit_error=0.024),
+             "percentile": dict(labeled=True, drop=0.4, agreement=98.3, logit_error=0.0095),
+             "minmax": dict(labeled=True, drop=-0.4, agreement=98.3, logit_error=0.017)}
+    assert gate.best_calibration(tried, max_drop=1.0, min_agreement=97.0) == "percentile"
+    tried["percentile"]["agreement"] = 96.0  # now fails the gate: the closest passing one
+    assert gate.best_calibration(tried, max_drop=1.0, min_agreement=97.0) == "minmax"
+    assert gate.best_calibration(tried, max_drop=1.0, min_agreement=99.0) == "percentile"  # none passes
+    # measurements without a logit error (older manifests): agreement decides among the passing ones
+    old = {m: {k: v for k, v in t.items() if k != "logit_error"} for m, t in tried.items()}
+    assert gate.best_calibration(old, max_drop=1.0, min_agreement=97.0) == "minmax"
+
+
 def test_exclusion_schedule_grows_to_everything():
     assert gate.exclusion_schedule(list("abcde"), ["x"]) == [
         ["x", "a"], ["x", "a", "b"], ["x", "a", "b", "c", "d"], ["x", "a", "b", "c", "d", "e"]]
@@ -214,7 +237,8 @@ def test_gate_says_when_the_graph_it_passes_is_mostly_float():
     assert not _stub_gate(lambda ex: fp32, fp32, labels, max_drop=1.0).result.mostly_float  # nothing kept
 
 
-def test_best_calibration_prefers_agreement_then_drop_then_order():
+def test_best_calibration_without_logit_errors_prefers_agreement_then_drop_then_order():
+    """Measurements without a logit error (manifests before it was recorded), all passing the gate."""
     from edgevt.export.gate import best_calibration
 
     m = lambda a, d: {"agreement": a, "drop": d}  # noqa: E731
