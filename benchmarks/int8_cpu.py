@@ -23,8 +23,8 @@ flavour="cpu"`` (the accuracy gate on: top-1 drop and agreement with FP32 on tar
 
 Accuracy: top-1 of FP32 and INT8 on each model's target-test clips (the centred window, as ``edgevt
 eval``) and INT8's agreement with FP32, also on every full window of each clip (more decisions).
-Calibration: ``--calib-method`` (default auto: the export keeps the method that agreed best on
-target-val).
+Calibration: ``--calib-method`` (default auto: of the methods the gate passes on target-val, the
+export keeps the one whose logits are closest to FP32's: ``edgevt.export.gate.best_calibration``).
 Speed: ort-cpu, ``--threads`` intra-op threads, batch 1 and 4, every row timed in interleaved rounds
 (``edgevt.bench.rounds.run_rounds``): the speed-up INT8 vs FP32 is computed per round from the
 round's mean call times, as ``edgevt bench`` does (median ± IQR over the rounds), on wall time and on process CPU time (which load from other processes does not
@@ -116,22 +116,24 @@ LITE0_RECIPE = dict(strategy="auto", rungs="source_only,bn", model="tsn_efficien
                     batch_size=16, lr=3e-3)
 
 
-def inverted_source(data: Path) -> Path:
-    """A source-train list with every clip twice: as filmed and inverted (255 - pixel: dark ink on a
-    light scene), same label. Inversion keeps the motion and flips the sign of every frame
-    difference, so the ink's polarity no longer tells the direction (benchmarks/lite0_target.py)."""
+def inverted_source(data: Path, split: str = "source_train") -> Path:
+    """A ``split`` list (default source-train) with every clip twice: as filmed and inverted (255 -
+    pixel: dark ink on a light scene), same label. Inversion keeps the motion and flips the sign of
+    every frame difference, so the ink's polarity no longer tells the direction
+    (benchmarks/lite0_target.py; ``split="target_train"``: the copies for that model's oracle)."""
     from edgevt.data.transforms import PolarityInvert
     from edgevt.data.video import read_frames, write_video
     from edgevt.fileio import atomic_write_text
 
-    out = data / "source_train_inverted.txt"
+    out = data / f"{split}_inverted.txt"
     if out.exists():
         return out
     invert, rng = PolarityInvert(p=1.0), np.random.default_rng(0)  # the --augment invert transform, always on
-    lines = [ln.split() for ln in (data / "source_train.txt").read_text().splitlines() if ln.strip()]
+    lines = [ln.split() for ln in (data / f"{split}.txt").read_text().splitlines() if ln.strip()]
     rows = []
     for rel, label in lines:
-        inv = Path("source_inverted") / Path(rel).relative_to("source")
+        top = Path(rel).parts[0]  # source/ or target/
+        inv = Path(f"{top}_inverted") / Path(rel).relative_to(top)
         (data / inv).parent.mkdir(parents=True, exist_ok=True)
         write_video(data / inv, invert(read_frames(data / rel), rng))
         rows += [f"{rel} {label}", f"{inv} {label}"]

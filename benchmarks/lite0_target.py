@@ -26,7 +26,7 @@ per class, 64x64 videos upscaled). This script reports, per architecture (``--ar
 which let it follow where the moving glyph is from frame to frame, whatever its polarity).
 Reuses what ``int8_cpu.py`` made under ``--work`` (same folders).
 
-    python benchmarks/lite0_target.py --work /tmp/int8_all [--archs tsn,tsm,tsm_inv] [--oracle] [--no-train]
+    python benchmarks/lite0_target.py --work /tmp/int8_all [--archs tsn,tsm,tsm_inv] [--seeds 0,1,2] [--oracle] [--no-train]
 
 Writes benchmarks/results/<--name>.{md,json} (default lite0_target).
 """
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import write_results  # noqa: E402
-from int8_cpu import LITE0_RECIPE, LITE0_VARIANTS, adapted_lite0  # noqa: E402
+from int8_cpu import LITE0_RECIPE, LITE0_VARIANTS, adapted_lite0, inverted_source  # noqa: E402
 
 # name -> (architecture, what changes from LITE0_RECIPE): int8_cpu.LITE0_VARIANTS (tsm_inv: TSM on the
 # source clips each also inverted, so the ink's polarity no longer predicts the direction)
@@ -92,16 +92,21 @@ def polarity_probe(ckpt: Path, data: Path) -> dict:
     return out
 
 
-def oracle(data: Path, out: Path, arch: str, size: int, seed: int) -> dict:
-    """The same model, input and schedule trained on the labeled target-train clips."""
+def oracle(data: Path, out: Path, arch: str, size: int, seed: int, change: dict | None = None) -> dict:
+    """The same model, input and schedule (``change``: the variant's, e.g. its inverted copies, epochs,
+    augmentation) trained on the labeled target-train clips."""
     from edgevt.adapt import AdaptConfig, adapt
 
+    change = dict(change or {})
+    invert = change.pop("invert", False)
+    change.pop("rungs", None)  # a plain fine-tune, no auto ladder
     if not (out / "report.json").exists():
         recipe = {k: v for k, v in LITE0_RECIPE.items() if k not in ("strategy", "rungs", "model")}
+        source = inverted_source(data, "target_train") if invert else data / "target_train.txt"
         print(f"training the oracle into {out}", flush=True)
-        adapt(AdaptConfig(source=str(data / "target_train.txt"), target_test=str(data / "target_test.txt"),
+        adapt(AdaptConfig(source=str(source), target_test=str(data / "target_test.txt"),
                           source_test=str(data / "source_test.txt"), out=str(out), size=size, seed=seed,
-                          strategy="finetune", model=arch, **recipe))
+                          strategy="finetune", model=arch, **{**recipe, **change}))
     rep = json.loads((out / "report.json").read_text())
     return {"target_test": rep["eval"]["target_test"]["accuracy"],
             "source_test": (rep["eval"].get("source_test") or {}).get("accuracy"),
@@ -121,43 +126,108 @@ def pct(v) -> str:
     return "—" if v is None else f"{100 * v:.1f}"
 
 
+def mean_std(xs: list) -> str:
+    """'mean ± std' in percent (sample std, n-1) over the seeds that have a value."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "—"
+    a = 100 * np.asarray(xs, dtype=float)
+    return f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" if len(a) > 1 else f"{a[0]:.1f}"
+
+
+def chosen_candidate(r: dict) -> dict:
+    """auto's choice, or (auto unfinished) the first finished candidate."""
+    return r["candidates"][r["chosen"]] if r["chosen"] else next(iter(r["candidates"].values()))
+
+
 def markdown(res: dict) -> str:
+    seeds = res["seeds"]
     lines = [
         "# lite0 (EfficientNet-Lite0, 224x224, frame differences) on its target camera",
         "",
         f"Recipe (`benchmarks/int8_cpu.py` LITE0_RECIPE; a row's name says what it changes): "
         f"`{json.dumps({k: v for k, v in LITE0_RECIPE.items() if k != 'model'})}`; {res['per_class']} source and "
-        f"target-train clips per class; seed {res['seed']} (one seed: no spread). Chance is 16.7%. "
+        f"target-train clips per class; seeds {', '.join(map(str, seeds))} (each seed its own generated data set "
+        f"and training){' (one seed: no spread)' if len(seeds) == 1 else ''}. Chance is 16.7%. "
         "Target-test: 60 clips; target-val: 180 clips (auto chooses on it).",
         "",
-        "| model | candidate | target-val | target-test | source-test | target-test errors that are the partner class |",
-        "|---|---|---:|---:|---:|---:|",
     ]
-    for key, r in res["archs"].items():
+    if len(seeds) > 1:
+        lines += ["Over the seeds (mean ± std; the chosen candidate; the oracle: the same model, input and schedule "
+                  "trained on the labeled target-train clips):", "",
+                  "| model | seeds | target-val | target-test | source-test | inverted source-test: true | "
+                  "oracle target-test (seeds) |", "|---|---|---:|---:|---:|---:|---:|"]
+        for key in res["archs"]:
+            runs = [res["runs"][f"{key}_s{sd}"] for sd in seeds]
+            ch = [chosen_candidate(r) for r in runs]
+            orc = [r["oracle"]["target_test"] for r in runs if r.get("oracle")]
+            lines.append(f"| {runs[0]['arch'] + describe(runs[0]['change'])} | {len(runs)} "
+                         f"| {mean_std([c['target_val'] for c in ch])} | {mean_std([c['target_test'] for c in ch])} "
+                         f"| {mean_std([c['source_test'] for c in ch])} "
+                         f"| {mean_std([r['polarity']['inverted']['true'] for r in runs])} "
+                         f"| {mean_std(orc)} ({len(orc)}) |")
+        lines.append("")
+    lines += ["| model | seed | candidate | target-val | target-test | source-test | target-test errors that are the partner class |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for r in res["runs"].values():
         name = r["arch"] + describe(r["change"])
         for c, v in r["candidates"].items():
             chosen = " (auto's choice)" if c == r["chosen"] else ""
             chosen += "" if r["auto_finished"] else " (auto did not finish: finished candidates only)"
             collapsed = ", predictions collapsed" if v["collapsed"] else ""
-            lines.append(f"| {name} | {c}{chosen}{collapsed} | {pct(v['target_val'])} | {pct(v['target_test'])} "
+            lines.append(f"| {name} | {r['seed']} | {c}{chosen}{collapsed} | {pct(v['target_val'])} | {pct(v['target_test'])} "
                          f"| {pct(v['source_test'])} | {pct(v['partner_share'])}% |")
         if r.get("oracle"):
             o = r["oracle"]
-            lines.append(f"| {r['arch']} | oracle (target-train labels; train acc {pct(o['train_acc'])}) | — "
+            lines.append(f"| {name} | {r['seed']} | oracle (target-train labels; train acc {pct(o['train_acc'])}) | — "
                          f"| {pct(o['target_test'])} | {pct(o['source_test'])} | |")
     lines += ["", "Polarity probe (auto's choice, or the finished candidate, on source-test clips, as they are and inverted: 255 - pixel):", "",
-              "| model | as is: true / partner class | inverted: true / partner class |", "|---|---:|---:|"]
-    for key, r in res["archs"].items():
+              "| model | seed | as is: true / partner class | inverted: true / partner class |", "|---|---|---:|---:|"]
+    for r in res["runs"].values():
         p = r["polarity"]
-        lines.append(f"| {key}: {r['arch']} | {pct(p['as_is']['true'])} / {pct(p['as_is']['partner'])} "
+        lines.append(f"| {r['key']}: {r['arch']} | {r['seed']} | {pct(p['as_is']['true'])} / {pct(p['as_is']['partner'])} "
                      f"| {pct(p['inverted']['true'])} / {pct(p['inverted']['partner'])} |")
     if res.get("demo_polarity"):
         p = res["demo_polarity"]
-        lines.append(f"| the demo's model (tsm_tinycnn from scratch, 64x64, its own data) | "
+        lines.append(f"| the demo's model (tsm_tinycnn from scratch, 64x64, its own data) | — | "
                      f"{pct(p['as_is']['true'])} / {pct(p['as_is']['partner'])} "
                      f"| {pct(p['inverted']['true'])} / {pct(p['inverted']['partner'])} |")
     lines += ["", f"Command: `{res['command']}`"]
     return "\n".join(lines)
+
+
+def run_one(args, key: str, seed: int) -> dict:
+    """One architecture and seed: its candidates, the polarity probe and (``--oracle``) its oracle."""
+    t0 = time.perf_counter()
+    arch, change = ARCHS[key]
+    ckpt, _, data = adapted_lite0(args.work, args.size, args.per_class, seed=seed, arch=arch,
+                                  train=not args.no_train, **change)
+    done = (ckpt.parent / "report.json").exists()
+    # an auto run that did not finish (--no-train, or killed) still has its finished candidates
+    reports = {d.name: json.loads((d / "report.json").read_text())
+               for d in sorted((ckpt.parent / "candidates").glob("*")) if (d / "report.json").exists()}
+    if not reports:
+        raise SystemExit(f"{ckpt.parent}: no finished candidate; run without --no-train")
+    chosen = json.loads((ckpt.parent / "report.json").read_text())["chosen"] if done else None
+    cands = {}
+    for name, crep in reports.items():
+        ev, labels = crep["eval"], crep["labels"]
+        cands[name] = {"target_val": ev["target_val"]["accuracy"], "target_test": ev["target_test"]["accuracy"],
+                       "source_test": ev["source_test"]["accuracy"],
+                       "collapsed": bool((crep.get("target_predictions") or {}).get("collapsed")),
+                       "partner_share": partner_share(ev["target_test"]["confusion"], labels),
+                       "target_test_confusion": ev["target_test"]["confusion"]}
+    probe = ckpt if done else ckpt.parent / "candidates" / next(iter(reports)) / "model.pt"
+    r = {"key": key, "seed": seed, "arch": arch, "change": dict(change), "checkpoint": str(probe),
+         "auto_finished": done, "chosen": chosen, "labels": labels, "candidates": cands,
+         "polarity": polarity_probe(probe, data)}
+    folder = args.work / f"lite0_{key}_oracle_{args.size}_{args.per_class}_s{seed}"
+    if args.oracle or (folder / "report.json").exists():  # an oracle trained before is reported too
+        if args.oracle and args.no_train and not (folder / "report.json").exists():
+            raise SystemExit(f"{folder}: no oracle trained; run without --no-train")
+        r["oracle"] = oracle(data, folder, arch, args.size, seed, change)
+    r["seconds"] = round(time.perf_counter() - t0, 1)
+    return r
 
 
 def main() -> None:
@@ -166,48 +236,30 @@ def main() -> None:
     ap.add_argument("--archs", default="tsn,tsm", help="comma-separated: " + ", ".join(ARCHS))
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--per-class", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (each its own data set and training)")
     ap.add_argument("--no-train", action="store_true",
-                    help="report what the --work folders hold (finished candidates) without training")
-    ap.add_argument("--oracle", action="store_true", help="also train each model's target-trained oracle (slow)")
+                    help="report what the --work folders hold (finished candidates, oracles) without training")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also train each model's target-trained oracle (slow); oracles already trained are always reported")
     ap.add_argument("--demo", type=Path, default=None,
                     help="also run the polarity probe on this demo folder's adapted model (models/auto/model.pt)")
     ap.add_argument("--name", default="lite0_target")
     args = ap.parse_args()
-    res: dict = {"per_class": args.per_class, "size": args.size, "seed": args.seed,
-                 "command": "python benchmarks/lite0_target.py " + " ".join(sys.argv[1:]), "archs": {}}
-    for key in [a.strip() for a in args.archs.split(",") if a.strip()]:
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
+    keys = [a.strip() for a in args.archs.split(",") if a.strip()]
+    for key in keys:
         if key not in ARCHS:
             raise SystemExit(f"unknown --archs entry {key!r}; use {', '.join(ARCHS)}")
-        t0 = time.perf_counter()
-        arch, change = ARCHS[key]
-        ckpt, _, data = adapted_lite0(args.work, args.size, args.per_class, seed=args.seed, arch=arch,
-                                      train=not args.no_train, **change)
-        done = (ckpt.parent / "report.json").exists()
-        # an auto run that did not finish (--no-train, or killed) still has its finished candidates
-        reports = {d.name: json.loads((d / "report.json").read_text())
-                   for d in sorted((ckpt.parent / "candidates").glob("*")) if (d / "report.json").exists()}
-        if not reports:
-            raise SystemExit(f"{ckpt.parent}: no finished candidate; run without --no-train")
-        chosen = json.loads((ckpt.parent / "report.json").read_text())["chosen"] if done else None
-        cands = {}
-        for name, crep in reports.items():
-            ev, labels = crep["eval"], crep["labels"]
-            cands[name] = {"target_val": ev["target_val"]["accuracy"], "target_test": ev["target_test"]["accuracy"],
-                           "source_test": ev["source_test"]["accuracy"],
-                           "collapsed": bool((crep.get("target_predictions") or {}).get("collapsed")),
-                           "partner_share": partner_share(ev["target_test"]["confusion"], labels),
-                           "target_test_confusion": ev["target_test"]["confusion"]}
-        probe = ckpt if done else ckpt.parent / "candidates" / next(iter(reports)) / "model.pt"
-        r = {"arch": arch, "change": dict(change), "checkpoint": str(probe),
-             "auto_finished": done, "chosen": chosen, "labels": labels, "candidates": cands,
-             "polarity": polarity_probe(probe, data)}
-        if args.oracle:
-            r["oracle"] = oracle(data, args.work / f"lite0_{key}_oracle_{args.size}_{args.per_class}_s{args.seed}",
-                                 arch, args.size, args.seed)
-        r["seconds"] = round(time.perf_counter() - t0, 1)
-        res["archs"][key] = r
-        print(f"{arch}: {json.dumps({k: v for k, v in r.items() if k != 'candidates'})}", flush=True)
+    res: dict = {"per_class": args.per_class, "size": args.size, "seeds": seeds, "archs": keys,
+                 "command": "python benchmarks/lite0_target.py " + " ".join(sys.argv[1:]), "runs": {}}
+    for key in keys:
+        for seed in seeds:
+            r = run_one(args, key, seed)
+            res["runs"][f"{key}_s{seed}"] = r
+            print(f"{r['arch']} seed {seed}: {json.dumps({k: v for k, v in r.items() if k != 'candidates'})}", flush=True)
     if args.demo is not None:
         ckpt = args.demo / "models" / "auto" / "model.pt"
         if not ckpt.exists():
