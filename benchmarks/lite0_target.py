@@ -17,7 +17,8 @@ per class, 64x64 videos upscaled). This script reports, per architecture (``--ar
   target: ``edgevt.data.synth.compose_target``);
 - ``tsm_inv``: TSM trained on the source clips each also inverted (see ``ARCHS``), so that the
   polarity shortcut is gone from the source; ``tsm_invaug``: the same with ``--augment invert``
-  (each clip inverted on the fly with probability 0.5);
+  (each clip inverted on the fly with probability 0.5); ``tsm_so``: tsm_inv's plain baseline, the same
+  TSM source-only without the copies;
 - with ``--oracle``: the same model, input and schedule trained on the labeled target-train clips
   (``--strategy finetune --source target_train.txt``), the most adaptation could reach.
 
