@@ -8,6 +8,25 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def mean_std(values, ddof: int = 0) -> tuple[float, float]:
+    """Mean and standard deviation of the values that are not None (nan, nan when there are none);
+    ``ddof=1``: the sample standard deviation."""
+    import numpy as np
+
+    a = np.array([v for v in values if v is not None], dtype=float)
+    if not len(a):
+        return float("nan"), float("nan")
+    return float(a.mean()), float(a.std(ddof=ddof)) if len(a) > ddof else 0.0
+
+
+def fmt_mean_std(values, scale: float = 100.0, ddof: int = 0) -> str:
+    """'mean ± std' (times ``scale``), the mean alone for one value, '—' for none."""
+    import numpy as np
+
+    m, s = mean_std(values, ddof)
+    return "—" if np.isnan(m) else (f"{scale * m:.1f} ± {scale * s:.1f}" if len(values) > 1 else f"{scale * m:.1f}")
+
+
 def provenance() -> dict:
     from edgevt.env import environment
 

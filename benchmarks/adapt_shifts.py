@@ -40,13 +40,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_results  # noqa: E402
+from _common import fmt_mean_std as fmt, mean_std, write_results  # noqa: E402  (fmt, mean_std: adapt_pixel imports them)
 
 from edgevt.adapt import AdaptConfig, adapt  # noqa: E402
 from edgevt.adapt.auto import LADDER, bn_config, choose, is_plain, ladder_configs  # noqa: E402
@@ -66,16 +65,6 @@ SHIFT_ROWS = {  # row name -> (shifts, split)
 METHODS = ["source-only (plain)", "source-only", "bn (plain)", "bn", "dann", "selftrain", "dann+selftrain", "auto",
            "auto (best val)", "auto (no val)", "semi 1/class", "semi 5/class", "oracle"]
 BASELINES = ("source-only (plain)", "source-only", "oracle")
-
-
-def mean_std(values):
-    a = np.array([v for v in values if v is not None], dtype=float)
-    return (float(a.mean()), float(a.std())) if len(a) else (float("nan"), float("nan"))
-
-
-def fmt(values, scale=100.0):
-    m, s = mean_std(values)
-    return "—" if np.isnan(m) else (f"{scale * m:.1f} ± {scale * s:.1f}" if len(values) > 1 else f"{scale * m:.1f}")
 
 
 def make_data(root: Path, row: str, seed: int, size: int, per_class: dict) -> Path:

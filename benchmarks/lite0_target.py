@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_results  # noqa: E402
+from _common import fmt_mean_std, write_results  # noqa: E402
 from int8_cpu import LITE0_RECIPE, LITE0_VARIANTS, adapted_lite0, inverted_source  # noqa: E402
 
 # name -> (architecture, what changes from LITE0_RECIPE): int8_cpu.LITE0_VARIANTS (tsm_inv: TSM on the
@@ -72,8 +72,10 @@ def polarity_probe(ckpt: Path, data: Path) -> dict:
     from edgevt.adapt.features import ClipNet
     from edgevt.data.datasets import LabelMap
     from edgevt.data.synth import PARTNER
+    from edgevt.data.transforms import PolarityInvert
     from edgevt.models.checkpoint import model_from_checkpoint
 
+    invert, rng = PolarityInvert(p=1.0), np.random.default_rng(0)  # the --augment invert transform, always on
     model, spec = model_from_checkpoint(ckpt)
     ds = open_labeled(str(data / "source_test.txt"), spec, LabelMap(spec.labels), train=False, seed=0,
                       what="source-test")
@@ -81,7 +83,7 @@ def polarity_probe(ckpt: Path, data: Path) -> dict:
     partner = torch.tensor([spec.labels.index(PARTNER[n]) for n in spec.labels])
     out = {}
     with torch.no_grad():
-        for name, f in (("as_is", lambda x: x), ("inverted", lambda x: 255 - x)):
+        for name, f in (("as_is", lambda x: x), ("inverted", lambda x: invert(x, rng))):
             true = part = n = 0
             for i in range(0, len(ds), 16):
                 x, y = collate(ds, range(i, min(i + 16, len(ds))), "cpu")
@@ -129,11 +131,7 @@ def pct(v) -> str:
 
 def mean_std(xs: list) -> str:
     """'mean ± std' in percent (sample std, n-1) over the seeds that have a value."""
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "—"
-    a = 100 * np.asarray(xs, dtype=float)
-    return f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" if len(a) > 1 else f"{a[0]:.1f}"
+    return fmt_mean_std([x for x in xs if x is not None], ddof=1)
 
 
 def chosen_candidate(r: dict) -> dict:

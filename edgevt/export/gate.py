@@ -78,13 +78,11 @@ def logit_error(fp32_logits: np.ndarray, int8_logits: np.ndarray) -> float:
 
 def measure(fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray | None) -> dict:
     agreement = top1_agreement(fp32_logits, int8_logits)
-    err = logit_error(fp32_logits, int8_logits)
-    labeled = labels is not None and len(labels) > 0 and bool((labels >= 0).all())
-    if labeled:
+    both = {"agreement": agreement, "logit_error": logit_error(fp32_logits, int8_logits)}
+    if labels is not None and len(labels) > 0 and bool((labels >= 0).all()):
         a, b = top1(fp32_logits, labels), top1(int8_logits, labels)
-        return {"labeled": True, "fp32": a, "int8": b, "drop": a - b, "agreement": agreement, "logit_error": err}
-    return {"labeled": False, "fp32": None, "int8": None, "drop": 100.0 - agreement, "agreement": agreement,
-            "logit_error": err}
+        return {"labeled": True, "fp32": a, "int8": b, "drop": a - b, **both}
+    return {"labeled": False, "fp32": None, "int8": None, "drop": 100.0 - agreement, **both}
 
 
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
