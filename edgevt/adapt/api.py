@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -67,6 +68,12 @@ def _build(cfg: AdaptConfig, labels: LabelMap, init: dict | None) -> tuple[torch
         kwargs = dict(init.get("model_kwargs", {}))
         kwargs.setdefault("num_frames", spec.num_frames)
         model, _ = model_from_checkpoint(init, cfg.init)  # weights that do not fit: a one-line error
+        if cfg.size is not None and (cfg.size, cfg.size) != tuple(spec.size):
+            fixed = model_info(init["arch"]).fixed_input
+            if fixed:
+                raise EdgevtError(f"--size {cfg.size}: {init['arch']} only accepts {fixed[1]}x{fixed[2]} frames; "
+                                  f"drop --size to keep the --init checkpoint's {spec.size[0]}x{spec.size[1]}")
+            spec = replace(spec, size=(cfg.size, cfg.size))  # fine-tune at the new size; the model is size-free
         return model, spec, kwargs
     arch = cfg.model or DEFAULT_MODEL
     info = model_info(arch)

@@ -9,6 +9,8 @@ from edgevt.errors import EdgevtError
 from edgevt.models.zoo import INPUTS
 from edgevt.spec import ClipSpec
 
+DEFAULT_SIZE = 64  # --size without --init
+
 ALIGNMENTS = ("dann", "cdan", "mmd", "coral")  # feature alignment losses
 TWO_DOMAIN = ALIGNMENTS + ("selftrain",)  # strategies that train on labeled source + unlabeled target
 META = ("maml", "fomaml", "reptile")
@@ -45,7 +47,9 @@ class AdaptConfig:
     shift_direction: str = "bidirectional"  # TSM: bidirectional | causal (streams with no offline/online gap)
     num_frames: int = 8
     frame_stride: int = 2
-    size: int = 64
+    # frame side; None: 64, or with --init the checkpoint's. With --init another size fine-tunes that
+    # model at this size (progressive resizing: train at 112, finish at 224; conv nets with global pooling)
+    size: int | None = None
     sampling: str = "dense"
     input: str = "rgb"  # TSN/TSM frame encoder input: rgb | diff (frame differences: motion, not scene)
     mean: tuple | None = None  # None: the model's default normalisation
@@ -121,6 +125,7 @@ class AdaptConfig:
             self.augment = "basic" if self.augment else "none"
         check(self.augment in AUGMENTS, f"unknown --augment {self.augment!r}; use one of {', '.join(AUGMENTS)}")
         check(self.input in INPUTS, f"unknown --input {self.input!r}; use one of {', '.join(INPUTS)}")
+        check(self.size is None or self.size >= 16, f"--size must be >= 16 pixels, got {self.size}")
         check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         from edgevt.env import check_torch_device
 
@@ -164,7 +169,7 @@ class AdaptConfig:
     def clip_spec(self, labels: list[str], mean: tuple, std: tuple, streaming: str = "window") -> ClipSpec:
         """The ClipSpec this run trains with (T, frame stride, size and sampling come from here only;
         the model gives the normalisation and its stream form)."""
-        return ClipSpec(num_frames=self.num_frames, frame_stride=self.frame_stride, size=(self.size, self.size),
+        return ClipSpec(num_frames=self.num_frames, frame_stride=self.frame_stride, size=(self.size or DEFAULT_SIZE,) * 2,
                         mean=tuple(self.mean) if self.mean else mean, std=tuple(self.std) if self.std else std,
                         sampling=self.sampling, labels=list(labels), streaming=streaming)
 

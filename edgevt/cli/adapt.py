@@ -25,7 +25,9 @@ def adapt(
                                         "channels from future frames; `edgevt run` streams it with no offline/online gap)."),
     frames: int = typer.Option(8, help="Frames per clip (T)."),
     stride: int = typer.Option(2, help="Take every k-th source frame."),
-    size: int = typer.Option(64, help="Frame height and width."),
+    size: Optional[int] = typer.Option(None, help="Frame height and width (default 64, or the --init checkpoint's). "
+                                       "With --init, another size fine-tunes that model at it: train at 112, then "
+                                       "finish at 224 for a fraction of the cost (progressive resizing)."),
     mean: Optional[str] = typer.Option(None, help="Normalisation mean 'r,g,b' (default: the model's)."),
     std: Optional[str] = typer.Option(None, help="Normalisation std 'r,g,b' (default: the model's)."),
     mode: str = typer.Option("partial", help="linear (frozen backbone), partial (train the last --unfreeze stages) or full."),

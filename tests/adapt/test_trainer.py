@@ -116,3 +116,33 @@ def test_invert_augment_trains_on_both_polarities_and_turns_the_cache_off(tiny_c
     rep = json.loads((tmp_path / "inv" / "report.json").read_text())
     assert rep["feature_cache"].startswith("off")
     assert res.checkpoint
+
+
+def test_init_with_another_size_fine_tunes_at_that_size_and_without_keeps_the_checkpoints(tiny_cfg, tmp_path,
+                                                                                          monkeypatch):
+    """Progressive resizing: a model trained at 32x32 finished at 48x48 trains and saves a 48x48 clip
+    (before, --size was silently ignored with --init); without --size the checkpoint's size stays."""
+    from edgevt.adapt import api
+    from edgevt.adapt.data import open_labeled
+
+    small = adapt(tiny_cfg(model="tsm_tinycnn", out=str(tmp_path / "small"), source_test=None, target_test=None))
+    assert load_checkpoint(small.checkpoint)["spec"]["size"] == [32, 32]
+    seen = []
+    monkeypatch.setattr(api, "open_labeled", lambda path, spec, *a, **k: seen.append(tuple(spec.size))
+                        or open_labeled(path, spec, *a, **k))
+    big = adapt(tiny_cfg(model=None, size=48, init=small.checkpoint, out=str(tmp_path / "big"), source_test=None,
+                         target_test=None))
+    assert seen and set(seen) == {(48, 48)}  # the training clips were read at the new size
+    assert load_checkpoint(big.checkpoint)["spec"]["size"] == [48, 48]
+    model, spec = model_from_checkpoint(big.checkpoint)
+    assert model(torch.zeros(1, 4, 3, 48, 48)).shape == (1, 6)
+    kept = adapt(tiny_cfg(model=None, size=None, init=small.checkpoint, out=str(tmp_path / "kept"), source_test=None,
+                          target_test=None))
+    assert load_checkpoint(kept.checkpoint)["spec"]["size"] == [32, 32]
+
+
+def test_size_must_be_a_real_frame_size(tiny_cfg):
+    from edgevt.errors import EdgevtError
+
+    with pytest.raises(EdgevtError, match="--size must be >= 16 pixels, got 4"):
+        adapt(tiny_cfg(size=4))
