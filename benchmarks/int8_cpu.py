@@ -17,7 +17,8 @@ flavour="cpu"`` (the accuracy gate on: top-1 drop and agreement with FP32 on tar
   64x64 videos, upscaled to 224). Made once under ``--work`` and reused.
 - ``lite0_tsm``, ``lite0_tsm_inv`` (``LITE0_VARIANTS``): ``tsm_efficientnet_lite0`` with the same recipe,
   and with the source clips each also inverted (the polarity shortcut removed; the accurate one,
-  ``benchmarks/lite0_target.py``).
+  ``benchmarks/lite0_target.py``); ``lite0_tsm_so``, ``lite0_tsm_invaug``, ``lite0_tsm_inv_bn`` and
+  ``lite0_tsm_inv_prog``: the recipes ``lite0_target.py`` compares (see ``LITE0_VARIANTS``).
 - ``lite0_fitted``: the earlier speed subject -- the same architecture with only its classifier
   fitted by least squares on the demo's source-train clips (near chance: not an accurate model).
 
@@ -149,8 +150,10 @@ def adapted_lite0(work: Path, size: int, per_class: int, seed: int = 0, arch: st
     target-val) on a MotionDigits-DA set like the demo's with ``per_class`` source clips per class.
     ``arch="tsm_efficientnet_lite0"``: the same backbone with TSM's temporal shifts (``lite0_tsm``).
     ``invert``: train on ``inverted_source`` (each source clip as filmed and inverted); ``recipe``
-    overrides ``LITE0_RECIPE`` fields. ``train=False``: return the run folder's checkpoint path
-    (made or not) without training; ``how`` is then None.
+    overrides ``LITE0_RECIPE`` fields, and ``train_size``/``finish_epochs``/``finish_lr``
+    (``PROGRESSIVE``) make it progressive: the run at ``train_size``, then that model fine-tuned at
+    ``size`` (``finish_config``). ``train=False``: return the run folder's checkpoint path (made or
+    not) without training; ``how`` is then None.
     Returns the checkpoint, how it was made and its data folder."""
     from dataclasses import replace
 
@@ -165,6 +168,7 @@ def adapted_lite0(work: Path, size: int, per_class: int, seed: int = 0, arch: st
     tag = ("" if arch == "tsn_efficientnet_lite0" else "_" + arch.split("_")[0]) + ("_inv" if invert else "")
     tag += "".join(f"_{k}{v}" for k, v in sorted(recipe.items()))
     out = work / f"lite0{tag}_adapt_{size}_{per_class}_s{seed}"
+    progressive = {k: recipe.pop(k) for k in PROGRESSIVE if k in recipe}
     source = inverted_source(data) if invert else data / "source_train.txt"
     cfg = AdaptConfig(source=str(source), target=str(data / "target_adapt.txt"),
                       target_val=str(data / "target_val.txt"), target_test=str(data / "target_test.txt"),
@@ -173,15 +177,40 @@ def adapted_lite0(work: Path, size: int, per_class: int, seed: int = 0, arch: st
     ckpt = out / "model.pt"
     if not train:
         return ckpt, None, data
+    n_src = per_class * 6 * (2 if invert else 1)
+    what = (f"the last {cfg.unfreeze} of its 9 stages + the head trained on {n_src} source clips"
+            f"{', each also inverted' if invert else ''}")
+    tsm = "TSM: " if "tsm" in arch else ""
+    if progressive:  # the auto run at train_size, then its model finished at size
+        small, _, _ = adapted_lite0(work, progressive["train_size"], per_class, seed, arch, invert, train, **recipe)
+        if not ckpt.exists():
+            print(f"finishing {arch} at {size}x{size} from {small} into {out}", flush=True)
+            adapt(finish_config(cfg, small, **progressive))
+        t = progressive["train_size"]
+        return ckpt, (f"{tsm}ImageNet backbone on frame differences, source-only ({what}): {cfg.epochs} epochs at "
+                      f"{t}x{t}, then {progressive['finish_epochs']} at {size}x{size} (edgevt adapt --init "
+                      f"--size)"), data
     if not ckpt.exists():
         print(f"adapting {arch} at {size}x{size} into {out}", flush=True)
         adapt(cfg)
     rep = json.loads((out / "report.json").read_text())
-    n_src = per_class * 6 * (2 if invert else 1)
-    how = (f"{'TSM: ' if 'tsm' in arch else ''}ImageNet backbone on frame differences, adapted: --strategy auto chose "
-           f"{rep['chosen']} (the last {cfg.unfreeze} of its 9 stages + the head trained on {n_src} source clips"
-           f"{', each also inverted' if invert else ''})")
-    return ckpt, how, data
+    return ckpt, (f"{tsm}ImageNet backbone on frame differences, adapted: --strategy auto chose {rep['chosen']} "
+                  f"({what})"), data
+
+
+# a variant's recipe fields for progressive resizing (not AdaptConfig's): the run at train_size with the
+# recipe's epochs, then that model fine-tuned at the benchmark's size for finish_epochs at finish_lr
+PROGRESSIVE = ("train_size", "finish_epochs", "finish_lr")
+
+
+def finish_config(cfg, small: Path, train_size: int, finish_epochs: int, finish_lr: float):
+    """Progressive resizing's second stage: ``small`` (trained at ``train_size``) fine-tuned at
+    ``cfg.size`` on the same clips and stages, ``finish_epochs`` at ``finish_lr``: ``edgevt adapt
+    --strategy finetune --init SMALL --size N``."""
+    from dataclasses import replace
+
+    return replace(cfg, strategy="finetune", rungs="all", init=str(small), model=None, epochs=finish_epochs,
+                   lr=finish_lr)
 
 
 # --models name -> (architecture, what changes from LITE0_RECIPE; benchmarks/lite0_target.py measures
@@ -197,6 +226,16 @@ LITE0_VARIANTS = {
     "lite0_tsm_inv": ("tsm_efficientnet_lite0", dict(invert=True, rungs="source_only", epochs=4, cache_features="off")),
     # the same idea on the fly: edgevt adapt --augment invert (each clip inverted with p=0.5), 6 epochs
     "lite0_tsm_invaug": ("tsm_efficientnet_lite0", dict(augment="invert", rungs="source_only", epochs=6)),
+    # progressive resizing: lite0_tsm_inv's clips, 12 epochs at 112x112 (a quarter of the cost per step),
+    # then 2 epochs at 224 from that model (edgevt adapt --init --size 224)
+    "lite0_tsm_inv_prog": ("tsm_efficientnet_lite0", dict(invert=True, rungs="source_only", epochs=12,
+                                                          cache_features="off", train_size=112, finish_epochs=2,
+                                                          finish_lr=1e-3)),
+    # the demo's recipe on lite0_tsm_inv: BatchNorm statistics estimated on the source clips before training
+    # (not ImageNet's: the input is frame differences), so that re-estimating them on the target (the bn
+    # rung, AdaBN) changes only the domain; auto chooses source-only or bn on target-val
+    "lite0_tsm_inv_bn": ("tsm_efficientnet_lite0", dict(invert=True, rungs="source_only,bn", epochs=4,
+                                                        cache_features="off", bn_source=True)),
 }
 
 

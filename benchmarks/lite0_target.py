@@ -18,7 +18,9 @@ per class, 64x64 videos upscaled). This script reports, per architecture (``--ar
 - ``tsm_inv``: TSM trained on the source clips each also inverted (see ``ARCHS``), so that the
   polarity shortcut is gone from the source; ``tsm_invaug``: the same with ``--augment invert``
   (each clip inverted on the fly with probability 0.5); ``tsm_so``: tsm_inv's plain baseline, the same
-  TSM source-only without the copies;
+  TSM source-only without the copies; ``tsm_inv_bn``: tsm_inv with ``--bn-source`` and the bn rung
+  (the demo's recipe, AdaBN); ``tsm_inv_prog``: tsm_inv trained at 112x112 for 12 epochs, then
+  finished at 224 for 2 (progressive resizing; its first stage is reported as a row too);
 - with ``--oracle``: the same model, input and schedule trained on the labeled target-train clips
   (``--strategy finetune --source target_train.txt``), the most adaptation could reach.
 
@@ -37,6 +39,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import fmt_mean_std, write_results  # noqa: E402
-from int8_cpu import LITE0_RECIPE, LITE0_VARIANTS, adapted_lite0, inverted_source  # noqa: E402
+from int8_cpu import LITE0_RECIPE, LITE0_VARIANTS, PROGRESSIVE, adapted_lite0, finish_config, inverted_source  # noqa: E402
 
 # name -> (architecture, what changes from LITE0_RECIPE): int8_cpu.LITE0_VARIANTS (tsm_inv: TSM on the
 # source clips each also inverted, so the ink's polarity no longer predicts the direction)
@@ -103,13 +106,22 @@ def oracle(data: Path, out: Path, arch: str, size: int, seed: int, change: dict 
     change = dict(change or {})
     invert = change.pop("invert", False)
     change.pop("rungs", None)  # a plain fine-tune, no auto ladder
+    progressive = {k: change.pop(k) for k in PROGRESSIVE if k in change}
     if not (out / "report.json").exists():
         recipe = {k: v for k, v in LITE0_RECIPE.items() if k not in ("strategy", "rungs", "model")}
         source = inverted_source(data, "target_train") if invert else data / "target_train.txt"
-        print(f"training the oracle into {out}", flush=True)
-        adapt(AdaptConfig(source=str(source), target_test=str(data / "target_test.txt"),
+        cfg = AdaptConfig(source=str(source), target_test=str(data / "target_test.txt"),
                           source_test=str(data / "source_test.txt"), out=str(out), size=size, seed=seed,
-                          strategy="finetune", model=arch, **{**recipe, **change}))
+                          strategy="finetune", model=arch, **{**recipe, **change})
+        if progressive:  # the same two stages as the variant: at train_size, then finished at size
+            t = progressive["train_size"]
+            small = Path(f"{out}_at{t}")
+            if not (small / "report.json").exists():
+                print(f"training the oracle at {t}x{t} into {small}", flush=True)
+                adapt(replace(cfg, size=t, out=str(small)))
+            cfg = finish_config(cfg, small / "model.pt", **progressive)
+        print(f"training the oracle into {out}", flush=True)
+        adapt(cfg)
     rep = json.loads((out / "report.json").read_text())
     return {"target_test": rep["eval"]["target_test"]["accuracy"],
             "source_test": (rep["eval"].get("source_test") or {}).get("accuracy"),
@@ -171,7 +183,7 @@ def markdown(res: dict) -> str:
     for r in res["runs"].values():
         name = r["arch"] + describe(r["change"])
         for c, v in r["candidates"].items():
-            chosen = " (auto's choice)" if c == r["chosen"] else ""
+            chosen = (" (auto's choice)" if r.get("auto", True) else " (the delivered model)") if c == r["chosen"] else ""
             chosen += "" if r["auto_finished"] else " (auto did not finish: finished candidates only)"
             collapsed = ", predictions collapsed" if v["collapsed"] else ""
             lines.append(f"| {name} | {r['seed']} | {c}{chosen}{collapsed} | {pct(v['target_val'])} | {pct(v['target_test'])} "
@@ -205,11 +217,24 @@ def run_one(args, key: str, seed: int) -> dict:
     # an auto run that did not finish (--no-train, or killed) still has its finished candidates
     reports = {d.name: json.loads((d / "report.json").read_text())
                for d in sorted((ckpt.parent / "candidates").glob("*")) if (d / "report.json").exists()}
+    auto = bool(reports)
+    if done and not reports:  # one plain run (a progressive variant's finish): its own candidate
+        rep = json.loads((ckpt.parent / "report.json").read_text())
+        reports = {f"source-only, finished at {args.size}" if "train_size" in change else rep["strategy"]: rep}
+    first = {}
+    if "train_size" in change:  # the progressive variant's first stage, as it was before the finish
+        t = change["train_size"]
+        small, _, _ = adapted_lite0(args.work, t, args.per_class, seed=seed, arch=arch, train=False,
+                                    **{k: v for k, v in change.items() if k not in PROGRESSIVE})
+        if (small.parent / "report.json").exists():
+            rep = json.loads((small.parent / "report.json").read_text())
+            first = {f"first stage at {t}x{t}, before the finish ({rep['chosen']})":
+                     json.loads((small.parent / "candidates" / rep["chosen"] / "report.json").read_text())}
     if not reports:
         raise SystemExit(f"{ckpt.parent}: no finished candidate; run without --no-train")
-    chosen = json.loads((ckpt.parent / "report.json").read_text())["chosen"] if done else None
+    chosen = json.loads((ckpt.parent / "report.json").read_text()).get("chosen", next(iter(reports))) if done else None
     cands = {}
-    for name, crep in reports.items():
+    for name, crep in {**first, **reports}.items():
         ev, labels = crep["eval"], crep["labels"]
         cands[name] = {"target_val": ev["target_val"]["accuracy"], "target_test": ev["target_test"]["accuracy"],
                        "source_test": ev["source_test"]["accuracy"],
@@ -218,7 +243,7 @@ def run_one(args, key: str, seed: int) -> dict:
                        "target_test_confusion": ev["target_test"]["confusion"]}
     probe = ckpt if done else ckpt.parent / "candidates" / next(iter(reports)) / "model.pt"
     r = {"key": key, "seed": seed, "arch": arch, "change": dict(change), "checkpoint": str(probe),
-         "auto_finished": done, "chosen": chosen, "labels": labels, "candidates": cands,
+         "auto": auto, "auto_finished": done, "chosen": chosen, "labels": labels, "candidates": cands,
          "polarity": polarity_probe(probe, data)}
     folder = args.work / f"lite0_{key}_oracle_{args.size}_{args.per_class}_s{seed}"
     if args.oracle or (folder / "report.json").exists():  # an oracle trained before is reported too
