@@ -236,6 +236,10 @@ LITE0_VARIANTS = {
     # rung, AdaBN) changes only the domain; auto chooses source-only or bn on target-val
     "lite0_tsm_inv_bn": ("tsm_efficientnet_lite0", dict(invert=True, rungs="source_only,bn", epochs=4,
                                                         cache_features="off", bn_source=True)),
+    # domain randomisation against the target's look (photo backgrounds, colour cast, sensor noise: what a
+    # frame difference does not remove) and the polarity shortcut at once: edgevt adapt --augment
+    # appearance+invert, source-only, 6 epochs over the 360 clips (as lite0_tsm_invaug)
+    "lite0_tsm_appinv": ("tsm_efficientnet_lite0", dict(augment="appearance+invert", rungs="source_only", epochs=6)),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from edgevt.adapt.selftrain import CONSISTENCY
-from edgevt.data.transforms import AUGMENTS
+from edgevt.data.transforms import augment_names
 from edgevt.errors import EdgevtError
 from edgevt.models.zoo import INPUTS
 from edgevt.spec import ClipSpec
@@ -59,7 +59,7 @@ class AdaptConfig:
     unfreeze: int = 2  # partial: backbone stages trained, counted from the top
     freeze_bn: str = "auto"  # auto (when batch_size < 16) | always | never
     cache_features: str = "auto"  # auto | on | off
-    augment: str = "none"  # none | basic (crop + colour jitter) | appearance (domain randomisation)
+    augment: str = "none"  # none | basic (crop + colour jitter) | appearance (domain randomisation) | invert; a+b for both
     limit_per_class: int | None = None  # keep only this many labeled training clips per class
     val_split: float = 0.0  # share of labeled training clips held out for early stopping
     # optimisation
@@ -123,7 +123,7 @@ class AdaptConfig:
         check(self.fewshot_method in ("finetune", "prototype"), "--fewshot-method must be finetune or prototype")
         if self.augment is True or self.augment is False:  # the old boolean form
             self.augment = "basic" if self.augment else "none"
-        check(self.augment in AUGMENTS, f"unknown --augment {self.augment!r}; use one of {', '.join(AUGMENTS)}")
+        augment_names(self.augment)  # one line naming the value when it is not a known augmentation
         check(self.input in INPUTS, f"unknown --input {self.input!r}; use one of {', '.join(INPUTS)}")
         check(self.size is None or self.size >= 16, f"--size must be >= 16 pixels, got {self.size}")
         check(self.lr > 0, f"--lr must be > 0, got {self.lr}")

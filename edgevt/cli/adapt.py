@@ -38,7 +38,7 @@ def adapt(
                                 "appearance (domain randomisation: random background textures, colour, light, blur, "
                                 "sensor noise; what makes a model carry to a new camera) or invert (each clip's negative half the "
                                 "time, so a bright-on-dark source does not teach the sign of motion from polarity; "
-                                "for TSM/3D models). Disables the feature cache."),
+                                "for TSM/3D models); several joined by '+' apply in turn (appearance+invert). Disables the feature cache."),
     input: str = typer.Option("rgb", "--input", help="What a TSN/TSM frame encoder sees: rgb, or diff (differences "
                               "of consecutive clip frames: motion without the static scene; streams as window)."),
     limit_per_class: Optional[int] = typer.Option(None, help="Use only this many labeled training clips per class."),

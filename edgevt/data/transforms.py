@@ -125,20 +125,44 @@ def random_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(tex, 0, 255)
 
 
-def make_augment(name: str | bool | None):
-    """The training transform named by ``--augment``: none, basic (crop + colour jitter),
-    appearance (domain randomisation: background textures, colour, light, blur, noise + crop) or
-    invert (the clip's negative half the time: ``PolarityInvert``)."""
+@dataclass
+class Compose:
+    """Several augmentations applied in turn (``--augment appearance+invert``)."""
+
+    steps: tuple
+
+    def __call__(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for step in self.steps:
+            clip = step(clip, rng)
+        return clip
+
+
+def augment_names(name: str | bool | None) -> tuple[str, ...]:
+    """The augmentations ``--augment`` names, in order: one of AUGMENTS, or several joined by '+'
+    (``appearance+invert``: a randomised look, then its negative half the time). () for none."""
     from edgevt.errors import EdgevtError
 
     if name is True:
-        name = "basic"
+        return ("basic",)
     if name in (None, False, "none"):
+        return ()
+    parts = tuple(p.strip() for p in str(name).split("+"))
+    for p in parts:
+        if p not in AUGMENTS or (p == "none" and len(parts) > 1):
+            raise EdgevtError(f"unknown --augment {name!r}; use one of {', '.join(AUGMENTS)}, "
+                              "or several joined by '+' (e.g. appearance+invert)")
+    if len(set(parts)) < len(parts):
+        raise EdgevtError(f"--augment {name!r} names an augmentation twice")
+    return parts
+
+
+def make_augment(name: str | bool | None):
+    """The training transform named by ``--augment``: none, basic (crop + colour jitter),
+    appearance (domain randomisation: background textures, colour, light, blur, noise + crop),
+    invert (the clip's negative half the time: ``PolarityInvert``), or several joined by '+',
+    applied left to right."""
+    one = {"basic": ClipAugment, "appearance": AppearanceAugment, "invert": PolarityInvert}
+    steps = tuple(one[n]() for n in augment_names(name))
+    if not steps:
         return None
-    if name == "basic":
-        return ClipAugment()
-    if name == "appearance":
-        return AppearanceAugment()
-    if name == "invert":
-        return PolarityInvert()
-    raise EdgevtError(f"unknown --augment {name!r}; use one of {', '.join(AUGMENTS)}")
+    return steps[0] if len(steps) == 1 else Compose(steps)

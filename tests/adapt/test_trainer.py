@@ -146,3 +146,18 @@ def test_size_must_be_a_real_frame_size(tiny_cfg):
 
     with pytest.raises(EdgevtError, match="--size must be >= 16 pixels, got 4"):
         adapt(tiny_cfg(size=4))
+
+
+def test_joined_augmentations_reach_the_training_clips(tiny_cfg, monkeypatch):
+    """--augment appearance+invert: the source loader gets both transforms, in that order."""
+    from edgevt.adapt import api
+    from edgevt.adapt.data import open_labeled
+    from edgevt.data.transforms import AppearanceAugment, Compose, PolarityInvert
+
+    seen = []
+    monkeypatch.setattr(api, "open_labeled", lambda path, spec, *a, **k: seen.append(k.get("transform"))
+                        or open_labeled(path, spec, *a, **k))
+    res = adapt(tiny_cfg(augment="appearance+invert", source_test=None, target_test=None))
+    assert res.checkpoint
+    aug = seen[0]
+    assert isinstance(aug, Compose) and [type(s) for s in aug.steps] == [AppearanceAugment, PolarityInvert]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgevt.data.transforms import AppearanceAugment, ClipAugment, PolarityInvert, make_augment, random_texture
+from edgevt.data.transforms import AppearanceAugment, ClipAugment, Compose, PolarityInvert, make_augment, random_texture
 from edgevt.errors import EdgevtError
 
 
@@ -48,3 +48,26 @@ def test_adapt_config_accepts_invert():
     from edgevt.adapt import AdaptConfig
 
     AdaptConfig(source="s", out="o", augment="invert").validate()
+
+
+def test_augmentations_joined_by_plus_apply_in_turn():
+    aug = make_augment("appearance+invert")
+    assert isinstance(aug, Compose) and [type(s) for s in aug.steps] == [AppearanceAugment, PolarityInvert]
+    clip = np.zeros((4, 16, 16, 3), np.uint8)
+    clip[:, 4:8, 4:8] = 230
+    outs = [aug(clip, np.random.default_rng(i)) for i in range(40)]
+    # the randomised look is kept half the time and inverted the other half: the square is then darker
+    # than the scene around it
+    dark = [o[0, 5, 5].mean() < np.median(o[0]) for o in outs]
+    assert 0.2 < np.mean(dark) < 0.8
+    for name in ("appearance+strong", "invert+invert", "none+invert", "appearance+"):
+        with pytest.raises(EdgevtError, match="--augment"):
+            make_augment(name)
+
+
+def test_adapt_config_accepts_joined_augmentations_and_names_a_bad_one():
+    from edgevt.adapt import AdaptConfig
+
+    AdaptConfig(source="s", out="o", augment="appearance+invert").validate()
+    with pytest.raises(EdgevtError, match="unknown --augment 'appearance\\+strong'"):
+        AdaptConfig(source="s", out="o", augment="appearance+strong").validate()
