@@ -217,6 +217,7 @@ def finish_config(cfg, small: Path, train_size: int, finish_epochs: int, finish_
 # why): lite0_tsm_inv is TSM trained on the source clips each also inverted (the ink's polarity then
 # no longer predicts the direction of motion), the source-only rung for 4 epochs over twice the clips,
 # without the frozen-feature cache (TSM's window cache at 224 does not fit in 24 GiB for that many videos)
+_APPINV = dict(augment="appearance+invert", rungs="source_only", epochs=6)  # lite0_tsm_appinv's, and the base of appinv12
 LITE0_VARIANTS = {
     "lite0": ("tsn_efficientnet_lite0", {}),
     "lite0_tsm": ("tsm_efficientnet_lite0", {}),
@@ -239,11 +240,10 @@ LITE0_VARIANTS = {
     # domain randomisation against the target's look (photo backgrounds, colour cast, sensor noise: what a
     # frame difference does not remove) and the polarity shortcut at once: edgevt adapt --augment
     # appearance+invert, source-only, 6 epochs over the 360 clips (as lite0_tsm_invaug)
-    "lite0_tsm_appinv": ("tsm_efficientnet_lite0", dict(augment="appearance+invert", rungs="source_only", epochs=6)),
+    "lite0_tsm_appinv": ("tsm_efficientnet_lite0", _APPINV),
     # lite0_tsm_appinv trained 6 epochs more (edgevt adapt --init, the same size, lr restarted at 3e-3):
     # after 6 it was right on 55% of its own source-test clips
-    "lite0_tsm_appinv12": ("tsm_efficientnet_lite0", dict(augment="appearance+invert", rungs="source_only", epochs=6,
-                                                          train_size=224, finish_epochs=6, finish_lr=3e-3)),
+    "lite0_tsm_appinv12": ("tsm_efficientnet_lite0", dict(_APPINV, train_size=224, finish_epochs=6, finish_lr=3e-3)),
 }
 
 

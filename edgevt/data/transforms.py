@@ -48,9 +48,6 @@ def colour_jitter(clip: np.ndarray, rng: np.random.Generator, brightness: float,
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-AUGMENTS = ("none", "basic", "appearance", "invert")  # --augment: what make_augment returns
-
-
 @dataclass
 class AppearanceAugment:
     """Domain randomisation of a clip's look, shared by all its frames (so motion is untouched).
@@ -125,6 +122,11 @@ def random_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(tex, 0, 255)
 
 
+# --augment's vocabulary: each name and the transform it makes ("none": no transform)
+AUGMENT_TYPES = {"basic": ClipAugment, "appearance": AppearanceAugment, "invert": PolarityInvert}
+AUGMENTS = ("none", *AUGMENT_TYPES)
+
+
 @dataclass
 class Compose:
     """Several augmentations applied in turn (``--augment appearance+invert``)."""
@@ -161,8 +163,7 @@ def make_augment(name: str | bool | None):
     appearance (domain randomisation: background textures, colour, light, blur, noise + crop),
     invert (the clip's negative half the time: ``PolarityInvert``), or several joined by '+',
     applied left to right."""
-    one = {"basic": ClipAugment, "appearance": AppearanceAugment, "invert": PolarityInvert}
-    steps = tuple(one[n]() for n in augment_names(name))
+    steps = tuple(AUGMENT_TYPES[n]() for n in augment_names(name))
     if not steps:
         return None
     return steps[0] if len(steps) == 1 else Compose(steps)
