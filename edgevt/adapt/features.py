@@ -140,7 +140,7 @@ def can_cache(model: nn.Module, frozen_stages: int | None, augment: bool, sampli
     """
     if frozen_stages is None or frame_stages(model) is None:
         return False, "the model has no per-frame stages to cache (3D model)"
-    if getattr(model, "input", "rgb") == "diff" and sampling == "segment":
+    if getattr(model, "differences", False) and sampling == "segment":
         return False, ("frame-difference input with segment sampling: random per-segment frames pair too many "
                        "frames to cache their differences")
     if frozen_stages == 0:
@@ -185,11 +185,15 @@ def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: t
     stages = all_stages[:frozen_stages]
     pooled = frozen_stages == len(all_stages)  # whole encoder frozen: keep only the pooled embedding
     per_clip = prefix_has_shift(model, frozen_stages)
-    diff = getattr(model, "input", "rgb") == "diff"
+    diff = getattr(model, "differences", False)
+    frame_map = getattr(model, "frame_map", lambda h: h)  # what a difference model differences
     frame_inputs = getattr(model, "frame_inputs", lambda x: x)  # [N, T, 3, H, W] -> what the encoder sees
     pre = FramePreprocess(spec).to(device)
     for s in stages:
         s.eval()
+
+    def mapped(frames, idx):  # the preprocessed frames idx of a video, mapped as the model maps them
+        return frame_map(pre(frames[idx].to(device)))
 
     def run(h):  # preprocessed frames (or their differences) [M, 3, H, W]
         h = h.to(device)
@@ -216,7 +220,7 @@ def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: t
             pairs = frame_pairs(windows)
             a, b = (torch.as_tensor([p[k] for p in pairs]) for k in (0, 1))
             zero = run(torch.zeros(1, *shape))
-            parts = [run(pre(frames[b[j:j + chunk]].to(device)) - pre(frames[a[j:j + chunk]].to(device)))
+            parts = [run(mapped(frames, b[j:j + chunk]) - mapped(frames, a[j:j + chunk]))
                      for j in range(0, len(pairs), chunk)]
             out.append({"diffs": torch.cat([zero, *parts]), "pairs": {p: k + 1 for k, p in enumerate(pairs)},
                         "n": len(frames)})

@@ -39,8 +39,11 @@ def adapt(
                                 "sensor noise; what makes a model carry to a new camera) or invert (each clip's negative half the "
                                 "time, so a bright-on-dark source does not teach the sign of motion from polarity; "
                                 "for TSM/3D models); several joined by '+' apply in turn (appearance+invert). Disables the feature cache."),
-    input: str = typer.Option("rgb", "--input", help="What a TSN/TSM frame encoder sees: rgb, or diff (differences "
-                              "of consecutive clip frames: motion without the static scene; streams as window)."),
+    input: str = typer.Option("rgb", "--input", help="What a TSN/TSM frame encoder sees: rgb, diff (differences "
+                              "of consecutive clip frames: motion without the static scene) or edgediff (the "
+                              "differences of each frame's local contrast |frame - blur|: the same for a scene and "
+                              "its negative, so dark-on-light and light-on-dark motion look alike). diff and "
+                              "edgediff stream as window."),
     limit_per_class: Optional[int] = typer.Option(None, help="Use only this many labeled training clips per class."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable, truncated or empty videos (and list "
                                                              "them) instead of stopping at the first one."),

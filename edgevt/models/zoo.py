@@ -18,7 +18,19 @@ from edgevt.errors import EdgevtError
 from edgevt.models.efficientnet_lite import LITE0_MEAN, LITE0_STD, LITE0_STAGES, efficientnet_lite0
 from edgevt.models.temporal import insert_temporal_shift
 
-INPUTS = ("rgb", "diff")  # what a 2D model's frame encoder sees (TemporalClassifier input)
+INPUTS = ("rgb", "diff", "edgediff")  # what a 2D model's frame encoder sees (TemporalClassifier input)
+DIFF_INPUTS = ("diff", "edgediff")  # inputs made of frame differences (they need whole clips)
+
+
+def local_contrast(frames: torch.Tensor) -> torch.Tensor:
+    """[M, C, H, W] -> |frames - their local mean| (a box blur about H/16 wide), per channel.
+
+    The same for a frame and its negative (or any frame a * x + b with |a| fixed): dark ink on a light
+    scene and light ink on a dark one give one map, so the sign of a frame difference of these maps
+    tells which way an object moves whatever its polarity (``input="edgediff"``)."""
+    k = 2 * (frames.shape[-2] // 32) + 1
+    blur = nn.functional.avg_pool2d(frames, k, stride=1, padding=k // 2, count_include_pad=False)
+    return (frames - blur).abs()
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -231,8 +243,11 @@ class TemporalClassifier(nn.Module):
     frames: the stateful stream form then computes the same model as the offline one).
     input: ``rgb`` (the frames) or ``diff`` (each frame minus the one before it in the clip, as in
     TSN's RGB-difference stream): a static background cancels, so what the encoder sees is motion,
-    not scene appearance. The first frame of a clip has no predecessor and gets zeros. A ``diff``
-    model needs whole clips, so it streams in the window form only.
+    not scene appearance. The first frame of a clip has no predecessor and gets zeros. ``edgediff``:
+    the differences of each frame's local contrast (``local_contrast``) instead of the frame, so the
+    input is the same for a scene and its negative (ink darker or lighter than the background, a
+    white-hot or black-hot thermal sensor). A difference model needs whole clips, so it streams in the
+    window form only.
     """
 
     def __init__(self, encoder: FrameEncoder, num_classes: int, num_frames: int, shift: bool,
@@ -243,8 +258,8 @@ class TemporalClassifier(nn.Module):
 
         if input not in INPUTS:
             raise EdgevtError(f"unknown model input {input!r}: use {' or '.join(INPUTS)}")
-        if input == "diff" and num_frames < 2:
-            raise EdgevtError("input diff needs clips of at least 2 frames (--num-frames >= 2)")
+        if input in DIFF_INPUTS and num_frames < 2:
+            raise EdgevtError(f"input {input} needs clips of at least 2 frames (--num-frames >= 2)")
         self.input = input
         if shift_direction not in SHIFT_DIRECTIONS:
             raise EdgevtError(f"unknown shift direction {shift_direction!r}: use {' or '.join(SHIFT_DIRECTIONS)}")
@@ -289,10 +304,21 @@ class TemporalClassifier(nn.Module):
     def temporal_head(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.pool(embeddings)))
 
+    @property
+    def differences(self) -> bool:
+        """Whether the encoder sees frame differences (of ``frame_map``'s maps)."""
+        return self.input in DIFF_INPUTS
+
+    def frame_map(self, frames: torch.Tensor) -> torch.Tensor:
+        """[M, 3, H, W] preprocessed frames -> the maps whose differences a difference model sees."""
+        return local_contrast(frames) if self.input == "edgediff" else frames
+
     def frame_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, T, 3, H, W] clips -> what the frame encoder sees (the frames, or their differences)."""
+        """[N, T, 3, H, W] clips -> what the frame encoder sees (the frames, or the differences of
+        their maps)."""
         if self.input == "rgb":
             return x
+        x = self.frame_map(x.flatten(0, 1)).reshape(x.shape)
         d = x[:, 1:] - x[:, :-1]
         return torch.cat([torch.zeros_like(d[:, :1]), d], dim=1)
 

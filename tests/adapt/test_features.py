@@ -30,13 +30,15 @@ def test_cached_features_equal_pixel_path(motiondigits, tiny_spec, arch):
             torch.testing.assert_close(pixel_net(x[None]), cache_net(f[None].float()), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("input", ["diff", "edgediff"])
 @pytest.mark.parametrize("arch", ["tsn_tinycnn", "tsm_tinycnn"])
-def test_frame_difference_models_train_on_the_cache_exactly(motiondigits, tiny_spec, arch):
+def test_frame_difference_models_train_on_the_cache_exactly(motiondigits, tiny_spec, arch, input):
     """input=diff: the cache holds each frame pair's difference (TSN) or each window's differences
     (TSM), and the cached path equals the pixel path on the same sampled clips. Before, a
-    frame-difference model always trained from pixels, every frozen stage recomputed every step."""
+    frame-difference model always trained from pixels, every frozen stage recomputed every step.
+    input=edgediff: the differences of the frames' local-contrast maps, the same way."""
     torch.manual_seed(0)
-    model = create_model(arch, 6, 4, temporal="conv", temporal_dim=16, input="diff")
+    model = create_model(arch, 6, 4, temporal="conv", temporal_dim=16, input=input)
     _, _, frozen = trainable_split(model, "partial", 1)
     ok, why = can_cache(model, frozen, augment=False)
     assert ok, why

@@ -59,10 +59,14 @@ def test_flavour_settings_follow_the_tensorrt_rules(tiny_onnx):
     assert weighted_nodes(m) and all(n.op_type in ("Conv", "Gemm", "MatMul") for n in weighted_nodes(m))
 
 
-def test_cpu_flavour_keeps_the_input_side_of_a_frame_difference_model_in_float(tmp_path, tiny_spec, motiondigits):
+@pytest.mark.parametrize("input", ["diff", "edgediff"])
+def test_cpu_flavour_keeps_the_input_side_of_a_frame_difference_model_in_float(tmp_path, tiny_spec, motiondigits,
+                                                                              input):
     """The cpu flavour leaves the normalisation and frame differences (the nodes before the first
     convolution) in float, so the first conv quantizes the differences themselves; the TSN Lite0 on
-    frame differences lost most of its agreement with FP32 to uint8 differences (precision.py)."""
+    frame differences lost most of its agreement with FP32 to uint8 differences (precision.py).
+    edgediff: its local contrast (a box blur and an absolute value) is on that side too, and the
+    exported graph gives a clip and its negative the same logits, as the model does."""
     import onnx
     import torch
 
@@ -72,9 +76,9 @@ def test_cpu_flavour_keeps_the_input_side_of_a_frame_difference_model_in_float(t
     from edgevt.models.zoo import create_model
 
     torch.manual_seed(0)
-    model = create_model("tsn_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames, input="diff").eval()
+    model = create_model("tsn_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames, input=input).eval()
     ckpt = tmp_path / "diff.pt"
-    save_checkpoint(ckpt, model, tiny_spec, arch="tsn_tinycnn", model_kwargs={"input": "diff"})
+    save_checkpoint(ckpt, model, tiny_spec, arch="tsn_tinycnn", model_kwargs={"input": input})
     cfg = ExportConfig(precisions=("fp32", "int8"), flavour="cpu", calib=motiondigits / "target" / "train",
                        calib_cache=tmp_path / "cache", threads=1)
     b = export_bundle(ckpt, tmp_path / "b", cfg)
@@ -82,6 +86,16 @@ def test_cpu_flavour_keeps_the_input_side_of_a_frame_difference_model_in_float(t
     side = input_side_nodes(fp32)
     ops = {n.name: n.op_type for n in fp32.graph.node}
     assert "Sub" in {ops[n] for n in side} and "Conv" not in {ops[n] for n in side}
+    if input == "edgediff":
+        import numpy as np
+        import onnxruntime as ort
+
+        assert {"AveragePool", "Abs"} <= {ops[n] for n in side}
+        sess = ort.InferenceSession(str(b.artifact_path("model.fp32")), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        clip = np.random.default_rng(0).integers(0, 256, (1, tiny_spec.num_frames, *tiny_spec.size, 3), dtype=np.uint8)
+        out, neg = (sess.run(None, {name: c})[0] for c in (clip, 255 - clip))
+        np.testing.assert_allclose(out, neg, atol=1e-4)
     q = onnx.load(str(b.artifact_path("model.int8-cpu")))
     producer = {o: n for n in q.graph.node for o in n.output}
     in_q = {n.name: n for n in q.graph.node}

@@ -111,6 +111,26 @@ def test_frame_difference_input_ignores_a_static_scene():
         assert not torch.allclose(rgb(x), rgb(x + scene), atol=1e-3)
 
 
+def test_edgediff_input_is_the_same_for_a_clip_and_its_negative():
+    """input edgediff: a clip and its negative (255 - pixel: dark ink on a light scene instead of light
+    on dark) give the same logits, while the plain frame differences flip sign and change them; the
+    order of the frames still matters (a motion and its reversal are told apart)."""
+    import torch
+
+    from edgevt.models.zoo import create_model, local_contrast
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 4, 3, 32, 32)
+    neg = 1.0 - x
+    with torch.no_grad():
+        assert torch.allclose(local_contrast(x.flatten(0, 1)), local_contrast(neg.flatten(0, 1)), atol=1e-6)
+        m = create_model("tsm_tinycnn", 6, num_frames=4, input="edgediff").eval()
+        assert torch.allclose(m(x), m(neg), atol=1e-5)
+        assert not torch.allclose(m(x), m(x.flip(1)), atol=1e-3)
+        d = create_model("tsm_tinycnn", 6, num_frames=4, input="diff").eval()
+        assert not torch.allclose(d(x), d(neg), atol=1e-3)
+
+
 def test_frame_difference_models_stream_as_window_only():
     import pytest
 
@@ -118,7 +138,7 @@ def test_frame_difference_models_stream_as_window_only():
     from edgevt.models.forms import stream_forms_for
     from edgevt.models.zoo import create_model
 
-    m = create_model("tsn_tinycnn", 6, num_frames=4, input="diff")
-    assert stream_forms_for(m) == []
+    for input in ("diff", "edgediff"):
+        assert stream_forms_for(create_model("tsn_tinycnn", 6, num_frames=4, input=input)) == []
     with pytest.raises(EdgevtError, match="unknown model input"):
         create_model("tsn_tinycnn", 6, input="flow")
