@@ -18,7 +18,9 @@ flavour="cpu"`` (the accuracy gate on: top-1 drop and agreement with FP32 on tar
 - ``lite0_tsm``, ``lite0_tsm_inv`` (``LITE0_VARIANTS``): ``tsm_efficientnet_lite0`` with the same recipe,
   and with the source clips each also inverted (the polarity shortcut removed; the accurate one,
   ``benchmarks/lite0_target.py``); ``lite0_tsm_so``, ``lite0_tsm_invaug``, ``lite0_tsm_inv_bn`` and
-  ``lite0_tsm_inv_prog``: the recipes ``lite0_target.py`` compares (see ``LITE0_VARIANTS``).
+  ``lite0_tsm_inv_prog``: the recipes ``lite0_target.py`` compares (see ``LITE0_VARIANTS``);
+  ``lite0_edge`` and ``lite0_tsm_edge``: the TSN and the TSM on ``--input edgediff`` (frame differences
+  that are the same for a clip and its negative), source-only.
 - ``lite0_fitted``: the earlier speed subject -- the same architecture with only its classifier
   fitted by least squares on the demo's source-train clips (near chance: not an accurate model).
 
@@ -244,6 +246,13 @@ LITE0_VARIANTS = {
     # lite0_tsm_appinv trained 6 epochs more (edgevt adapt --init, the same size, lr restarted at 3e-3):
     # after 6 it was right on 55% of its own source-test clips
     "lite0_tsm_appinv12": ("tsm_efficientnet_lite0", dict(_APPINV, train_size=224, finish_epochs=6, finish_lr=3e-3)),
+    # the issue's TSN on edgevt adapt --input edgediff (differences of each frame's local contrast, the
+    # same for a clip and its negative: the polarity shortcut removed from the input, not the data),
+    # source-only, the recipe's 8 epochs over the 360 clips with the frozen-prefix cache
+    "lite0_edge": ("tsn_efficientnet_lite0", dict(input="edgediff", rungs="source_only")),
+    # the same input on the TSM (lite0_tsm_so with --input edgediff: its plain baseline's recipe). Without
+    # the bn rung: AdaBN collapsed lite0_edge's predictions (33% target-val), as it did lite0's
+    "lite0_tsm_edge": ("tsm_efficientnet_lite0", dict(input="edgediff", rungs="source_only")),
 }
 
 

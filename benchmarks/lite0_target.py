@@ -21,6 +21,9 @@ per class, 64x64 videos upscaled). This script reports, per architecture (``--ar
   TSM source-only without the copies; ``tsm_inv_bn``: tsm_inv with ``--bn-source`` and the bn rung
   (the demo's recipe, AdaBN); ``tsm_inv_prog``: tsm_inv trained at 112x112 for 12 epochs, then
   finished at 224 for 2 (progressive resizing; its first stage is reported as a row too);
+  ``edge``: the TSN on ``--input edgediff`` (the differences of each frame's local contrast, the same
+  for a clip and its negative: the polarity shortcut removed from the input itself), source-only;
+  ``tsm_edge``: the same input on the TSM (``tsm_so``'s recipe otherwise);
 - with ``--oracle``: the same model, input and schedule trained on the labeled target-train clips
   (``--strategy finetune --source target_train.txt``), the most adaptation could reach.
 
