@@ -17,6 +17,10 @@ scratch, all on RGB frames with the same (no) augmentation; plus TinyCNN on fram
 
     python benchmarks/demo_recipe.py                 # both sections, 3 seeds
     python benchmarks/demo_recipe.py --skip B --seeds 1
+    python benchmarks/demo_recipe.py --skip B --input edgediff   # section A on another model input
+
+``--input`` changes section A's model input only (the demo's recipe otherwise) and writes
+``demo_recipe_..._<input>``.
 """
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ def stream_match(ckpt: str, video: Path) -> float | None:
 def section_a(args) -> dict:
     out = {}
     for seed in range(args.seeds):
-        s = replace(SIZES["quick"], seed=seed)
+        s = replace(SIZES["quick"], seed=seed, input=args.input or SIZES["quick"].input)
         # the demo's own data and adapt steps, in its run cache (a rerun reuses what is still valid)
         demo = run_demo(args.work / "A" / f"seed{seed}", s, threads=args.threads, until="adapt")
         ctx = DemoContext(demo.out, s, records=dict(demo.records))
@@ -116,11 +120,12 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="A and/or B")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgevt_demo_recipe"))
+    ap.add_argument("--input", default=None, help="section A with another --input than the demo's (e.g. edgediff)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
     md, data = [], {}
-    q = SIZES["quick"]
+    q = replace(SIZES["quick"], input=args.input or SIZES["quick"].input)
     if "A" not in args.skip:
         a = data["A"] = section_a(args)
         seeds = list(a.values())
@@ -151,9 +156,10 @@ def main() -> None:
         for name, vals in b.items():
             md.append(f"| {name} | {fmt([v['target_test'] for v in vals])} | {fmt([v['source_test'] for v in vals])} |")
         md += [""]
-    md += [f"Wall clock {(time.time() - t0) / 60:.0f} min. Command: `python benchmarks/demo_recipe.py --seeds {args.seeds}"
-           f"{' --skip ' + args.skip if args.skip else ''}`"]
-    write_results("demo_recipe" + (f"_{args.skip.replace(',', '')}less" if args.skip else ""), "\n".join(md), data)
+    md += [f"Wall clock {(time.time() - t0) / 60:.0f} min. Command: `python benchmarks/demo_recipe.py "
+           f"{' '.join(sys.argv[1:])}`"]
+    write_results("demo_recipe" + (f"_{args.skip.replace(',', '')}less" if args.skip else "")
+                  + (f"_{args.input}" if args.input else ""), "\n".join(md), data)
 
 
 if __name__ == "__main__":
