@@ -58,10 +58,11 @@ def stream_match(ckpt: str, video: Path) -> float | None:
     return None if not r.ground_truth else r.ground_truth.get("accuracy")
 
 
-def section_a(args) -> dict:
+def section_a(args, q) -> dict:
+    """``q``: the demo's quick size (with ``--input``'s model input, if given)."""
     out = {}
     for seed in range(args.seeds):
-        s = replace(SIZES["quick"], seed=seed, input=args.input or SIZES["quick"].input)
+        s = replace(q, seed=seed)
         # the demo's own data and adapt steps, in its run cache (a rerun reuses what is still valid)
         demo = run_demo(args.work / "A" / f"seed{seed}", s, threads=args.threads, until="adapt")
         ctx = DemoContext(demo.out, s, records=dict(demo.records))
@@ -127,7 +128,7 @@ def main() -> None:
     md, data = [], {}
     q = replace(SIZES["quick"], input=args.input or SIZES["quick"].input)
     if "A" not in args.skip:
-        a = data["A"] = section_a(args)
+        a = data["A"] = section_a(args, q)
         seeds = list(a.values())
         md += ["# The demo's recipe at demo size (quick)", "",
                f"{q.model} (weights {q.weights}), input {q.input}, augmentation {q.augment}, `--strategy auto --rungs "

@@ -192,9 +192,6 @@ def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: t
     for s in stages:
         s.eval()
 
-    def mapped(frames, idx):  # the preprocessed frames idx of a video, mapped as the model maps them
-        return frame_map(pre(frames[idx].to(device)))
-
     def run(h):  # preprocessed frames (or their differences) [M, 3, H, W]
         h = h.to(device)
         for s in stages:
@@ -220,8 +217,9 @@ def encode_videos(dataset, model: nn.Module, spec, frozen_stages: int, device: t
             pairs = frame_pairs(windows)
             a, b = (torch.as_tensor([p[k] for p in pairs]) for k in (0, 1))
             zero = run(torch.zeros(1, *shape))
-            parts = [run(mapped(frames, b[j:j + chunk]) - mapped(frames, a[j:j + chunk]))
-                     for j in range(0, len(pairs), chunk)]
+            # each frame preprocessed and mapped once (a frame sits in up to two pairs), then paired
+            maps = torch.cat([frame_map(pre(frames[j:j + chunk].to(device))) for j in range(0, len(frames), chunk)])
+            parts = [run(maps[b[j:j + chunk]] - maps[a[j:j + chunk]]) for j in range(0, len(pairs), chunk)]
             out.append({"diffs": torch.cat([zero, *parts]), "pairs": {p: k + 1 for k, p in enumerate(pairs)},
                         "n": len(frames)})
         else:

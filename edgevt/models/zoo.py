@@ -21,20 +21,21 @@ from edgevt.models.temporal import insert_temporal_shift
 INPUTS = ("rgb", "diff", "edgediff")  # what a 2D model's frame encoder sees (TemporalClassifier input)
 DIFF_INPUTS = ("diff", "edgediff")  # inputs made of frame differences (they need whole clips)
 
-
-def local_contrast(frames: torch.Tensor) -> torch.Tensor:
-    """[M, C, H, W] -> |frames - their local mean| (a box blur about H/16 wide), per channel.
-
-    The same for a frame and its negative (or any frame a * x + b with |a| fixed): dark ink on a light
-    scene and light ink on a dark one give one map, so the sign of a frame difference of these maps
-    tells which way an object moves whatever its polarity (``input="edgediff"``)."""
-    k = 2 * (frames.shape[-2] // 32) + 1
-    blur = nn.functional.avg_pool2d(frames, k, stride=1, padding=k // 2, count_include_pad=False)
-    return (frames - blur).abs()
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+def local_contrast(frames: torch.Tensor) -> torch.Tensor:
+    """[M, C, H, W] -> |frames - their local mean| (a box blur about H/16 wide), per channel.
+
+    The same for a frame x and its negative b - x (a * x + b gives |a| times the map of x): dark ink on a
+    light scene and light ink on a dark one give one map, so the sign of a frame difference of these
+    maps tells which way an object moves whatever its polarity (``input="edgediff"``)."""
+    k = 2 * (frames.shape[-2] // 32) + 1
+    blur = nn.functional.avg_pool2d(frames, k, stride=1, padding=k // 2, count_include_pad=False)
+    return (frames - blur).abs()
 
 
 @dataclass(frozen=True)
