@@ -46,6 +46,7 @@ from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
                                 torch_runner)
 from edgevt.export.precision import (CALIB_AUTO, CALIB_CHOICES, convert_fp16, float_prefix, input_side_nodes,
+                                     output_side_nodes,
                                      preprocess_for_quantization,
                                      quantize_int8)
 from edgevt.fileio import check_replaceable, file_sha256
@@ -87,6 +88,7 @@ class ExportConfig:
     max_batch: int = 64
     keep_first_conv: bool = True  # tensorrt flavour: keep 3-input-channel convs out of INT8
     keep_input_float: bool = True  # cpu flavour: the input side (normalisation, frame differences) stays float
+    keep_output_float: bool = True  # cpu flavour: the classifier writing the logits stays float (no uint8 logits)
     forms: list = field(default_factory=list)  # stream | incremental | stateful, names from register_form, callables(ctx)
     threads: int | None = None  # onnxruntime intra-op threads for the checks
     skip_bad: bool = True  # skip unreadable calib/eval videos with a warning; False: the first one is an error
@@ -492,7 +494,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     else:  # what the stream loop feeds each graph on these clips, recorded from the FP32 form
         feeds = f.logits("fp32", calib_in, record=True)[1]
         hashed = feeds
-    prepared, readers, qdq32, input_side = {}, {}, {}, {}
+    prepared, readers, qdq32, input_side, output_side = {}, {}, {}, {}, {}
     kept: list[dict] = []
     n_rows = {}
     for g in f.graphs:
@@ -506,6 +508,8 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         if flavour == "cpu" and config.keep_input_float:
             # not counted as kept layers: no weights, and no speed-up to lose
             input_side[r] = input_side_nodes(onnx.load(str(prepared[r])))
+        if flavour == "cpu" and config.keep_output_float:
+            output_side[r] = output_side_nodes(onnx.load(str(prepared[r])))
         if flavour == "tensorrt" and config.keep_first_conv:
             # A conv with 3 input channels gains nothing from INT8 on TensorRT and bloats the engine.
             m = onnx.load(str(prepared[r]))
@@ -519,20 +523,25 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         return {g.role: cache_path(file_sha256(prepared[g.role]), data_hash(paths, hashed[g.role]), method,
                                    n_rows[g.role], config.calib_cache) for g in f.graphs}
 
+    def sides(role: str) -> list[str]:  # kept in float in every graph of this flavour, not counted as kept layers
+        return input_side.get(role, []) + [n for n in output_side.get(role, []) if n not in input_side.get(role, [])]
+
     def quantizer(method: str) -> Callable[[list[str]], dict]:
         caches = caches_for(method)
 
         def quantize(exclude: list[str]) -> dict:
             per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, stored), reader=readers[g.role],
                                          method=method, flavour=flavour,
-                                         nodes_to_exclude=f.split(exclude, g.role) + input_side.get(g.role, []),
+                                         nodes_to_exclude=f.split(exclude, g.role) + sides(g.role),
                                          cache_path=caches[g.role],
                                          qdq_fp32_copy=qdq32[g.role]) for g in f.graphs}
             out = dict(next(iter(per.values())))
             out["nodes_excluded"] = [f.node(r, n) for r, s in per.items() for n in s["nodes_excluded"]
-                                     if n not in input_side.get(r, [])]
+                                     if n not in sides(r)]
             if input_side:
                 out["input_side_float"] = [f.node(r, n) for r, names in input_side.items() for n in names]
+            if any(output_side.values()):
+                out["output_side_float"] = [f.node(r, n) for r, names in output_side.items() for n in names]
             out["qdq_nodes"] = {t: sum(s["qdq_nodes"][t] for s in per.values()) for t in out["qdq_nodes"]}
             if len(per) > 1:
                 out["graphs"] = {r: {"qdq_nodes": s["qdq_nodes"], "nodes_excluded": s["nodes_excluded"]}

@@ -123,3 +123,46 @@ def test_float_prefix_is_the_leading_layers_with_their_activations(tmp_path, mak
         assert p == names[:names.index(w[k])]  # everything before the (k+1)-th weighted layer
         assert [n for n in p if n in w] == w[:k] and len(p) > k  # its activations too
     assert float_prefix(m, len(w)) == names
+
+
+def test_cpu_flavour_keeps_the_classifier_in_float_so_the_logits_are_not_rounded(tmp_path, tiny_spec, motiondigits):
+    """Quantized, the final Gemm's output Q/DQ rounded the logits to 256 levels, which ties or swaps
+    nearly tied classes: the classifier (the last weighted op when it is a Gemm/MatMul, and what follows
+    it) runs in float, and the INT8 logits are not a DequantizeLinear's output."""
+    import numpy as np
+    import onnx
+
+    from edgevt.backends import open_backend
+    from edgevt.export.exporter import ExportConfig, export_bundle
+    from edgevt.export.precision import output_side_nodes
+    from edgevt.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("tsm_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames).eval()
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, model, tiny_spec, arch="tsm_tinycnn")
+    cfg = dict(precisions=("fp32", "int8"), flavour="cpu", calib=motiondigits / "target" / "train",
+               calib_cache=tmp_path / "cache", threads=1)
+    b = export_bundle(ckpt, tmp_path / "b", ExportConfig(**cfg))
+    fp32 = onnx.load(str(b.artifact_path("model.fp32")))
+    head = output_side_nodes(fp32)
+    ops = {n.name: n.op_type for n in fp32.graph.node}
+    assert head and ops[head[0]] == "Gemm" and "Conv" not in {ops[n] for n in head}
+    q = onnx.load(str(b.artifact_path("model.int8-cpu")))
+    producer = {o: n for n in q.graph.node for o in n.output}
+    assert producer[q.graph.output[0].name].op_type != "DequantizeLinear"
+    gemm = next(n for n in q.graph.node if n.op_type == "Gemm")
+    assert not any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in gemm.input[1:])
+    summary = b.manifest["checks"]["int8-cpu"]
+    assert head[0] in summary["output_side_float"] and not summary["kept_high_precision"]
+    # the logits take more than 256 values over many clips (rounded, they took at most 256)
+    be = open_backend("ort-cpu", b, precision="int8", threads=1)
+    x = np.random.default_rng(0).integers(0, 256, (64, tiny_spec.num_frames, *tiny_spec.size, 3), dtype=np.uint8)
+    z = np.concatenate([be.run({be.input_names[0]: x[i:i + 16]})[be.output_names[0]] for i in range(0, 64, 16)])
+    be.close()
+    assert len(np.unique(z)) > 256
+    # off, the old graph: its logits come out of a DequantizeLinear
+    b2 = export_bundle(ckpt, tmp_path / "b2", ExportConfig(keep_output_float=False, **cfg))
+    q2 = onnx.load(str(b2.artifact_path("model.int8-cpu")))
+    producer2 = {o: n for n in q2.graph.node for o in n.output}
+    assert producer2[q2.graph.output[0].name].op_type == "DequantizeLinear"
