@@ -36,6 +36,7 @@ decision every frame) vs the INT8 window latency / T, per round. The CPU's INT8 
 AVX-512) and the load average are recorded.
 
     python benchmarks/int8_cpu.py --demo /tmp/demo [--rounds 10] [--threads 1]
+    python benchmarks/int8_cpu.py --demo /tmp/demo --models lite0_tsm_so --lite0-seeds 0,1,2  # a row per seed
 
 Writes benchmarks/results/<--name>.{md,json} (default int8_cpu).
 """
@@ -198,6 +199,20 @@ def adapted_lite0(work: Path, size: int, per_class: int, seed: int = 0, arch: st
     rep = json.loads((out / "report.json").read_text())
     return ckpt, (f"{tsm}ImageNet backbone on frame differences, adapted: --strategy auto chose {rep['chosen']} "
                   f"({what})"), data
+
+
+def only_candidate(work: Path, size: int, per_class: int, seed: int, arch: str, change: dict) -> tuple:
+    """A one-rung recipe's auto run that did not write its ``model.pt`` (killed after its one candidate,
+    as the plain TSM's seed 0 was) delivers that candidate: (its checkpoint, how, data folder), or
+    (None, None, None) when the run finished or its candidate did not."""
+    rungs = change.get("rungs", LITE0_RECIPE["rungs"]).split(",")
+    ckpt, _, data = adapted_lite0(work, size, per_class, seed, arch, train=False, **change)
+    cand = ckpt.parent / "candidates" / rungs[0] / "model.pt"
+    if ckpt.exists() or len(rungs) != 1 or not cand.exists() or any(k in change for k in PROGRESSIVE):
+        return None, None, None
+    tsm = "TSM: " if "tsm" in arch else ""
+    return cand, (f"{tsm}ImageNet backbone on frame differences, {rungs[0]} (the one-rung auto run's only "
+                  f"candidate; the run stopped before writing its model.pt)"), data
 
 
 # a variant's recipe fields for progressive resizing (not AdaptConfig's): the run at train_size with the
@@ -397,6 +412,37 @@ def _spread(s: dict) -> str:
     return f"{s['median']:.2f}x ± {s['iqr'] / 2:.2f} (IQR {s['p25']:.2f}-{s['p75']:.2f}, {s['rounds']} rounds)"
 
 
+def seeds_table(models: dict) -> list[str]:
+    """Mean ± std over the seeds of each model run with several (rows <model> and <model>_s<seed>), and
+    the agreement pooled over all their windows."""
+    import re
+
+    groups: dict = {}
+    for name, m in models.items():
+        groups.setdefault(re.sub(r"_s\d+$", "", name), []).append(m)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return []
+
+    def ms(vals) -> str:
+        return f"{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}"
+
+    out = ["", "Over the seeds (mean ± std; each seed its own data set, training and export):", "",
+           "| model | seeds | FP32 top-1 | INT8 top-1 | drop | agreement, centred windows | agreement, every window "
+           "| every window, pooled | speed-up b1 / b4 (wall) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for k, ms_ in groups.items():
+        a = [m["accuracy"] for m in ms_]
+        agree = sum(round(x["agreement_windows"] * x["windows"] / 100) for x in a)
+        total = sum(x["windows"] for x in a)
+        b1 = [m["timing"]["speedup_b1"]["median"] for m in ms_]
+        b4 = [m["timing"]["speedup_b4"]["median"] for m in ms_]
+        out.append(f"| {k} | {len(ms_)} | {ms([x['fp32_top1'] for x in a])} | {ms([x['int8_top1'] for x in a])} | "
+                   f"{ms([x['drop'] for x in a])} | {ms([x['agreement'] for x in a])} | "
+                   f"{ms([x['agreement_windows'] for x in a])} | {100 * agree / total:.1f}% ({total - agree} of {total} "
+                   f"changed) | {min(b1):.2f}-{max(b1):.2f}x / {min(b4):.2f}-{max(b4):.2f}x |")
+    return out
+
+
 def markdown(res: dict, args) -> str:
     flags = res["cpu_int8_flags"]
     out = ["# INT8 on onnxruntime CPU: the CPU flavour vs FP32", "",
@@ -426,6 +472,7 @@ def markdown(res: dict, args) -> str:
                    f"{r['fp32 b4']['p50_ms']:.2f} | {r['int8 b1']['p50_ms']:.2f} / {r['int8 b4']['p50_ms']:.2f} | "
                    f"{_spread(t['speedup_b1'])} | {_spread(t['speedup_b4'])} | "
                    f"{t['cpu_speedup_b1']['median']:.2f}x / {t['cpu_speedup_b4']['median']:.2f}x |")
+    out += seeds_table(res["models"])
     out += ["", "## Goals (issue 14)", ""]
     for name, m in res["models"].items():
         a, t = m["accuracy"], m["timing"]
@@ -470,6 +517,9 @@ def main() -> None:
     ap.add_argument("--lite0-weights", default="pretrained", choices=("pretrained", "none"))
     ap.add_argument("--lite0-size", type=int, default=224)
     ap.add_argument("--lite0-per-class", type=int, default=60, help="lite0's source-train (and target-train) clips per class")
+    ap.add_argument("--lite0-seeds", default="0",
+                    help="seeds of each lite0 model (each its own data set and training; a row per seed, "
+                         "named <model>_s<seed> when not 0)")
     ap.add_argument("--lite0-calib-clips", type=int, default=60, help="lite0's calibration clips (of its target-adapt set)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=10)
@@ -480,37 +530,48 @@ def main() -> None:
     ap.add_argument("--max-drop", type=float, default=GOAL_DROP)
     ap.add_argument("--note", default="")
     ap.add_argument("--name", default="int8_cpu")
+    ap.add_argument("--render", type=Path, default=None,
+                    help="only rewrite a results JSON's markdown beside it (with its own provenance), e.g. after "
+                         "the tables changed")
     args = ap.parse_args()
+    if args.render:
+        return render(args.render)
 
     from edgevt.env import cpu_name
     from edgevt.bench.latency import sample_clips
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    seeds = [int(x) for x in args.lite0_seeds.split(",") if x.strip()]
+    models = [(f"{m}_s{seed}" if seed else m, m, seed) for m in (m.strip() for m in args.models.split(","))
+              if m for seed in (seeds if m in LITE0_VARIANTS else [0])]
     data = args.demo / "data"
     work = args.work or (args.demo / "int8_cpu")
     work.mkdir(parents=True, exist_ok=True)
     res: dict = {"cpu": cpu_name(), "cpu_int8_flags": cpu_int8_flags(), "threads": args.threads,
                  "rounds": args.rounds, "slice_s": args.slice_s, "load_before": [round(x, 2) for x in os.getloadavg()],
-                 "models": {}, "note": args.note, "command": " ".join(sys.argv)}
-    for name in models:
+                 "models": {}, "note": args.note, "command": " ".join(sys.argv),
+                 "args": {"calib_method": args.calib_method}}
+    for name, model, seed in models:
         t0 = time.perf_counter()
         model_data = data  # lite0 has its own data set
-        if name == "demo":
+        if model == "demo":
             ckpt, weights, forms, calib_clips = demo_checkpoint(args.demo), "demo recipe (adapted)", [], 60
-        elif name == "tsm_causal":
+        elif model == "tsm_causal":
             ckpt, weights = fitted_checkpoint("tsm_tinycnn", data, work / "tsm_causal.pt", "none", 64,
                                               shift_direction="causal")
             forms, calib_clips = ["stateful"], 60
-        elif name in LITE0_VARIANTS:
-            arch, change = LITE0_VARIANTS[name]
-            ckpt, weights, model_data = adapted_lite0(work, args.lite0_size, args.lite0_per_class, arch=arch, **change)
+        elif model in LITE0_VARIANTS:
+            arch, change = LITE0_VARIANTS[model]
+            ckpt, weights, model_data = only_candidate(work, args.lite0_size, args.lite0_per_class, seed, arch, change)
+            if ckpt is None:
+                ckpt, weights, model_data = adapted_lite0(work, args.lite0_size, args.lite0_per_class, seed, arch=arch,
+                                                          **change)
             forms, calib_clips = [], args.lite0_calib_clips
-        elif name == "lite0_fitted":
+        elif model == "lite0_fitted":
             ckpt, weights = fitted_checkpoint("tsn_efficientnet_lite0", data, work / "lite0.pt", args.lite0_weights,
                                               args.lite0_size)
             forms, calib_clips = [], 32
         else:
-            raise SystemExit(f"unknown model {name!r}; choose from demo, tsm_causal, lite0_fitted, " + ", ".join(LITE0_VARIANTS))
+            raise SystemExit(f"unknown model {model!r}; choose from demo, tsm_causal, lite0_fitted, " + ", ".join(LITE0_VARIANTS))
         b, refused, export_s = export(ckpt, work / f"{name}.bundle", model_data, args, forms, calib_clips)
         print(f"[{name}] exported in {export_s}s; evaluating", flush=True)
         acc = accuracy(b, model_data, threads=None)
@@ -533,6 +594,20 @@ def main() -> None:
     res["load_after"] = [round(x, 2) for x in os.getloadavg()]
     path = write_results(args.name, markdown(res, args), res)
     print(path.read_text())
+
+
+def render(path: Path) -> None:
+    """The markdown of a results JSON again, from this script's tables and the run's own arguments and
+    provenance (nothing re-measured)."""
+    res = json.loads(path.read_text())
+    prov = res["provenance"]
+    args = argparse.Namespace(**{k: v for k, v in res.get("args", {}).items()})
+    for k, v in dict(calib_method="auto", threads=res["threads"], rounds=res["rounds"], slice_s=res["slice_s"]).items():
+        args.__dict__.setdefault(k, v)
+    md = markdown(res, args).rstrip() + (f"\n\n_{prov['date']}; CPU: {prov['cpu']}; torch {prov['torch']} "
+                                         f"({prov['torch_threads']} threads); onnxruntime {prov['onnxruntime']}_\n")
+    path.with_suffix(".md").write_text(md)
+    print(path.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":
