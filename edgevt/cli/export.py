@@ -27,7 +27,8 @@ def export(
                                                 "(default ~/.cache/edgevt/calibration)."),
     flavour: str = typer.Option("auto", help="INT8 graph flavour, by target: tensorrt (symmetric int8 Q/DQ, "
                                              "per-channel weights, FP16 scales: TensorRT, ort-trt), cpu (uint8 "
-                                             "activations, int8 weights: fastest on onnxruntime CPU), or auto "
+                                             "activations, int8 weights, the input side and the classifier in float: fastest on "
+                                             "onnxruntime CPU), or auto "
                                              "(both, for a target not known yet; eval/bench/run pick the one that "
                                              "fits their backend)."),
     eval_data: str = typer.Option(None, "--eval", help="Target clips for the accuracy gate: labeled (class "
