@@ -37,6 +37,7 @@ AVX-512) and the load average are recorded.
 
     python benchmarks/int8_cpu.py --demo /tmp/demo [--rounds 10] [--threads 1]
     python benchmarks/int8_cpu.py --demo /tmp/demo --models lite0_tsm_so --lite0-seeds 0,1,2  # a row per seed
+    python benchmarks/int8_cpu.py --render benchmarks/results/int8_cpu_round10_intel.json  # its markdown again
 
 Writes benchmarks/results/<--name>.{md,json} (default int8_cpu).
 """
