@@ -33,12 +33,17 @@ def provenance() -> dict:
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **environment()}
 
 
+def provenance_line(prov: dict) -> str:
+    """The italic line under a results table: date, CPU and versions."""
+    return (f"\n\n_{prov['date']}; CPU: {prov['cpu']}; torch {prov['torch']} "
+            f"({prov['torch_threads']} threads); onnxruntime {prov['onnxruntime']}_\n")
+
+
 def write_results(name: str, markdown: str, data: dict) -> Path:
     """Write results/<name>.md (table + provenance line) and results/<name>.json."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     prov = provenance()
-    md = markdown.rstrip() + (f"\n\n_{prov['date']}; CPU: {prov['cpu']}; torch {prov['torch']} "
-                              f"({prov['torch_threads']} threads); onnxruntime {prov['onnxruntime']}_\n")
+    md = markdown.rstrip() + provenance_line(prov)
     (RESULTS / f"{name}.md").write_text(md)
     (RESULTS / f"{name}.json").write_text(json.dumps({"provenance": prov, **data}, indent=2, default=str))
     return RESULTS / f"{name}.md"

@@ -55,7 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_results  # noqa: E402
+from _common import fmt_mean_std, provenance_line, write_results  # noqa: E402
 
 GOAL_SPEEDUP, GOAL_DROP, GOAL_AGREEMENT, GOAL_STATEFUL = 1.8, 1.0, 97.0, 1.3  # issue 14
 INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
@@ -424,10 +424,7 @@ def seeds_table(models: dict) -> list[str]:
     groups = {k: v for k, v in groups.items() if len(v) > 1}
     if not groups:
         return []
-
-    def ms(vals) -> str:
-        return f"{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}"
-
+    ms = lambda vals: fmt_mean_std(vals, scale=1, ddof=1)  # noqa: E731
     out = ["", "Over the seeds (mean ± std; each seed its own data set, training and export):", "",
            "| model | seeds | FP32 top-1 | INT8 top-1 | drop | agreement, centred windows | agreement, every window "
            "| every window, pooled | speed-up b1 / b4 (wall) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -601,12 +598,9 @@ def render(path: Path) -> None:
     """The markdown of a results JSON again, from this script's tables and the run's own arguments and
     provenance (nothing re-measured)."""
     res = json.loads(path.read_text())
-    prov = res["provenance"]
-    args = argparse.Namespace(**{k: v for k, v in res.get("args", {}).items()})
-    for k, v in dict(calib_method="auto", threads=res["threads"], rounds=res["rounds"], slice_s=res["slice_s"]).items():
-        args.__dict__.setdefault(k, v)
-    md = markdown(res, args).rstrip() + (f"\n\n_{prov['date']}; CPU: {prov['cpu']}; torch {prov['torch']} "
-                                         f"({prov['torch_threads']} threads); onnxruntime {prov['onnxruntime']}_\n")
+    args = argparse.Namespace(calib_method=res.get("args", {}).get("calib_method", "auto"), threads=res["threads"],
+                              rounds=res["rounds"], slice_s=res["slice_s"])
+    md = markdown(res, args).rstrip() + provenance_line(res["provenance"])
     path.with_suffix(".md").write_text(md)
     print(path.with_suffix(".md").read_text())
 

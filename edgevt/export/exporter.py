@@ -46,8 +46,7 @@ from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
                                 torch_runner)
 from edgevt.export.precision import (CALIB_AUTO, CALIB_CHOICES, convert_fp16, float_prefix, input_side_nodes,
-                                     output_side_nodes,
-                                     preprocess_for_quantization,
+                                     output_side_nodes, preprocess_for_quantization,
                                      quantize_int8)
 from edgevt.fileio import check_replaceable, file_sha256
 from edgevt.metrics import top1, top1_agreement
@@ -494,7 +493,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     else:  # what the stream loop feeds each graph on these clips, recorded from the FP32 form
         feeds = f.logits("fp32", calib_in, record=True)[1]
         hashed = feeds
-    prepared, readers, qdq32, input_side, output_side = {}, {}, {}, {}, {}
+    prepared, graphs, readers, qdq32, input_side, output_side = {}, {}, {}, {}, {}, {}
     kept: list[dict] = []
     n_rows = {}
     for g in f.graphs:
@@ -505,14 +504,14 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         n_rows[r] = len(next(iter(feeds[r].values())))
         readers[r] = ClipCalibrationReader(feeds[r])
         qdq32[r] = tmp / f"{form}.{r}.{flavour}.qdq32.onnx"
+        m = graphs[r] = onnx.load(str(prepared[r]))
+        # the cpu flavour's float sides: not counted as kept layers (no weights, or one tiny classifier)
         if flavour == "cpu" and config.keep_input_float:
-            # not counted as kept layers: no weights, and no speed-up to lose
-            input_side[r] = input_side_nodes(onnx.load(str(prepared[r])))
+            input_side[r] = input_side_nodes(m)
         if flavour == "cpu" and config.keep_output_float:
-            output_side[r] = output_side_nodes(onnx.load(str(prepared[r])))
+            output_side[r] = output_side_nodes(m)
         if flavour == "tensorrt" and config.keep_first_conv:
             # A conv with 3 input channels gains nothing from INT8 on TensorRT and bloats the engine.
-            m = onnx.load(str(prepared[r]))
             inits = {i.name: i for i in m.graph.initializer}
             for n in m.graph.node:
                 if n.op_type == "Conv" and n.input[1] in inits and len(inits[n.input[1]].dims) > 1 \
@@ -585,7 +584,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         # a float prefix (the first layers with their activations) before ranked layers: in this flavour
         # a ranked layer kept in float still has its activations rounded (precision.float_prefix)
         first = f.graphs[0].role  # the graph that takes the frames
-        model0 = onnx.load(str(prepared[first]))
+        model0 = graphs[first]
         side0 = list(input_side.get(first, []))
         for k in FLOAT_PREFIXES:
             input_side[first] = side0 + [n for n in float_prefix(model0, k) if n not in side0]

@@ -264,6 +264,12 @@ def input_side_nodes(model: onnx.ModelProto) -> list[str]:
     return out
 
 
+def _weighted_positions(model: onnx.ModelProto) -> list[int]:
+    """Indices in graph order of the weighted ops (``weighted_nodes``)."""
+    weighted = {n.name for n in weighted_nodes(model)}
+    return [i for i, n in enumerate(model.graph.node) if n.name in weighted]
+
+
 def output_side_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the graph's classifier, when its last weighted op is a fully connected layer (Gemm,
     MatMul): that op and every node after it. The cpu flavour keeps them in float, so the logits are
@@ -272,8 +278,7 @@ def output_side_nodes(model: onnx.ModelProto) -> list[str]:
     classifier in float changed 13 of 720 target-val decisions instead of 21, and 17 of 540
     target-test windows instead of 21, at the same speed (one 1280x6 product per clip). A graph
     ending in a convolution (the stateful form's per-frame backbone) has none."""
-    weighted = {n.name for n in weighted_nodes(model)}
-    idx = [i for i, n in enumerate(model.graph.node) if n.name in weighted]
+    idx = _weighted_positions(model)
     if not idx or model.graph.node[idx[-1]].op_type not in ("Gemm", "MatMul"):
         return []
     return [n.name for n in model.graph.node[idx[-1]:]]
@@ -286,8 +291,7 @@ def float_prefix(model: onnx.ModelProto, layers: int) -> list[str]:
     its input and output rounded by its neighbours' Q/DQ, a prefix does not. On the 224x224 Lite0
     (TSN, diff) the whole graph agreed with FP32 on 95.0% of 240 target-val decisions, and with the
     first 3 weighted layers in float on 97.1%, at 1.88x FP32 (ad hoc)."""
-    weighted = {n.name for n in weighted_nodes(model)}
-    idx = [i for i, n in enumerate(model.graph.node) if n.name in weighted]
+    idx = _weighted_positions(model)
     if layers <= 0 or layers >= len(idx):
         return [n.name for n in model.graph.node] if layers >= len(idx) else []
     return [n.name for n in model.graph.node[:idx[layers]]]
