@@ -31,6 +31,10 @@ def export(
                                              "onnxruntime CPU), or auto "
                                              "(both, for a target not known yet; eval/bench/run pick the one that "
                                              "fits their backend)."),
+    bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
+                                         help="INT8: fold the mean output shift that rounding each convolution's "
+                                              "weights to int8 causes (measured on the --calib clips) into its "
+                                              "bias (Nagel et al. 2019). On by default."),
     eval_data: str = typer.Option(None, "--eval", help="Target clips for the accuracy gate: labeled (class "
                                                        "folders or list) gives top-1; unlabeled gives agreement."),
     eval_clips: int = typer.Option(None, help="Use at most this many --eval clips."),
@@ -77,7 +81,7 @@ def export(
                        calib_method=calib_method, calib_cache=calib_cache, flavour=flavour, eval=eval_data,
                        eval_clips=eval_clips, eval_windows=eval_windows, max_drop=max_drop, float_input=float_input, opset=opset,
                        exporter=exporter, tolerance=parse_tolerance(tolerance), forms=_split(forms), threads=threads,
-                       skip_bad=skip_bad)
+                       skip_bad=skip_bad, bias_correction=bias_correction)
     if min_agreement is not None:  # (defaults: edgevt.export.gate)
         cfg.min_agreement = min_agreement
     if gate_min_clips is not None:

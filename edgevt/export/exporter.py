@@ -41,6 +41,7 @@ from edgevt.bundle import (EXPORT_FLAVOURS, FLAVOUR_BACKENDS, INT8_FLAVOURS, INT
 from edgevt.data.datasets import has_labels, load_clips
 from edgevt.errors import EdgevtError
 from edgevt.export import gate as gate_mod
+from edgevt.export.bias_correction import correct_biases, input_tap_means
 from edgevt.export.calibration import MIN_SENSIBLE_CLIPS, ClipCalibrationReader, CalibrationSet, cache_path, data_hash
 from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, example_input, export_graph,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
@@ -88,6 +89,7 @@ class ExportConfig:
     keep_first_conv: bool = True  # tensorrt flavour: keep 3-input-channel convs out of INT8
     keep_input_float: bool = True  # cpu flavour: the input side (normalisation, frame differences) stays float
     keep_output_float: bool = True  # cpu flavour: the classifier writing the logits stays float (no uint8 logits)
+    bias_correction: bool = True  # INT8: Conv biases absorb the mean shift of their rounded weights (export.bias_correction)
     forms: list = field(default_factory=list)  # stream | incremental | stateful, names from register_form, callables(ctx)
     threads: int | None = None  # onnxruntime intra-op threads for the checks
     skip_bad: bool = True  # skip unreadable calib/eval videos with a warning; False: the first one is an error
@@ -518,6 +520,24 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
                         and inits[n.input[1]].dims[1] == 3:
                     kept.append({"node": f.node(r, n.name), "reason": "3-input-channel conv (no INT8 gain on TensorRT)"})
 
+    # bias correction: each tap's mean input, measured once on the FP32 graph; the corrected graph
+    # depends on which convs stay in float, so quantize() writes it for each exclusion list
+    tap_means: dict = {}
+    if config.bias_correction:
+        for g in f.graphs:
+            tap_means[g.role] = input_tap_means(graphs[g.role], readers[g.role])
+        log(f"bias correction: measured the inputs of {sum(len(v) for v in tap_means.values())} convolutions "
+            f"on the calibration clips")
+
+    def to_quantize(role: str, exclude: list[str]) -> tuple[Path, dict | None]:
+        if not config.bias_correction:
+            return prepared[role], None
+        fixed, info = correct_biases(graphs[role], tap_means[role], skip=set(exclude),
+                                     fp16_scale=flavour == "tensorrt")
+        path = tmp / f"{form}.{role}.{flavour}.bias-corrected.onnx"
+        onnx.save_model(fixed, str(path))
+        return path, info
+
     def caches_for(method: str) -> dict:
         return {g.role: cache_path(file_sha256(prepared[g.role]), data_hash(paths, hashed[g.role]), method,
                                    n_rows[g.role], config.calib_cache) for g in f.graphs}
@@ -529,12 +549,19 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         caches = caches_for(method)
 
         def quantize(exclude: list[str]) -> dict:
-            per = {g.role: quantize_int8(prepared[g.role], f.path(g.role, stored), reader=readers[g.role],
-                                         method=method, flavour=flavour,
-                                         nodes_to_exclude=f.split(exclude, g.role) + sides(g.role),
-                                         cache_path=caches[g.role],
-                                         qdq_fp32_copy=qdq32[g.role]) for g in f.graphs}
+            per, corrected = {}, {}
+            for g in f.graphs:
+                names = f.split(exclude, g.role) + sides(g.role)
+                src, corrected[g.role] = to_quantize(g.role, names)
+                # (ranges are cached under the uncorrected graph's hash: the correction moves them little)
+                per[g.role] = quantize_int8(src, f.path(g.role, stored), reader=readers[g.role], method=method,
+                                            flavour=flavour, nodes_to_exclude=names, cache_path=caches[g.role],
+                                            qdq_fp32_copy=qdq32[g.role])
             out = dict(next(iter(per.values())))
+            if config.bias_correction:
+                out["bias_correction"] = {
+                    "convs": sum(c["convs"] for c in corrected.values()),
+                    "largest_shift": max(c["largest_shift"] for c in corrected.values())}
             out["nodes_excluded"] = [f.node(r, n) for r, s in per.items() for n in s["nodes_excluded"]
                                      if n not in sides(r)]
             if input_side:
