@@ -280,7 +280,8 @@ def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: in
 
     cfg = dict(precisions=("fp32", "int8"), flavour="cpu", calib=str(data / "target_adapt.txt"),
                calib_clips=calib_clips, forms=forms, calib_cache=out.parent / "calib-cache",
-               min_agreement=args.min_agreement, max_drop=args.max_drop, calib_method=args.calib_method)
+               min_agreement=args.min_agreement, max_drop=args.max_drop, calib_method=args.calib_method,
+               bias_correction=getattr(args, "bias_correction", True))
     t0 = time.perf_counter()
     try:
         b = export_bundle(ckpt, out, ExportConfig(eval=str(data / "target_val.txt"), **cfg),
@@ -524,6 +525,8 @@ def main() -> None:
     ap.add_argument("--slice-s", type=float, default=0.5, help="seconds per row per round")
     ap.add_argument("--warmup-s", type=float, default=1.0)
     ap.add_argument("--calib-method", default="auto", help="INT8 calibration (edgevt export --calib-method)")
+    ap.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
+                    help="export INT8 without bias correction (edgevt export --no-bias-correction), as before the eleventh session")
     ap.add_argument("--min-agreement", type=float, default=GOAL_AGREEMENT)
     ap.add_argument("--max-drop", type=float, default=GOAL_DROP)
     ap.add_argument("--note", default="")
@@ -547,7 +550,7 @@ def main() -> None:
     res: dict = {"cpu": cpu_name(), "cpu_int8_flags": cpu_int8_flags(), "threads": args.threads,
                  "rounds": args.rounds, "slice_s": args.slice_s, "load_before": [round(x, 2) for x in os.getloadavg()],
                  "models": {}, "note": args.note, "command": " ".join(sys.argv),
-                 "args": {"calib_method": args.calib_method}}
+                 "args": {"calib_method": args.calib_method, "bias_correction": args.bias_correction}}
     for name, model, seed in models:
         t0 = time.perf_counter()
         model_data = data  # lite0 has its own data set

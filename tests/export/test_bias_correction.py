@@ -88,7 +88,7 @@ def test_corrected_biases_cancel_the_mean_shift_of_the_rounded_weights():
     # the first conv sees the FP32 input, so its mean shift is gone (padding and stride included)
     assert shift(plain) > 1e-3 and shift(corr) < 1e-5
     # the depthwise conv had no bias: it gets one; the skipped conv keeps its own
-    assert len([n for n in fixed.graph.node if n.name == "dw"][0].input) == 3
+    assert len(next(n for n in fixed.graph.node if n.name == "dw").input) == 3
     kept, _ = correct_biases(model, means, skip={"pw"})
     b3 = {i.name: numpy_helper.to_array(i) for i in kept.graph.initializer}["b3"]
     assert np.all(b3 == 0)
