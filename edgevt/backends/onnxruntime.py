@@ -128,8 +128,9 @@ class OrtBackend(Backend):
                 if name != "ort-cpu":
                     raise
                 # The CPU provider's QDQ fusions (QLinearConcat, ...) reject the FP16 scales of the
-                # TensorRT-flavour INT8 graph; basic optimisation runs its Q/DQ as ops (edgevt export).
-                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+                # TensorRT-flavour INT8 graph: without graph optimisation its Q/DQ run as ops. (Not basic
+                # optimisation, which garbled that graph of a Lite0: edgevt.export.onnx.ort_session.)
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
                 self.session = ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise EdgevtError(f"{self.path}: onnxruntime could not load it ({type(e).__name__}: "

@@ -673,7 +673,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
            "note": "informational: INT8 is judged by the accuracy gate"}
     checks[check_key("parity", form, stored)] = res
     add(stored, res, flavour=flavour, for_backends=list(FLAVOUR_BACKENDS[flavour]),
-        ort_optimization="basic" if flavour == "tensorrt" else "all", kept_high_precision=[k["node"] for k in kept],
+        ort_optimization="none" if flavour == "tensorrt" else "all", kept_high_precision=[k["node"] for k in kept],
         gate={k: gate.result.to_dict()[k] for k in ("passed", "drop", "max_drop", "agreement", "min_agreement",
                                                     "clips", "enough_clips", "metric", "mostly_float")}
         if gate is not None else None)

@@ -253,15 +253,21 @@ def opset_of(model: onnx.ModelProto) -> int:
 def ort_session(path: str | Path, threads: int | None = None, optimization: str = "auto"):
     """A CPU onnxruntime session used by export-time checks (eval uses the backend registry).
 
-    optimization: ``all``, ``basic`` or ``auto`` (all, then basic). onnxruntime's CPU QDQ fusions
-    (QLinearConcat, ...) reject FP16 scales, so the TensorRT-flavour INT8 graph runs on CPU with
-    basic optimisation: Q/DQ then execute as ops (simulated quantization), which is what the
-    accuracy measurement needs. ``session.edgevt_optimization`` says which level was used.
+    optimization: ``all``, ``basic``, ``none`` or ``auto`` (all, then none). onnxruntime's CPU QDQ
+    fusions (QLinearConcat, ...) reject the FP16 scales of the TensorRT-flavour INT8 graph, so that graph
+    runs on CPU with graph optimisation off: its Q/DQ execute as ops (simulated quantization), which is
+    what the accuracy measurement needs. Not ``basic``: on onnxruntime 1.32 (Intel Xeon with AMX), the
+    basic optimisations turned the FP16 Q/DQ graph of an ImageNet EfficientNet-Lite0 into garbage, its
+    logits 2.4x their own size off FP32's, against 0.1x with optimisation off
+    (``tests/export/test_onnx.py::test_the_tensorrt_flavour_runs_on_cpu_unoptimised``). The plain FP16
+    graph and the FP32-scale Q/DQ graph were fine at ``basic``. ``session.edgevt_optimization`` says
+    which level was used.
     """
     import onnxruntime as ort
 
-    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
-    order = ["all", "basic"] if optimization == "auto" else [optimization]
+    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+    order = ["all", "none"] if optimization == "auto" else [optimization]
     err = None
     for level in order:
         so = ort.SessionOptions()

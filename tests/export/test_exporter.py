@@ -291,7 +291,7 @@ def test_auto_flavour_writes_both_int8_graphs_each_gated(ex_bundle, motiondigits
         assert g["decisions"] == len(clips) > 12  # several windows of each clip
         assert not g["enough_clips"] and "only 12 clips" in g["note"] and a["gate"]["clips"] == 12
         # the gate's agreement is that of the delivered file
-        int8 = run_onnx(ort_session(b.artifact_path(key), optimization="basic"), clips).argmax(1)
+        int8 = run_onnx(ort_session(b.artifact_path(key), optimization="auto"), clips).argmax(1)
         assert (int8 == fp32).mean() * 100 == pytest.approx(g["agreement"]) == pytest.approx(a["gate"]["agreement"])
     assert sum("judged on only 12 clips" in w for w in b.manifest["warnings"]) == 2
 
