@@ -587,7 +587,7 @@ def main() -> None:
             "calibration": _calibration(checks["int8-cpu"].get("calibration") or {}),
             "int8": {k: checks["int8-cpu"].get(k)
                      for k in ("activation_type", "weight_type", "per_channel", "qdq_nodes", "kept_high_precision",
-                               "float_prefix_layers")},
+                               "float_prefix_layers", "bias_correction")},
             "accuracy": acc, "timing": timing, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"[{name}] speed-up b1 {timing['speedup_b1']['median']:.2f}x b4 {timing['speedup_b4']['median']:.2f}x "
               f"(cpu {timing['cpu_speedup_b1']['median']:.2f}x / {timing['cpu_speedup_b4']['median']:.2f}x)",

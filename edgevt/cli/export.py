@@ -118,6 +118,11 @@ def print_summary(bundle) -> None:
                   f"{par['top1_agreement']:.1f}%" if par else "",
                   f"{top1:.2f}" if top1 is not None else (f"agree {e['agreement_with_fp32']:.1f}%" if e else ""))
     Console().print(t)
+    for key, c in checks.items():  # int8, int8-cpu, int8.stateful, ... (with or without a gate)
+        if key.split(".")[0] in INT8_STORED.values() and isinstance(c, dict) and c.get("bias_correction"):
+            bc, form = c["bias_correction"], (key.split(".")[1] if "." in key else "window")
+            typer.echo(f"INT8 ({form}, {c.get('flavour', 'tensorrt')}): bias correction on {bc['convs']} "
+                       f"convolutions (largest shift {bc['largest_shift']:.3g})")
     for key in [k for k in checks if k == "gate" or k.startswith("gate.")]:
         g = checks[key]
         kept = len(g["kept_high_precision"])

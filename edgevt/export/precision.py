@@ -27,6 +27,10 @@ INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ fo
   It also keeps the classifier that writes the logits in float (``output_side_nodes``): quantized,
   the logits themselves were rounded to uint8, which ties or swaps nearly tied classes.
 
+Before quantizing, the exporter folds into each quantized conv's bias the mean output shift its
+int8-rounded weights cause (``edgevt.export.bias_correction``; ``--no-bias-correction`` turns it off).
+It is computed per exclusion list, so a conv the gate keeps in float keeps its own bias.
+
 ``--calib-method auto`` (the default) tries every method, measures each graph on the eval clips and
 keeps, of those the gate passes, the one whose logits are closest to FP32's
 (``gate.best_calibration``). No one method is best for every model; counting changed decisions alone

@@ -19,7 +19,7 @@ def test_export_cli_help(capsys):
         main(["export", "--help"])
     out = capsys.readouterr().out
     for opt in ("--precision", "--calib", "--calib-method", "--flavour", "--eval", "--max-drop", "--float-input",
-                "--no-skip-bad", "--min-agreement", "--gate-min-clips"):
+                "--no-skip-bad", "--min-agreement", "--gate-min-clips", "--bias-correction"):
         assert opt in out
     flat = " ".join(out.replace("│", " ").split())
     assert "tensorrt (symmetric int8 Q/DQ" in flat and "or auto (both" in flat and "[default: auto]" in flat
@@ -86,3 +86,22 @@ def test_two_concurrent_exports_into_one_folder(tmp_path, make_tiny_checkpoint):
     assert any(code == 0 for code, _ in results)
     Bundle.load(out)  # whole and hash-verified
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no staging or .old folder left behind
+
+
+def test_export_cli_bias_correction_is_on_by_default_and_can_be_turned_off(tmp_path, capsys, make_tiny_checkpoint,
+                                                                           motiondigits):
+    from edgevt.bundle import Bundle
+
+    ckpt = str(make_tiny_checkpoint())
+    common = ["--precision", "int8", "--flavour", "cpu", "--calib", str(motiondigits / "target" / "train"),
+              "--calib-cache", str(tmp_path / "cache"), "--threads", "1"]
+    with pytest.raises(SystemExit) as e:
+        main(["export", ckpt, "-o", str(tmp_path / "on"), *common])
+    assert e.value.code == 0
+    assert "INT8 (window, cpu): bias correction on" in capsys.readouterr().out
+    assert Bundle.load(tmp_path / "on").manifest["checks"]["int8-cpu"]["bias_correction"]["convs"] > 0
+    with pytest.raises(SystemExit) as e:
+        main(["export", ckpt, "-o", str(tmp_path / "off"), *common, "--no-bias-correction"])
+    assert e.value.code == 0
+    assert "bias correction" not in capsys.readouterr().out
+    assert "bias_correction" not in Bundle.load(tmp_path / "off").manifest["checks"]["int8-cpu"]
