@@ -113,21 +113,14 @@ def test_tap_means_follow_auto_pad(auto_pad):
     assert np.abs((corr - ref).mean(axis=(0, 2, 3))).max() < 1e-5
 
 
-def test_export_corrects_the_int8_biases_and_says_so(tmp_path, tiny_spec, motiondigits):
+def test_export_corrects_the_int8_biases_and_says_so(tmp_path, make_tiny_checkpoint, motiondigits):
     """The exporter applies the correction to every quantized conv (on by default), records it in the
     manifest, and ``bias_correction=False`` gives the plain graph back."""
-    import torch
-
     from edgevt.export.exporter import ExportConfig, export_bundle
-    from edgevt.models.checkpoint import save_checkpoint
-    from edgevt.models.zoo import create_model
 
-    torch.manual_seed(0)
-    model = create_model("tsn_tinycnn", tiny_spec.num_classes, num_frames=tiny_spec.num_frames).eval()
-    ckpt = tmp_path / "m.pt"
-    save_checkpoint(ckpt, model, tiny_spec, arch="tsn_tinycnn")
-    cfg = dict(precisions=("fp32", "int8"), flavour="cpu", calib=motiondigits / "target" / "train",
-               calib_cache=tmp_path / "cache", threads=1)
+    ckpt = make_tiny_checkpoint("tsn_tinycnn")
+    cfg = {"precisions": ("fp32", "int8"), "flavour": "cpu", "calib": motiondigits / "target" / "train",
+           "calib_cache": tmp_path / "cache", "threads": 1}
 
     def conv_biases(bundle):
         q = onnx.load(str(bundle.artifact_path("model.int8-cpu")))
