@@ -524,10 +524,10 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     # depends on which convs stay in float, so quantize() writes it for each exclusion list
     tap_means: dict = {}
     if config.bias_correction:
+        log(f"bias correction: measuring each convolution's input on the {len(clips)} calibration clips ({form})")
         for g in f.graphs:
             tap_means[g.role] = input_tap_means(graphs[g.role], readers[g.role])
-        log(f"bias correction: measured the inputs of {sum(len(v) for v in tap_means.values())} convolutions "
-            f"on the calibration clips")
+        log(f"bias correction: measured the inputs of {sum(len(v) for v in tap_means.values())} convolutions")
 
     def to_quantize(role: str, exclude: list[str]) -> tuple[Path, dict | None]:
         if not config.bias_correction:
