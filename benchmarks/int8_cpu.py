@@ -281,7 +281,7 @@ def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: in
     cfg = dict(precisions=("fp32", "int8"), flavour="cpu", calib=str(data / "target_adapt.txt"),
                calib_clips=calib_clips, forms=forms, calib_cache=out.parent / "calib-cache",
                min_agreement=args.min_agreement, max_drop=args.max_drop, calib_method=args.calib_method,
-               bias_correction=getattr(args, "bias_correction", True))
+               bias_correction=args.bias_correction)
     t0 = time.perf_counter()
     try:
         b = export_bundle(ckpt, out, ExportConfig(eval=str(data / "target_val.txt"), **cfg),

@@ -43,7 +43,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     from edgevt.bundle import Bundle
@@ -86,19 +85,18 @@ def main() -> None:
                 inits[n.input[1]].CopyFrom(numpy_helper.from_array(quantized_weight(w), n.input[1]))
             return out
 
-        corrected = {}
         weights = {i.name: i for i in model.graph.initializer}
         first_convs = [n.name for n in correctable_convs(model) if weights[n.input[1]].dims[1] == 3]  # tensorrt keeps them
         for flavour, skip in (("cpu", cpu_float), ("tensorrt", first_convs)):
             fixed, _ = correct_biases(model, means, skip=set(skip), fp16_scale=flavour == "tensorrt")
-            corrected[flavour] = tmp / f"corrected.{flavour}.onnx"
-            onnx.save_model(fixed, str(corrected[flavour]))
+            corrected = tmp / f"corrected.{flavour}.onnx"
+            onnx.save_model(fixed, str(corrected))
             if flavour == "cpu":
                 for label, m in (("weights only", model), ("weights only, bias-corrected", fixed)):
                     p = tmp / "weights.onnx"
                     onnx.save_model(weights_rounded(m, skip), str(p))
                     row(label, p)
-            for label, src in ((f"{flavour} flavour", prep), (f"{flavour} flavour, bias-corrected", corrected[flavour])):
+            for label, src in ((f"{flavour} flavour", prep), (f"{flavour} flavour, bias-corrected", corrected)):
                 q = tmp / f"{flavour}.onnx"
                 quantize_int8(src, q, reader=ClipCalibrationReader({name: calib}), method=args.method, flavour=flavour,
                               nodes_to_exclude=skip, cache_path=tmp / f"ranges.{flavour}.json")

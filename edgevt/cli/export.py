@@ -103,7 +103,7 @@ def print_summary(bundle) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from edgevt.bundle import INT8_STORED, check_key
+    from edgevt.bundle import FORMS, INT8_STORED, check_key
 
     checks = bundle.manifest["checks"]
     t = Table(title=f"bundle {bundle.path}")
@@ -118,11 +118,12 @@ def print_summary(bundle) -> None:
                   f"{par['top1_agreement']:.1f}%" if par else "",
                   f"{top1:.2f}" if top1 is not None else (f"agree {e['agreement_with_fp32']:.1f}%" if e else ""))
     Console().print(t)
-    for key, c in checks.items():  # int8, int8-cpu, int8.stateful, ... (with or without a gate)
-        if key.split(".")[0] in INT8_STORED.values() and isinstance(c, dict) and c.get("bias_correction"):
-            bc, form = c["bias_correction"], (key.split(".")[1] if "." in key else "window")
-            typer.echo(f"INT8 ({form}, {c.get('flavour', 'tensorrt')}): bias correction on {bc['convs']} "
-                       f"convolutions (largest shift {bc['largest_shift']:.3g})")
+    for form in FORMS:  # every INT8 graph, with or without a gate
+        for flavour, stored in INT8_STORED.items():
+            bc = checks.get(check_key(stored, form), {}).get("bias_correction")
+            if bc:
+                typer.echo(f"INT8 ({form}, {flavour}): bias correction on {bc['convs']} convolutions "
+                           f"(largest shift {bc['largest_shift']:.3g})")
     for key in [k for k in checks if k == "gate" or k.startswith("gate.")]:
         g = checks[key]
         kept = len(g["kept_high_precision"])

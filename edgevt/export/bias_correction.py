@@ -85,19 +85,18 @@ def correctable_convs(model: onnx.ModelProto, skip: set[str] | frozenset = froze
             and len(n.input) > 1 and n.input[1] in inits]
 
 
-def input_tap_means(model: onnx.ModelProto, feeds, *, progress=None) -> dict[str, np.ndarray]:
+def input_tap_means(model: onnx.ModelProto, feeds) -> dict[str, np.ndarray]:
     """Per correctable Conv of ``model`` (FP32): the mean input each kernel tap reads over the
-    calibration feeds, [C_in, *kernel]. feeds: an iterable of onnxruntime feed dicts; progress: called
-    once per feed."""
+    calibration feeds, [C_in, *kernel]. feeds: an iterable of onnxruntime feed dicts."""
     import onnxruntime as ort
 
     from edgevt.export.gate import _with_outputs
 
     convs = correctable_convs(model)
-    inits = {i.name: i for i in model.graph.initializer}
-    inputs = sorted({n.input[0] for n in convs})
     if not convs:
         return {}
+    inits = {i.name: i for i in model.graph.initializer}
+    inputs = sorted({n.input[0] for n in convs})
     sess = ort.InferenceSession(_with_outputs(model, inputs).SerializeToString(),
                                 providers=["CPUExecutionProvider"])
     kernels = {n.name: tuple(inits[n.input[1]].dims[2:]) for n in convs}
@@ -109,8 +108,6 @@ def input_tap_means(model: onnx.ModelProto, feeds, *, progress=None) -> dict[str
             s, c = tap_sums(outs[n.input[0]], n, kernels[n.name])
             sums[n.name] = sums.get(n.name, 0) + s
             counts[n.name] = counts.get(n.name, 0) + c
-        if progress is not None:
-            progress()
     if not counts:
         raise EdgevtError("bias correction needs calibration clips; none were given")
     return {k: sums[k] / counts[k] for k in sums}

@@ -382,6 +382,7 @@ class _Form:
         self.bundle, self.name, self.graphs, self.config = bundle, form, graphs, config
         self.zero_state = initial_state(graphs)
         self.state = next((g.entry["state"] for g in graphs if g.entry.get("state")), {})
+        self.tap_means: dict = {}  # role -> bias_correction.input_tap_means, shared by the INT8 flavours
 
     def path(self, role: str, precision: str) -> Path:
         return self.bundle.path / onnx_file(role, precision)
@@ -520,19 +521,17 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
                         and inits[n.input[1]].dims[1] == 3:
                     kept.append({"node": f.node(r, n.name), "reason": "3-input-channel conv (no INT8 gain on TensorRT)"})
 
-    # bias correction: each tap's mean input, measured once on the FP32 graph; the corrected graph
-    # depends on which convs stay in float, so quantize() writes it for each exclusion list
-    tap_means: dict = {}
-    if config.bias_correction:
+    # bias correction: each tap's mean input, measured once per form on the FP32 graph (the flavours share
+    # it); the corrected graph depends on which convs stay in float, so quantize() writes it per exclusion list
+    if config.bias_correction and not f.tap_means:
         log(f"bias correction: measuring each convolution's input on the {len(clips)} calibration clips ({form})")
-        for g in f.graphs:
-            tap_means[g.role] = input_tap_means(graphs[g.role], readers[g.role])
-        log(f"bias correction: measured the inputs of {sum(len(v) for v in tap_means.values())} convolutions")
+        f.tap_means = {g.role: input_tap_means(graphs[g.role], readers[g.role]) for g in f.graphs}
+        log(f"bias correction: measured the inputs of {sum(len(v) for v in f.tap_means.values())} convolutions")
 
     def to_quantize(role: str, exclude: list[str]) -> tuple[Path, dict | None]:
         if not config.bias_correction:
             return prepared[role], None
-        fixed, info = correct_biases(graphs[role], tap_means[role], skip=set(exclude),
+        fixed, info = correct_biases(graphs[role], f.tap_means[role], skip=set(exclude),
                                      fp16_scale=flavour == "tensorrt")
         path = tmp / f"{form}.{role}.{flavour}.bias-corrected.onnx"
         onnx.save_model(fixed, str(path))
