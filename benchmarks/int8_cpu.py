@@ -26,6 +26,9 @@ flavour="cpu"`` (the accuracy gate on: top-1 drop and agreement with FP32 on tar
 
 Accuracy: top-1 of FP32 and INT8 on each model's target-test clips (the centred window, as ``edgevt
 eval``) and INT8's agreement with FP32, also on every full window of each clip (more decisions).
+A data set's own target-test is 10 clips per class (60: one changed decision is 1.7 points of agreement);
+``--test-per-class N`` measures the same again on N per class, made from the set's own config
+(``more_test_clips``: its own clips first, the rest new clips from the same target cameras).
 Calibration: ``--calib-method`` (default auto: of the methods the gate passes on target-val, the
 export keeps the one whose logits are closest to FP32's: ``edgevt.export.gate.best_calibration``).
 Speed: ort-cpu, ``--threads`` intra-op threads, batch 1 and 4, every row timed in interleaved rounds
@@ -37,6 +40,7 @@ AVX-512) and the load average are recorded.
 
     python benchmarks/int8_cpu.py --demo /tmp/demo [--rounds 10] [--threads 1]
     python benchmarks/int8_cpu.py --demo /tmp/demo --models lite0_tsm_so --lite0-seeds 0,1,2  # a row per seed
+    python benchmarks/int8_cpu.py --demo /tmp/demo --models demo --test-per-class 60  # and on 360 test clips
     python benchmarks/int8_cpu.py --render benchmarks/results/int8_cpu_round10_intel.json  # its markdown again
 
 Writes benchmarks/results/<--name>.{md,json} (default int8_cpu).
@@ -294,7 +298,9 @@ def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: in
     return b, refused, round(time.perf_counter() - t0, 1)
 
 
-def accuracy(bundle, data: Path, threads: int) -> dict:
+def accuracy(bundle, data: Path, threads: int, more: Path | None = None) -> dict:
+    """Target-test top-1 and agreement: the data set's own clips (centred windows, via ``edgevt eval``; and
+    every window); with ``more`` (a longer target-test list, ``more_test_clips``) the same on it."""
     from edgevt.eval.evaluate import evaluate_all
 
     res = evaluate_all(bundle, str(data / "target_test.txt"), precisions=["fp32", "int8"], threads=threads,
@@ -302,27 +308,74 @@ def accuracy(bundle, data: Path, threads: int) -> dict:
     fp32, int8 = res
     return {"clips": fp32.clips, "fp32_top1": fp32.top1, "int8_top1": int8.top1, "int8_precision": int8.precision,
             "int8_key": int8.device.get("key"), "drop": fp32.top1 - int8.top1,
-            "agreement": int8.agreement_with["fp32"], **every_window(bundle, data / "target_test.txt", threads)}
+            "agreement": int8.agreement_with["fp32"], **every_window(bundle, data / "target_test.txt", threads),
+            **({"more": {"centred": decisions(bundle, more, threads, windows=1),
+                         "windows": decisions(bundle, more, threads, windows=10_000)}} if more else {})}
 
 
 def every_window(bundle, data: Path, threads: int | None) -> dict:
     """FP32 vs INT8 on every full window of every target-test clip (stride 1): several decisions
     per clip, as the stream loop makes them, so agreement is measured to finer than 1 clip in 60."""
+    d = decisions(bundle, data, threads, windows=10_000)
+    return {"windows": d["rows"], "window_clips": d["clips"], "fp32_top1_windows": d["fp32_top1"],
+            "int8_top1_windows": d["int8_top1"], "agreement_windows": d["agreement"]}
+
+
+def decisions(bundle, data: Path, threads: int | None, windows: int, chunk: int = 30) -> dict:
+    """FP32 and INT8 top-1 on up to ``windows`` windows of every clip of a list (1: the centred one, as
+    ``edgevt eval``), ``chunk`` clips at a time (every window of 360 clips at 224x224 is 3.9 GB of uint8)."""
+    import tempfile
+
     from edgevt.backends import open_backend
     from edgevt.data.datasets import load_clips
 
-    clips, labels, paths = load_clips(data, bundle.spec, labeled=True, windows=10_000)
-    top = {}
-    for p in ("fp32", "int8"):
-        be = open_backend("ort-cpu", bundle, precision=p, threads=threads)
-        name = be.input_names[0]
-        top[p] = np.concatenate([be.run({name: clips[i:i + 8]})[be.output_names[0]]
-                                 for i in range(0, len(clips), 8)]).argmax(1)
-        be.close()
-    return {"windows": int(len(clips)), "window_clips": len(set(paths)),
-            "fp32_top1_windows": float((top["fp32"] == labels).mean() * 100),
-            "int8_top1_windows": float((top["int8"] == labels).mean() * 100),
-            "agreement_windows": float((top["fp32"] == top["int8"]).mean() * 100)}
+    lines = [ln for ln in Path(data).read_text().splitlines() if ln.strip()]
+    be = {p: open_backend("ort-cpu", bundle, precision=p, threads=threads) for p in ("fp32", "int8")}
+    top: dict = {"fp32": [], "int8": []}
+    labels, paths = [], []
+    try:
+        for i in range(0, len(lines), chunk):
+            with tempfile.TemporaryDirectory() as tmp:
+                part = Path(tmp) / "part.txt"  # the list's relative paths resolve against its folder
+                part.write_text("\n".join(str(Path(data).parent / ln) for ln in lines[i:i + chunk]) + "\n")
+                clips, lab, pth = load_clips(part, bundle.spec, labeled=True, windows=windows)
+            labels.append(lab)
+            paths += pth
+            for p, b in be.items():
+                name = b.input_names[0]
+                top[p] += [b.run({name: clips[j:j + 8]})[b.output_names[0]].argmax(1) for j in range(0, len(clips), 8)]
+    finally:
+        for b in be.values():
+            b.close()
+    f, q, y = np.concatenate(top["fp32"]), np.concatenate(top["int8"]), np.concatenate(labels)
+    return {"rows": int(len(y)), "clips": len(set(paths)), "fp32_top1": float((f == y).mean() * 100),
+            "int8_top1": float((q == y).mean() * 100), "agreement": float((f == q).mean() * 100)}
+
+
+def more_test_clips(data: Path, per_class: int) -> Path:
+    """A target-test list of ``per_class`` clips per class from the same generated data set: its config
+    again (seed, cameras, shifts) with only target-test, ``per_class`` clips per class. Each clip's random
+    stream is keyed by (seed, split, class, index) and the cameras by (seed, domain), so the first clips
+    are the set's own target-test clips (checked) and the rest are new clips from the same target cameras,
+    never seen by training or the gate. Made once, beside ``data``."""
+    from edgevt.data.synth import SPLITS, SynthConfig, generate
+
+    meta = json.loads((data / "meta.json").read_text())
+    cfg = dict(meta["config"])
+    own = cfg["per_class"]["target_test"]
+    out = data.parent / f"{data.name}.test{per_class}"
+    if not (out / "target_test.txt").exists():
+        cfg["per_class"] = {s: (per_class if s == "target_test" else 0) for s in SPLITS}
+        cfg["shifts"] = tuple(cfg["shifts"])
+        print(f"[data] {per_class} target-test clips per class from {data}'s config -> {out}", flush=True)
+        generate(out, SynthConfig(**cfg))
+    theirs = [ln for ln in (out / "target_test.txt").read_text().splitlines() if ln.strip()]
+    mine = [ln for ln in (data / "target_test.txt").read_text().splitlines() if ln.strip()]
+    same = [ln for ln in theirs if int(Path(ln.split()[0]).stem.rsplit("_", 1)[1]) < own]
+    if sorted(same) != sorted(mine) or any((out / ln.split()[0]).read_bytes() != (data / ln.split()[0]).read_bytes()
+                                             for ln in mine):
+        raise SystemExit(f"{out}: its first {own} clips per class are not {data}'s target-test clips")
+    return out / "target_test.txt"
 
 
 def time_rows(bundle, clips: np.ndarray, args, stateful: bool) -> dict:
@@ -442,6 +495,57 @@ def seeds_table(models: dict) -> list[str]:
     return out
 
 
+def more_table(models: dict) -> list[str]:
+    """The rows on the longer target-test lists (``--test-per-class``), and their mean ± std over seeds."""
+    import re
+
+    have = {k: m["accuracy"]["more"] for k, m in models.items() if m["accuracy"].get("more")}
+    if not have:
+        return []
+    out = ["", "On the longer target-test lists (`--test-per-class`: each set's own clips and new ones from the same "
+           "target cameras; never seen by training or the gate):", "",
+           "| model | clips | FP32 / INT8 top-1 (drop), centred | agreement, centred (95% Wilson) | "
+           "FP32 / INT8 top-1 (drop), every window | agreement, every window |", "|---|---:|---|---|---|---|"]
+    for k, m in have.items():
+        c, w = m["centred"], m["windows"]
+        lo, hi = wilson(c["agreement"], c["clips"])
+        out.append(f"| {k} | {c['clips']} | {c['fp32_top1']:.1f} / {c['int8_top1']:.1f} ({c['fp32_top1'] - c['int8_top1']:+.1f}) | "
+                   f"{c['agreement']:.1f}% ({lo:.1f}-{hi:.1f}) | {w['fp32_top1']:.1f} / {w['int8_top1']:.1f} "
+                   f"({w['fp32_top1'] - w['int8_top1']:+.1f}) | {w['agreement']:.1f}% ({w['rows']} windows) |")
+    groups: dict = {}
+    for k, m in have.items():
+        groups.setdefault(re.sub(r"_s\d+$", "", k), []).append(m)
+    ms = lambda vals: fmt_mean_std(vals, scale=1, ddof=1)  # noqa: E731
+    rows = [(k, v) for k, v in groups.items() if len(v) > 1]
+    if rows:
+        out += ["", "| model | seeds | drop, centred | agreement, centred | centred, pooled | drop, every window | "
+                "agreement, every window |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for k, v in rows:
+            c = [x["centred"] for x in v]
+            w = [x["windows"] for x in v]
+            agree = sum(round(x["agreement"] * x["clips"] / 100) for x in c)
+            total = sum(x["clips"] for x in c)
+            out.append(f"| {k} | {len(v)} | {ms([x['fp32_top1'] - x['int8_top1'] for x in c])} | "
+                       f"{ms([x['agreement'] for x in c])} | {100 * agree / total:.1f}% ({total - agree} of {total} changed) | "
+                       f"{ms([x['fp32_top1'] - x['int8_top1'] for x in w])} | {ms([x['agreement'] for x in w])} |")
+    return out
+
+
+def more_goals(name: str, more: dict | None) -> list[str]:
+    """The accuracy goals judged again on the longer target-test list."""
+    if not more:
+        return []
+    c, w = more["centred"], more["windows"]
+    drop = c["fp32_top1"] - c["int8_top1"]
+    out = [f"- {name}: top-1 drop on {c['clips']} clips {drop:+.1f} points (goal <= {GOAL_DROP}): "
+           + ("met" if drop <= GOAL_DROP else f"missed by {drop - GOAL_DROP:.1f} points")]
+    for what, v in ((f"{c['clips']} clips, centred windows", c["agreement"]),
+                    (f"every window of {w['clips']} clips, {w['rows']} decisions", w["agreement"])):
+        out.append(f"- {name}: agreement ({what}) {v:.1f}% (goal >= {GOAL_AGREEMENT}%): "
+                   + ("met" if v >= GOAL_AGREEMENT else f"missed by {GOAL_AGREEMENT - v:.1f} points"))
+    return out
+
+
 def markdown(res: dict, args) -> str:
     flags = res["cpu_int8_flags"]
     out = ["# INT8 on onnxruntime CPU: the CPU flavour vs FP32", "",
@@ -472,6 +576,7 @@ def markdown(res: dict, args) -> str:
                    f"{_spread(t['speedup_b1'])} | {_spread(t['speedup_b4'])} | "
                    f"{t['cpu_speedup_b1']['median']:.2f}x / {t['cpu_speedup_b4']['median']:.2f}x |")
     out += seeds_table(res["models"])
+    out += more_table(res["models"])
     out += ["", "## Goals (issue 14)", ""]
     for name, m in res["models"].items():
         a, t = m["accuracy"], m["timing"]
@@ -488,6 +593,7 @@ def markdown(res: dict, args) -> str:
         lo, hi = wilson(a["agreement"], a["clips"])
         out.append(f"  - on {a['clips']} clips, {round(a['agreement'] * a['clips'] / 100)} agreeing: 95% Wilson "
                    f"interval {lo:.1f}-{hi:.1f}% (windows of one clip are not independent: no interval for them)")
+        out += more_goals(name, a.get("more"))
         if "stateful_vs_window_over_T" in t:
             s = t["stateful_vs_window_over_T"]
             per = t["rows"]["stateful int8 per frame"]["p50_ms"]
@@ -520,6 +626,10 @@ def main() -> None:
                     help="seeds of each lite0 model (each its own data set and training; a row per seed, "
                          "named <model>_s<seed> when not 0)")
     ap.add_argument("--lite0-calib-clips", type=int, default=60, help="lite0's calibration clips (of its target-adapt set)")
+    ap.add_argument("--test-per-class", type=int, default=0,
+                    help="also measure accuracy and agreement on this many target-test clips per class of each "
+                         "model's data set (generated once: the set's own clips plus new ones from the same target "
+                         "cameras, more_test_clips); 0: only the set's own (10 per class)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--slice-s", type=float, default=0.5, help="seconds per row per round")
@@ -550,7 +660,9 @@ def main() -> None:
     res: dict = {"cpu": cpu_name(), "cpu_int8_flags": cpu_int8_flags(), "threads": args.threads,
                  "rounds": args.rounds, "slice_s": args.slice_s, "load_before": [round(x, 2) for x in os.getloadavg()],
                  "models": {}, "note": args.note, "command": " ".join(sys.argv),
-                 "args": {"calib_method": args.calib_method, "bias_correction": args.bias_correction}}
+                 "args": {"calib_method": args.calib_method, "bias_correction": args.bias_correction,
+                          "min_agreement": args.min_agreement, "max_drop": args.max_drop,
+                          "test_per_class": args.test_per_class}}
     for name, model, seed in models:
         t0 = time.perf_counter()
         model_data = data  # lite0 has its own data set
@@ -575,7 +687,8 @@ def main() -> None:
             raise SystemExit(f"unknown model {model!r}; choose from demo, tsm_causal, lite0_fitted, " + ", ".join(LITE0_VARIANTS))
         b, refused, export_s = export(ckpt, work / f"{name}.bundle", model_data, args, forms, calib_clips)
         print(f"[{name}] exported in {export_s}s; evaluating", flush=True)
-        acc = accuracy(b, model_data, threads=None)
+        more = more_test_clips(model_data, args.test_per_class) if args.test_per_class else None
+        acc = accuracy(b, model_data, threads=None, more=more)
         clips = sample_clips(model_data / "target_test.txt", b.spec, 4)
         print(f"[{name}] {acc}; timing", flush=True)
         timing = time_rows(b, clips, args, stateful=b.has_form("stateful", "int8-cpu"))

@@ -36,6 +36,24 @@ def test_deterministic_per_seed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # no staging folder left
 
 
+def test_a_longer_target_test_split_starts_with_the_shorter_ones_clips(tmp_path):
+    # benchmarks/int8_cpu.py --test-per-class relies on it: more test clips from the same target cameras,
+    # the set's own clips first, and no other split needed
+    small = SynthConfig(size=32, frames=6, per_class={"source_train": 1, "source_test": 1,
+                                                      "target_train": 1, "target_test": 1})
+    big = SynthConfig(size=32, frames=6, per_class={"source_train": 0, "source_test": 0,
+                                                    "target_train": 0, "target_test": 3})
+    generate(tmp_path / "small", small)
+    generate(tmp_path / "big", big)
+    for motion in MOTIONS[:2]:
+        rel = f"target/test/{motion}/{motion}_0000.mp4"
+        assert np.array_equal(read_frames(tmp_path / "small" / rel), read_frames(tmp_path / "big" / rel))
+        more = read_frames(tmp_path / "big" / f"target/test/{motion}/{motion}_0001.mp4")
+        assert not np.array_equal(read_frames(tmp_path / "small" / rel), more)
+    assert len((tmp_path / "big" / "target_test.txt").read_text().split()) == 2 * 3 * len(MOTIONS)
+    assert (tmp_path / "big" / "source_train.txt").read_text().strip() == ""
+
+
 def test_target_backgrounds_disjoint_in_the_unseen_split_shared_in_the_cameras_split(motiondigits, tmp_path):
     meta = json.loads((motiondigits / "meta.json").read_text())
     assert meta["config"]["split"] == "cameras"  # the deployment case: the same cameras, other moments
