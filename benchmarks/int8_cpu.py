@@ -321,9 +321,10 @@ def every_window(bundle, data: Path, threads: int | None) -> dict:
             "int8_top1_windows": d["int8_top1"], "agreement_windows": d["agreement"]}
 
 
-def decisions(bundle, data: Path, threads: int | None, windows: int, chunk: int = 30) -> dict:
-    """FP32 and INT8 top-1 on up to ``windows`` windows of every clip of a list (1: the centred one, as
-    ``edgevt eval``), ``chunk`` clips at a time (every window of 360 clips at 224x224 is 3.9 GB of uint8)."""
+def window_logits(bundle, data: Path, threads: int | None, windows: int, chunk: int = 30) -> tuple:
+    """(FP32 logits, INT8 logits, labels, paths) on up to ``windows`` windows of every clip of a list (1: the
+    centred one, as ``edgevt eval``); INT8 is the flavour ort-cpu runs. Loads ``chunk`` clips at a time
+    (every window of 360 clips at 224x224 is 3.9 GB of uint8)."""
     import tempfile
 
     from edgevt.backends import open_backend
@@ -331,7 +332,7 @@ def decisions(bundle, data: Path, threads: int | None, windows: int, chunk: int 
 
     lines = [ln for ln in Path(data).read_text().splitlines() if ln.strip()]
     be = {p: open_backend("ort-cpu", bundle, precision=p, threads=threads) for p in ("fp32", "int8")}
-    top: dict = {"fp32": [], "int8": []}
+    out: dict = {"fp32": [], "int8": []}
     labels, paths = [], []
     try:
         for i in range(0, len(lines), chunk):
@@ -343,11 +344,17 @@ def decisions(bundle, data: Path, threads: int | None, windows: int, chunk: int 
             paths += pth
             for p, b in be.items():
                 name = b.input_names[0]
-                top[p] += [b.run({name: clips[j:j + 8]})[b.output_names[0]].argmax(1) for j in range(0, len(clips), 8)]
+                out[p] += [b.run({name: clips[j:j + 8]})[b.output_names[0]] for j in range(0, len(clips), 8)]
     finally:
         for b in be.values():
             b.close()
-    f, q, y = np.concatenate(top["fp32"]), np.concatenate(top["int8"]), np.concatenate(labels)
+    return np.concatenate(out["fp32"]), np.concatenate(out["int8"]), np.concatenate(labels), paths
+
+
+def decisions(bundle, data: Path, threads: int | None, windows: int) -> dict:
+    """FP32 and INT8 top-1 and their agreement on up to ``windows`` windows of every clip of a list."""
+    f, q, y, paths = window_logits(bundle, data, threads, windows)
+    f, q = f.argmax(1), q.argmax(1)
     return {"rows": int(len(y)), "clips": len(set(paths)), "fp32_top1": float((f == y).mean() * 100),
             "int8_top1": float((q == y).mean() * 100), "agreement": float((f == q).mean() * 100)}
 

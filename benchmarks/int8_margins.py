@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,28 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_results  # noqa: E402
-
-
-def logits(bundle, listfile: Path, windows: int, chunk: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """FP32 and INT8 (the flavour ort-cpu runs) logits on up to ``windows`` windows of each clip."""
-    from edgevt.backends import open_backend
-    from edgevt.data.datasets import load_clips
-
-    lines = [ln for ln in listfile.read_text().splitlines() if ln.strip()]
-    be = {p: open_backend("ort-cpu", bundle, precision=p) for p in ("fp32", "int8")}
-    out: dict = {"fp32": [], "int8": []}
-    try:
-        for i in range(0, len(lines), chunk):
-            with tempfile.TemporaryDirectory() as tmp:
-                part = Path(tmp) / "part.txt"
-                part.write_text("\n".join(str(listfile.parent / ln) for ln in lines[i:i + chunk]) + "\n")
-                clips = load_clips(part, bundle.spec, labeled=True, windows=windows)[0]
-            for p, b in be.items():
-                out[p] += [b.run({b.input_names[0]: clips[j:j + 8]})[b.output_names[0]] for j in range(0, len(clips), 8)]
-    finally:
-        for b in be.values():
-            b.close()
-    return np.concatenate(out["fp32"]), np.concatenate(out["int8"])
+from int8_cpu import window_logits  # noqa: E402
 
 
 def _phi(x: np.ndarray) -> np.ndarray:
@@ -117,7 +95,7 @@ def main() -> None:
         if args.test:
             sets["target-test"] = (Path(dpath) / args.test, args.test_windows)
         for what, (listfile, windows) in sets.items():
-            f, q = logits(b, listfile.resolve(), windows)
+            f, q = window_logits(b, listfile.resolve(), None, windows)[:2]
             m = margins(f, q)
             res["models"][f"{Path(bpath).stem} {what}"] = {"bundle": bpath, "list": str(listfile), **m}
             print(f"{Path(bpath).stem} {what}: {m}", flush=True)
