@@ -43,7 +43,8 @@ from edgevt.errors import EdgevtError
 from edgevt.export import gate as gate_mod
 from edgevt.export.bias_correction import correct_biases, input_tap_means
 from edgevt.export.calibration import MIN_SENSIBLE_CLIPS, ClipCalibrationReader, CalibrationSet, cache_path, data_hash
-from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, example_input, export_graph,
+from edgevt.export.onnx import (DEFAULT_OPSET, EXPORTERS, Graph, compare_logits, deploy_module, example_input,
+                                export_graph,
                                 form_graphs, form_logits, initial_state, io_signature, ort_runner, ort_session,
                                 torch_runner)
 from edgevt.export.precision import (CALIB_AUTO, CALIB_CHOICES, convert_fp16, float_prefix, input_side_nodes,
@@ -90,6 +91,11 @@ class ExportConfig:
     keep_input_float: bool = True  # cpu flavour: the input side (normalisation, frame differences) stays float
     keep_output_float: bool = True  # cpu flavour: the classifier writing the logits stays float (no uint8 logits)
     bias_correction: bool = True  # INT8: Conv biases absorb the mean shift of their rounded weights (export.bias_correction)
+    # INT8: quantization-aware fine-tuning (export.qat) of a copy of the model on the calibration clips, this
+    # many steps (0: off); the INT8 graphs are made from the tuned copy, the FP32 graph stays the model given
+    qat_steps: int = 0
+    qat_lr: float = 1e-5
+    qat_batch: int = 4
     forms: list = field(default_factory=list)  # stream | incremental | stateful, names from register_form, callables(ctx)
     threads: int | None = None  # onnxruntime intra-op threads for the checks
     skip_bad: bool = True  # skip unreadable calib/eval videos with a warning; False: the first one is an error
@@ -119,6 +125,18 @@ class ExportConfig:
                                   "(FP16 Q/DQ scales for strongly typed builds); or --flavour cpu")
         if self.max_drop < 0:
             raise EdgevtError(f"--max-drop must be >= 0, got {self.max_drop}")
+        if self.qat_steps < 0:
+            raise EdgevtError(f"--qat-steps must be >= 0 (0: off), got {self.qat_steps}")
+        if self.qat_steps:
+            if "int8" not in self.precisions:
+                raise EdgevtError("--qat-steps tunes the weights of the INT8 graphs: add int8 to --precision")
+            self.qat().validate()
+
+    def qat(self):
+        """The quantization-aware fine-tuning settings (``export.qat.QATConfig``)."""
+        from edgevt.export.qat import QATConfig
+
+        return QATConfig(steps=self.qat_steps, lr=self.qat_lr, batch=self.qat_batch)
 
     def int8_flavours(self) -> tuple:
         """The INT8 flavours to write: both for ``auto`` (the target device is unknown)."""
@@ -222,6 +240,8 @@ class _Data:
     parity: np.ndarray  # uint8 clips
     parity_source: str
     calib_set: CalibrationSet | None = None
+    # --qat-steps: flavour -> (the tuned model, its record), made once per export and shared by the forms
+    tuned: dict = field(default_factory=dict)
 
 
 def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig | None = None,
@@ -382,7 +402,8 @@ class _Form:
         self.bundle, self.name, self.graphs, self.config = bundle, form, graphs, config
         self.zero_state = initial_state(graphs)
         self.state = next((g.entry["state"] for g in graphs if g.entry.get("state")), {})
-        self.tap_means: dict = {}  # role -> bias_correction.input_tap_means, shared by the INT8 flavours
+        # source ("fp32", or a flavour's QAT-tuned graphs) -> role -> bias_correction.input_tap_means
+        self.tap_means: dict = {}
 
     def path(self, role: str, precision: str) -> Path:
         return self.bundle.path / onnx_file(role, precision)
@@ -464,7 +485,9 @@ def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
         refused = {}
         for flavour in flavours:
             try:
-                _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add, flavour)
+                _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add, flavour,
+                           tuned_sources=_tuned_sources(model, spec, config, data, f, meta, tmp, log, flavour)
+                           if config.qat_steps else None)
             except gate_mod.GateRefused as e:
                 # --flavour auto writes both graphs because the target is unknown: a gate that refuses one
                 # leaves the other (recorded and warned); one flavour asked for by name, or none passing,
@@ -478,10 +501,36 @@ def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
     return eval_logits
 
 
+def _tuned_sources(model, spec: ClipSpec, config: ExportConfig, data: _Data, f: _Form, meta: dict, tmp: Path, log,
+                   flavour: str) -> tuple[dict, dict]:
+    """--qat-steps: this form's FP32 graphs exported from the copy of ``model`` tuned for ``flavour``'s
+    INT8 (``export.qat.finetune_for_int8`` on the window form's calibration inputs, once per export and
+    flavour): ({role: ONNX path}, the tuning's record)."""
+    from edgevt.export.qat import finetune_for_int8
+
+    if flavour not in data.tuned:
+        float_input = config.float_input
+        clips = model_input(data.calib[0], spec, float_input)
+        deploy = deploy_module(model, spec, float_input)
+        tuned, record = finetune_for_int8(deploy, clips, flavour, config.qat(), float_input=float_input, log=log)
+        data.tuned[flavour] = (tuned if float_input else tuned.model, record)
+    tuned, record = data.tuned[flavour]
+    float_input = config.float_input and f.name == "window"
+    paths = {}
+    for g in form_graphs(tuned, spec, f.name, float_input=float_input):
+        paths[g.role] = tmp / f"{f.name}.{g.role}.{flavour}.qat.onnx"
+        export_graph(g, spec, paths[g.role], opset=config.opset, exporter=config.exporter, max_batch=config.max_batch,
+                     metadata=meta, float_input=float_input)
+    return paths, record
+
+
 def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval_in, eval_logits: dict,
-               ref: np.ndarray, parity_in: np.ndarray, tmp: Path, log, warn, add, flavour: str) -> None:
+               ref: np.ndarray, parity_in: np.ndarray, tmp: Path, log, warn, add, flavour: str,
+               tuned_sources: tuple[dict, dict] | None = None) -> None:
     """One INT8 flavour of one form: calibrate, quantize, gate, add. Its artifacts, checks and eval
-    logits are keyed by the flavour's stored precision (``INT8_STORED``: int8 | int8-cpu)."""
+    logits are keyed by the flavour's stored precision (``INT8_STORED``: int8 | int8-cpu).
+    tuned_sources (--qat-steps): ({role: FP32 graph of the tuned copy}, its record): quantized instead
+    of the form's FP32 graphs, and gated against them all the same."""
     import onnx
 
     checks = f.bundle.manifest["checks"]
@@ -499,11 +548,12 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     prepared, graphs, readers, qdq32, input_side, output_side = {}, {}, {}, {}, {}, {}
     kept: list[dict] = []
     n_rows = {}
+    source = flavour if tuned_sources else "fp32"  # what is quantized: the form's FP32 graphs, or the tuned copy's
     for g in f.graphs:
         r = g.role
-        prepared[r] = tmp / f"{form}.{r}.prepared.onnx"
-        if not prepared[r].exists():  # shared by the flavours
-            preprocess_for_quantization(f.path(r, "fp32"), prepared[r])
+        prepared[r] = tmp / f"{form}.{r}.{source}.prepared.onnx"
+        if not prepared[r].exists():  # the FP32 one is shared by the flavours
+            preprocess_for_quantization(tuned_sources[0][r] if tuned_sources else f.path(r, "fp32"), prepared[r])
         n_rows[r] = len(next(iter(feeds[r].values())))
         readers[r] = ClipCalibrationReader(feeds[r])
         qdq32[r] = tmp / f"{form}.{r}.{flavour}.qdq32.onnx"
@@ -523,15 +573,16 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
 
     # bias correction: each tap's mean input, measured once per form on the FP32 graph (the flavours share
     # it); the corrected graph depends on which convs stay in float, so quantize() writes it per exclusion list
-    if config.bias_correction and not f.tap_means:
+    if config.bias_correction and source not in f.tap_means:
         log(f"bias correction: measuring each convolution's input on the {len(clips)} calibration clips ({form})")
-        f.tap_means = {g.role: input_tap_means(graphs[g.role], readers[g.role]) for g in f.graphs}
-        log(f"bias correction: measured the inputs of {sum(len(v) for v in f.tap_means.values())} convolutions")
+        f.tap_means[source] = {g.role: input_tap_means(graphs[g.role], readers[g.role]) for g in f.graphs}
+        log(f"bias correction: measured the inputs of {sum(len(v) for v in f.tap_means[source].values())} "
+            "convolutions")
 
     def to_quantize(role: str, exclude: list[str]) -> tuple[Path, dict | None]:
         if not config.bias_correction:
             return prepared[role], None
-        fixed, info = correct_biases(graphs[role], f.tap_means[role], skip=set(exclude),
+        fixed, info = correct_biases(graphs[role], f.tap_means[source][role], skip=set(exclude),
                                      fp16_scale=flavour == "tensorrt")
         path = tmp / f"{form}.{role}.{flavour}.bias-corrected.onnx"
         onnx.save_model(fixed, str(path))
@@ -660,6 +711,8 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
         "cache": str(caches[f.graphs[0].role]), "cache_hit": cache_hit, "seconds": round(calib_seconds, 3)})
     if data.calib_set is not None:
         summary["calibration"]["set_manifest_sha256"] = data.calib_set.manifest_sha256
+    if tuned_sources:  # (after the gate: its summaries are the quantizer's, made afresh per exclusion list)
+        summary["qat"] = tuned_sources[1]
     if len(f.graphs) > 1:
         summary["calibration"]["rows"] = {r: len(next(iter(feeds[r].values()))) for r in feeds}
     # check keys: the TensorRT flavour keeps the historic ones (int8, gate, parity.int8 + form);

@@ -31,6 +31,10 @@ Before quantizing, the exporter folds into each quantized conv's bias the mean o
 int8-rounded weights cause (``edgevt.export.bias_correction``; ``--no-bias-correction`` turns it off).
 It is computed per exclusion list, so a conv the gate keeps in float keeps its own bias.
 
+``--qat-steps N`` quantizes a copy of the model fine-tuned for N steps with the flavour's rounding
+simulated, to reproduce the FP32 model's logits on the calibration clips (``edgevt.export.qat``), instead
+of the model itself; the FP32 graph, the gate's reference, stays the checkpoint.
+
 ``--calib-method auto`` (the default) tries every method, measures each graph on the eval clips and
 keeps, of those the gate passes, the one whose logits are closest to FP32's
 (``gate.best_calibration``). No one method is best for every model; counting changed decisions alone
