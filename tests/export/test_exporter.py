@@ -306,10 +306,10 @@ def test_auto_flavour_keeps_the_graph_whose_gate_passes(tmp_path, ex_ckpt, motio
     real = ex._int8_form
     refuse = {"tensorrt"}
 
-    def gated(*args):
+    def gated(*args, **kwargs):
         if args[-1] in refuse:
             raise GateRefused("INT8 accuracy gate failed on 12 clips: agreement 80.0% < 97.0")
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(ex, "_int8_form", gated)
     cfg = ExportConfig(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train",
