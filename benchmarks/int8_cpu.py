@@ -286,7 +286,8 @@ def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: in
                calib_clips=calib_clips, forms=forms, calib_cache=out.parent / "calib-cache",
                min_agreement=args.min_agreement, max_drop=args.max_drop, calib_method=args.calib_method,
                bias_correction=args.bias_correction, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
-               qat_batch=args.qat_batch)
+               qat_batch=args.qat_batch, adaround_steps=args.adaround_steps, adaround_lr=args.adaround_lr,
+               adaround_clips=args.adaround_clips)
     t0 = time.perf_counter()
     try:
         b = export_bundle(ckpt, out, ExportConfig(eval=str(data / "target_val.txt"), **cfg),
@@ -557,10 +558,14 @@ def more_goals(name: str, more: dict | None) -> list[str]:
 def markdown(res: dict, args) -> str:
     flags = res["cpu_int8_flags"]
     qat = (res.get("args") or {}).get("qat_steps")
+    ada = (res.get("args") or {}).get("adaround_steps")
     out = ["# INT8 on onnxruntime CPU: the CPU flavour vs FP32", "",
            (f"INT8 graphs from a quantization-aware fine-tuned copy of each model (edgevt export --qat-steps {qat} "
             f"--qat-lr {res['args'].get('qat_lr')} --qat-batch {res['args'].get('qat_batch')}), against the model's "
             "own FP32 graph. " if qat else "")
+           + (f"INT8 graphs from a copy of each model with its convolutions' weights adaptively rounded (edgevt "
+              f"export --adaround-steps {ada} --adaround-lr {res['args'].get('adaround_lr')} --adaround-clips "
+              f"{res['args'].get('adaround_clips')}), against the model's own FP32 graph. " if ada else "")
            + f"Calibration: {args.calib_method}. ort-cpu, {args.threads} thread(s), interleaved rounds ({args.rounds} rounds, {args.slice_s}s slices). "
            f"CPU: {res['cpu']}; INT8 instructions: "
            + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items())
@@ -608,6 +613,12 @@ def markdown(res: dict, args) -> str:
                        f"calibration clips (each also mirrored), {q['seconds']:.0f} s: simulated INT8 logits "
                        f"{100 * q['simulated_logit_error_before']:.2f}% -> {100 * q['simulated_logit_error_after']:.2f}% "
                        "off FP32's on those clips")
+        d = (m.get("int8") or {}).get("adaround")
+        if d:
+            out.append(f"- {name}: adaptive rounding of {d['kept']} of {d['convolutions']} convolutions, {d['steps']} "
+                       f"steps each on {d['clips']} calibration clips, {d['seconds']:.0f} s: simulated INT8 logits "
+                       f"{100 * d['simulated_logit_error_before']:.2f}% (nearest rounding) -> "
+                       f"{100 * d['simulated_logit_error_after']:.2f}% off FP32's on those clips")
         lo, hi = wilson(a["agreement"], a["clips"])
         out.append(f"  - on {a['clips']} clips, {round(a['agreement'] * a['clips'] / 100)} agreeing: 95% Wilson "
                    f"interval {lo:.1f}-{hi:.1f}% (windows of one clip are not independent: no interval for them)")
@@ -660,6 +671,11 @@ def main() -> None:
                          "are then named <model>_qat.bundle, beside the post-training ones")
     ap.add_argument("--qat-lr", type=float, default=1e-5, help="edgevt export --qat-lr")
     ap.add_argument("--qat-batch", type=int, default=4, help="edgevt export --qat-batch")
+    ap.add_argument("--adaround-steps", type=int, default=0,
+                    help="INT8 from a copy with adaptively rounded weights (edgevt export --adaround-steps); the "
+                         "bundles are then named <model>_adaround.bundle, beside the post-training ones")
+    ap.add_argument("--adaround-lr", type=float, default=1e-2, help="edgevt export --adaround-lr")
+    ap.add_argument("--adaround-clips", type=int, default=16, help="edgevt export --adaround-clips")
     ap.add_argument("--min-agreement", type=float, default=GOAL_AGREEMENT)
     ap.add_argument("--max-drop", type=float, default=GOAL_DROP)
     ap.add_argument("--note", default="")
@@ -686,7 +702,8 @@ def main() -> None:
                  "args": {"calib_method": args.calib_method, "bias_correction": args.bias_correction,
                           "min_agreement": args.min_agreement, "max_drop": args.max_drop,
                           "test_per_class": args.test_per_class, "qat_steps": args.qat_steps, "qat_lr": args.qat_lr,
-                          "qat_batch": args.qat_batch}}
+                          "qat_batch": args.qat_batch, "adaround_steps": args.adaround_steps,
+                          "adaround_lr": args.adaround_lr, "adaround_clips": args.adaround_clips}}
     for name, model, seed in models:
         t0 = time.perf_counter()
         model_data = data  # lite0 has its own data set
@@ -709,7 +726,8 @@ def main() -> None:
             forms, calib_clips = [], 32
         else:
             raise SystemExit(f"unknown model {model!r}; choose from demo, tsm_causal, lite0_fitted, " + ", ".join(LITE0_VARIANTS))
-        bundle_name = f"{name}_qat" if args.qat_steps else name  # beside the post-training bundle
+        # beside the post-training bundle
+        bundle_name = f"{name}_qat" if args.qat_steps else f"{name}_adaround" if args.adaround_steps else name
         b, refused, export_s = export(ckpt, work / f"{bundle_name}.bundle", model_data, args, forms, calib_clips)
         print(f"[{name}] exported in {export_s}s; evaluating", flush=True)
         more = more_test_clips(model_data, args.test_per_class) if args.test_per_class else None
@@ -725,7 +743,7 @@ def main() -> None:
             "calibration": _calibration(checks["int8-cpu"].get("calibration") or {}),
             "int8": {k: checks["int8-cpu"].get(k)
                      for k in ("activation_type", "weight_type", "per_channel", "qdq_nodes", "kept_high_precision",
-                               "float_prefix_layers", "bias_correction", "qat")},
+                               "float_prefix_layers", "bias_correction", "qat", "adaround")},
             "accuracy": acc, "timing": timing, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"[{name}] speed-up b1 {timing['speedup_b1']['median']:.2f}x b4 {timing['speedup_b4']['median']:.2f}x "
               f"(cpu {timing['cpu_speedup_b1']['median']:.2f}x / {timing['cpu_speedup_b4']['median']:.2f}x)",

@@ -42,6 +42,15 @@ def export(
                                           "Each step is a forward and backward pass on --qat-batch clips."),
     qat_lr: float = typer.Option(1e-5, help="Learning rate of --qat-steps (Adam; warm-up, then cosine)."),
     qat_batch: int = typer.Option(4, help="Clips per --qat-steps step."),
+    adaround_steps: int = typer.Option(0, help="INT8: adaptive rounding (AdaRound), this many steps per "
+                                               "convolution (0: off; 300 is a good start). Each convolution's "
+                                               "int8 weights are rounded up or down, whichever reproduces its "
+                                               "FP32 output on the --calib clips best, instead of to the nearest "
+                                               "level; the INT8 graphs are made from that copy, the FP32 graph "
+                                               "stays the checkpoint. Not with --qat-steps."),
+    adaround_lr: float = typer.Option(1e-2, help="Learning rate of --adaround-steps (Adam on the rounding choices)."),
+    adaround_clips: int = typer.Option(16, help="Calibration clips whose layer inputs --adaround-steps fits on."),
+    adaround_batch: int = typer.Option(16, help="Samples (frames of a 2D backbone) per --adaround-steps step."),
     eval_data: str = typer.Option(None, "--eval", help="Target clips for the accuracy gate: labeled (class "
                                                        "folders or list) gives top-1; unlabeled gives agreement."),
     eval_clips: int = typer.Option(None, help="Use at most this many --eval clips."),
@@ -89,7 +98,8 @@ def export(
                        eval_clips=eval_clips, eval_windows=eval_windows, max_drop=max_drop, float_input=float_input, opset=opset,
                        exporter=exporter, tolerance=parse_tolerance(tolerance), forms=_split(forms), threads=threads,
                        skip_bad=skip_bad, bias_correction=bias_correction, qat_steps=qat_steps, qat_lr=qat_lr,
-                       qat_batch=qat_batch)
+                       qat_batch=qat_batch, adaround_steps=adaround_steps, adaround_lr=adaround_lr,
+                       adaround_clips=adaround_clips, adaround_batch=adaround_batch)
     if min_agreement is not None:  # (defaults: edgevt.export.gate)
         cfg.min_agreement = min_agreement
     if gate_min_clips is not None:
@@ -134,6 +144,12 @@ def print_summary(bundle) -> None:
                            f"{qat['clips']} calibration clips: simulated INT8 logits "
                            f"{100 * qat['simulated_logit_error_before']:.2f}% -> "
                            f"{100 * qat['simulated_logit_error_after']:.2f}% off FP32's")
+            ada = checks.get(check_key(stored, form), {}).get("adaround")
+            if ada:
+                typer.echo(f"INT8 ({form}, {flavour}): adaptive rounding of {ada['kept']} of {ada['convolutions']} "
+                           f"convolutions ({ada['steps']} steps each, {ada['clips']} calibration clips): simulated "
+                           f"INT8 logits {100 * ada['simulated_logit_error_before']:.2f}% -> "
+                           f"{100 * ada['simulated_logit_error_after']:.2f}% off FP32's")
             bc = checks.get(check_key(stored, form), {}).get("bias_correction")
             if bc:
                 typer.echo(f"INT8 ({form}, {flavour}): bias correction on {bc['convs']} convolutions "

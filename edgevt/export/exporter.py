@@ -96,6 +96,12 @@ class ExportConfig:
     qat_steps: int = 0
     qat_lr: float = 1e-5
     qat_batch: int = 4
+    # INT8: adaptive rounding (export.adaround) of a copy's convolution weights on the calibration clips, this
+    # many steps per convolution (0: off); like --qat-steps, the INT8 graphs are made from the copy
+    adaround_steps: int = 0
+    adaround_lr: float = 1e-2
+    adaround_batch: int = 16
+    adaround_clips: int = 16
     forms: list = field(default_factory=list)  # stream | incremental | stateful, names from register_form, callables(ctx)
     threads: int | None = None  # onnxruntime intra-op threads for the checks
     skip_bad: bool = True  # skip unreadable calib/eval videos with a warning; False: the first one is an error
@@ -131,6 +137,25 @@ class ExportConfig:
             if "int8" not in self.precisions:
                 raise EdgevtError("--qat-steps tunes the weights of the INT8 graphs: add int8 to --precision")
             self.qat().validate()
+        if self.adaround_steps < 0:
+            raise EdgevtError(f"--adaround-steps must be >= 0 (0: off), got {self.adaround_steps}")
+        if self.adaround_steps:
+            if "int8" not in self.precisions:
+                raise EdgevtError("--adaround-steps rounds the weights of the INT8 graphs: add int8 to --precision")
+            if self.qat_steps:
+                raise EdgevtError("--adaround-steps and --qat-steps both tune the INT8 weights: choose one")
+            self.adaround().validate()
+
+    def adaround(self):
+        """The adaptive rounding settings (``export.adaround.AdaRoundConfig``)."""
+        from edgevt.export.adaround import AdaRoundConfig
+
+        return AdaRoundConfig(steps=self.adaround_steps, lr=self.adaround_lr, batch=self.adaround_batch,
+                              clips=self.adaround_clips)
+
+    def tuning(self) -> str | None:
+        """Which copy the INT8 graphs are made from: "qat", "adaround" or None (the model itself)."""
+        return "qat" if self.qat_steps else "adaround" if self.adaround_steps else None
 
     def qat(self):
         """The quantization-aware fine-tuning settings (``export.qat.QATConfig``)."""
@@ -240,7 +265,8 @@ class _Data:
     parity: np.ndarray  # uint8 clips
     parity_source: str
     calib_set: CalibrationSet | None = None
-    # --qat-steps: flavour -> (the tuned model, its record), made once per export and shared by the forms
+    # --qat-steps / --adaround-steps: flavour -> (the tuned model, its record), made once per export and
+    # shared by the forms
     tuned: dict = field(default_factory=dict)
 
 
@@ -487,7 +513,7 @@ def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
             try:
                 _int8_form(f, spec, config, data, eval_in, eval_logits, ref, parity_in, tmp, log, warn, add, flavour,
                            tuned_sources=_tuned_sources(model, spec, config, data, f, meta, tmp, log, flavour)
-                           if config.qat_steps else None)
+                           if config.tuning() else None)
             except gate_mod.GateRefused as e:
                 # --flavour auto writes both graphs because the target is unknown: a gate that refuses one
                 # leaves the other (recorded and warned); one flavour asked for by name, or none passing,
@@ -503,22 +529,29 @@ def _export_form(bundle: Bundle, model, spec: ClipSpec, config: ExportConfig, ck
 
 def _tuned_sources(model, spec: ClipSpec, config: ExportConfig, data: _Data, f: _Form, meta: dict, tmp: Path, log,
                    flavour: str) -> tuple[dict, dict]:
-    """--qat-steps: this form's FP32 graphs exported from the copy of ``model`` tuned for ``flavour``'s
-    INT8 (``export.qat.finetune_for_int8`` on the window form's calibration inputs, once per export and
-    flavour): ({role: ONNX path}, the tuning's record)."""
-    from edgevt.export.qat import finetune_for_int8
-
+    """--qat-steps / --adaround-steps: this form's FP32 graphs exported from the copy of ``model`` tuned
+    for ``flavour``'s INT8 (``export.qat.finetune_for_int8`` or ``export.adaround.adaround_for_int8`` on
+    the window form's calibration inputs, once per export and flavour): ({role: ONNX path}, the tuning's
+    record)."""
+    method = config.tuning()
     if flavour not in data.tuned:
         float_input = config.float_input
         clips = model_input(data.calib[0], spec, float_input)
         deploy = deploy_module(model, spec, float_input)
-        tuned, record = finetune_for_int8(deploy, clips, flavour, config.qat(), float_input=float_input, log=log)
+        if method == "qat":
+            from edgevt.export.qat import finetune_for_int8
+
+            tuned, record = finetune_for_int8(deploy, clips, flavour, config.qat(), float_input=float_input, log=log)
+        else:
+            from edgevt.export.adaround import adaround_for_int8
+
+            tuned, record = adaround_for_int8(deploy, clips, flavour, config.adaround(), log=log)
         data.tuned[flavour] = (tuned if float_input else tuned.model, record)
     tuned, record = data.tuned[flavour]
     float_input = config.float_input and f.name == "window"
     paths = {}
     for g in form_graphs(tuned, spec, f.name, float_input=float_input):
-        paths[g.role] = tmp / f"{f.name}.{g.role}.{flavour}.qat.onnx"
+        paths[g.role] = tmp / f"{f.name}.{g.role}.{flavour}.{method}.onnx"
         export_graph(g, spec, paths[g.role], opset=config.opset, exporter=config.exporter, max_batch=config.max_batch,
                      metadata=meta, float_input=float_input)
     return paths, record
@@ -529,8 +562,8 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
                tuned_sources: tuple[dict, dict] | None = None) -> None:
     """One INT8 flavour of one form: calibrate, quantize, gate, add. Its artifacts, checks and eval
     logits are keyed by the flavour's stored precision (``INT8_STORED``: int8 | int8-cpu).
-    tuned_sources (--qat-steps): ({role: FP32 graph of the tuned copy}, its record): quantized instead
-    of the form's FP32 graphs, and gated against them all the same."""
+    tuned_sources (--qat-steps, --adaround-steps): ({role: FP32 graph of the tuned copy}, its record):
+    quantized instead of the form's FP32 graphs, and gated against them all the same."""
     import onnx
 
     checks = f.bundle.manifest["checks"]
@@ -712,7 +745,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     if data.calib_set is not None:
         summary["calibration"]["set_manifest_sha256"] = data.calib_set.manifest_sha256
     if tuned_sources:  # (after the gate: its summaries are the quantizer's, made afresh per exclusion list)
-        summary["qat"] = tuned_sources[1]
+        summary[tuned_sources[1].get("method", "qat")] = tuned_sources[1]
     if len(f.graphs) > 1:
         summary["calibration"]["rows"] = {r: len(next(iter(feeds[r].values()))) for r in feeds}
     # check keys: the TensorRT flavour keeps the historic ones (int8, gate, parity.int8 + form);

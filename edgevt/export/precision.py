@@ -33,7 +33,10 @@ It is computed per exclusion list, so a conv the gate keeps in float keeps its o
 
 ``--qat-steps N`` quantizes a copy of the model fine-tuned for N steps with the flavour's rounding
 simulated, to reproduce the FP32 model's logits on the calibration clips (``edgevt.export.qat``), instead
-of the model itself; the FP32 graph, the gate's reference, stays the checkpoint.
+of the model itself; the FP32 graph, the gate's reference, stays the checkpoint. ``--adaround-steps N``
+does the same with a copy whose convolution weights are rounded to int8 adaptively (AdaRound: up or
+down per weight, whichever reproduces each layer's FP32 output on the calibration clips best;
+``edgevt.export.adaround``) instead of to the nearest level; nothing else in the model changes.
 
 ``--calib-method auto`` (the default) tries every method, measures each graph on the eval clips and
 keeps, of those the gate passes, the one whose logits are closest to FP32's

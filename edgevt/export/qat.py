@@ -185,6 +185,38 @@ def observe_ranges(net: nn.Module, taps: dict, batches) -> dict:
     return {k: tuple(v / max(count, 1)) for k, v in sums.items()}
 
 
+def activation_hooks(net: nn.Module, taps: dict, ranges: dict, flavour: str) -> list:
+    """Hooks on ``net`` that round each tap's tensor in the flavour's grid over its range. Taps are
+    found in ``net`` by name ({"conv name:in" | "bn name:out": ...}), so they apply to a copy too.
+    Returns the hooks (``h.remove()`` each to undo)."""
+    mods = dict(net.named_modules())
+    hooks = []
+    for name, (_m, where) in taps.items():
+        if name not in ranges:  # never ran on these inputs
+            continue
+        m = mods[name.rsplit(":", 1)[0]]
+        grid = activation_grid(*ranges[name], flavour)
+        if where == "in":
+            hooks.append(m.register_forward_pre_hook(lambda _m, inp, g=grid: (_fake_quant(inp[0], g), *inp[1:])))
+        else:
+            hooks.append(m.register_forward_hook(lambda _m, _i, out, g=grid: _fake_quant(out, g)))
+    return hooks
+
+
+def simulated_logit_error(net: nn.Module, ref: torch.Tensor, x: torch.Tensor, taps: dict, ranges: dict,
+                          flavour: str, chunk: int = 4) -> float:
+    """Relative L2 distance of ``net``'s logits on ``x``, its activations rounded as the device would
+    (its weights as they are), from ``ref``."""
+    hooks = activation_hooks(net, taps, ranges, flavour)
+    try:
+        with torch.no_grad():
+            got = torch.cat([net(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+    finally:
+        for h in hooks:
+            h.remove()
+    return float((got - ref).norm() / ref.norm().clamp_min(1e-12))
+
+
 class _Simulated:
     """``net`` with the flavour's rounding simulated: weight parametrizations and activation hooks.
     ``remove()`` leaves the plain modules with their tuned float weights."""
@@ -196,15 +228,7 @@ class _Simulated:
                 parametrize.register_parametrization(m, "weight", FoldedWeightQuant(
                     _bn_scale(pairs.get(m), m.weight.shape[0])))
                 self.convs.append(m)
-        for name, (m, where) in taps.items():
-            if name not in ranges:  # never ran on these inputs
-                continue
-            grid = activation_grid(*ranges[name], flavour)
-            if where == "in":
-                self.hooks.append(m.register_forward_pre_hook(
-                    lambda _m, inp, g=grid: (_fake_quant(inp[0], g), *inp[1:])))
-            else:
-                self.hooks.append(m.register_forward_hook(lambda _m, _i, out, g=grid: _fake_quant(out, g)))
+        self.hooks = activation_hooks(net, taps, ranges, flavour)
 
     def remove(self) -> None:
         for h in self.hooks:

@@ -1,6 +1,7 @@
 """Fixtures for the export tests: a slightly trained TSM-TinyCNN checkpoint and one full bundle."""
 import pytest
 import torch
+from torch import nn
 
 
 def fit_classifier(model, spec, source):
@@ -48,3 +49,34 @@ def ex_bundle(tmp_path_factory, ex_ckpt, motiondigits):
                        eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0,
                        calib_cache=root / "cache")
     return export_bundle(ex_ckpt, root / "bundle", cfg)
+
+
+class Block(nn.Module):
+    """conv-bn-relu6, conv-bn, residual add: the shape of an MBConv block."""
+
+    def __init__(self, c: int = 8):
+        super().__init__()
+        self.conv1, self.bn1, self.act = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU6()
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return x + self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
+
+
+def _small_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(), Block(), Block(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    for m in net.modules():  # BatchNorm statistics far from (0, 1), as a trained model's are
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.uniform_(0.01, 4.0)
+            m.running_mean.uniform_(-1, 1)
+            m.weight.data.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.fixture
+def small_net():
+    """A maker of a small conv net with BatchNorms and residual adds (``small_net(seed)``), for the
+    weight-rounding tests (export.qat, export.adaround)."""
+    return _small_net

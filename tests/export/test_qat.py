@@ -8,31 +8,7 @@ from edgevt.errors import EdgevtError
 from edgevt.export import qat as Q
 
 
-class Block(nn.Module):
-    """conv-bn-relu6, conv-bn, residual add: the shape of an MBConv block."""
-
-    def __init__(self, c: int = 8):
-        super().__init__()
-        self.conv1, self.bn1, self.act = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU6()
-        self.conv2, self.bn2 = nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c)
-
-    def forward(self, x):
-        return x + self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(), Block(), Block(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
-    for m in net.modules():  # BatchNorm statistics far from (0, 1), as a trained model's are
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_var.uniform_(0.01, 4.0)
-            m.running_mean.uniform_(-1, 1)
-            m.weight.data.uniform_(0.5, 2.0)
-    return net.eval()
-
-
-def test_pairs_and_taps_follow_the_graph():
+def test_pairs_and_taps_follow_the_graph(small_net):
     net = small_net()
     pairs, activated = Q.conv_batchnorm_pairs(net, torch.randn(1, 3, 8, 8))
     blocks = [net[3], net[4]]
@@ -43,7 +19,7 @@ def test_pairs_and_taps_follow_the_graph():
                                    "3.bn2:out", "4.bn2:out"])
 
 
-def test_rounded_weight_is_on_the_folded_int8_grid_and_stays_there():
+def test_rounded_weight_is_on_the_folded_int8_grid_and_stays_there(small_net):
     net = small_net()
     conv, bn = net[3].conv1, net[3].bn1
     fold = Q._bn_scale(bn, conv.weight.shape[0])
@@ -69,7 +45,7 @@ def test_activation_grids_of_the_two_flavours():
         Q.activation_grid(0.0, 1.0, "fp8")
 
 
-def test_finetuning_brings_the_simulated_int8_logits_closer_to_fp32s():
+def test_finetuning_brings_the_simulated_int8_logits_closer_to_fp32s(small_net):
     """The point of it: on the clips it tunes on, the rounded copy's logits end nearer FP32's than the
     rounded original's; the given model is left as it was."""
     net = small_net(1)
