@@ -225,7 +225,14 @@ def test_export_skips_or_stops(corpus, capfd, tmp_path):
           capfd, 2, r"zero\.mp4")
     for name in ("junk.pt", "nospec.pt", "wrongweights.pt", "hostile.pt"):
         check(f"export {name}", ["export", corpus["ckpts"] / name, "-o", tmp_path / "d"], capfd, 2, re.escape(name))
-    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+    for case, extra, pattern in (
+            ("--adaround-steps without int8", ["--adaround-steps", "5"], r"--adaround-steps .*add int8 to --precision"),
+            ("--adaround-steps with --qat-steps", ["--precision", "fp32,int8", "--calib", lst / "good.txt",
+                                                   "--adaround-steps", "5", "--qat-steps", "5"], r"choose one"),
+            ("--adaround-lr 0", ["--precision", "fp32,int8", "--calib", lst / "good.txt", "--adaround-steps", "5",
+                                 "--adaround-lr", "0"], r"--adaround-lr must be > 0")):
+        check(f"export {case}", ["export", ckpt, "-o", tmp_path / "e", *extra], capfd, 2, pattern)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
     assert not corpus["marker"].exists()
 
 
