@@ -23,7 +23,8 @@ drives every h to 0 or 1 by the end; then it rounds by that choice. Here:
   steps, when the regulariser starts); Adam on the soft choices;
 - a layer keeps the adaptive rounding only if it beats the nearest one on its calibration inputs.
 
-Fully connected layers are not rounded (the cpu flavour keeps the classifier in float). The tuned copy's
+Fully connected layers are not rounded (the cpu flavour keeps the classifier in float), nor, for the
+tensorrt flavour, the 3-input-channel convolutions it keeps out of INT8. The tuned copy's
 weights lie on the int8 grid, so the exporter's quantizer reproduces them exactly; the INT8 graphs are
 exported from the copy, calibrated, bias-corrected and gated against the original FP32 graph.
 """
@@ -184,10 +185,13 @@ def round_layer(conv: nn.Module, fold: torch.Tensor, inputs: torch.Tensor, targe
 
 def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config: AdaRoundConfig | None = None, *,
                       log: Callable[[str], None] | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> tuple[nn.Module, dict]:
+                      progress: Callable[[int, int], None] | None = None,
+                      keep_rgb_convs: bool = False) -> tuple[nn.Module, dict]:
     """A copy of ``deploy`` (the window graph's module) whose convolutions' weights are rounded for
     ``flavour``'s INT8 by AdaRound on ``clips`` (what the window graph takes). Returns (the copy, plain
-    float modules in eval mode, every conv weight on its int8 grid; a record for the manifest)."""
+    float modules in eval mode, every rounded conv weight on its int8 grid; a record for the manifest).
+    ``keep_rgb_convs``: convolutions with 3 input channels (per group) keep their float weights, as the
+    tensorrt flavour keeps them out of INT8 (``ExportConfig.keep_first_conv``)."""
     config = config or AdaRoundConfig()
     config.validate()
     log = log or (lambda msg: None)
@@ -202,7 +206,7 @@ def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config
     x_all = torch.from_numpy(np.ascontiguousarray(clips))
     x = x_all[np.linspace(0, len(x_all) - 1, min(config.clips, len(x_all))).round().astype(int)]
     chunk = 4
-    order = conv_order(student, x[:1])
+    order = [m for m in conv_order(student, x[:1]) if not (keep_rgb_convs and m.weight.shape[1] == 3)]
     if not order:
         raise EdgevtError("adaptive rounding: this model has no convolutions to round")
     pairs, activated = conv_batchnorm_pairs(student, x[:1])
@@ -216,7 +220,7 @@ def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config
         p.requires_grad_(False)
 
     nearest = copy.deepcopy(student)  # every conv rounded to nearest: where adaptive rounding starts from
-    round_nearest(nearest, conv_batchnorm_pairs(nearest, x[:1])[0], flavour)
+    round_nearest(nearest, conv_batchnorm_pairs(nearest, x[:1])[0], flavour, keep_rgb_convs)
     before = simulated_logit_error(nearest, ref, x, taps, ranges, flavour, chunk)
     del nearest
     hooks = activation_hooks(student, taps, ranges, flavour)
@@ -245,7 +249,7 @@ def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config
     log(f"adaptive rounding ({flavour}): simulated INT8 logits {100 * after:.2f}% off FP32's (nearest: "
         f"{100 * before:.2f}%); {kept} of {len(layers)} convolutions kept it, in {time.perf_counter() - t0:.0f} s")
     record = {**asdict(config), "method": "adaround", "flavour": flavour, "clips": len(x),
-              "convolutions": len(layers), "kept": kept, "folded_batchnorms": len(pairs),
+              "convolutions": len(layers), "kept": kept, "rgb_convs_left_float": keep_rgb_convs, "folded_batchnorms": len(pairs),
               "rounded_activations": len(ranges),
               "simulated_logit_error_before": round(before, 6), "simulated_logit_error_after": round(after, 6),
               "layer_error": {n: {k: (round(v, 8) if isinstance(v, float) else v) for k, v in r.items()}
@@ -254,11 +258,12 @@ def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config
     return student.eval(), record
 
 
-def round_nearest(net: nn.Module, pairs: dict, flavour: str) -> None:
-    """Every conv weight of ``net`` rounded, in the folded domain, to its nearest int8 level (in place)."""
+def round_nearest(net: nn.Module, pairs: dict, flavour: str, keep_rgb_convs: bool = False) -> None:
+    """Every conv weight of ``net`` rounded, in the folded domain, to its nearest int8 level (in place);
+    ``keep_rgb_convs``: not those with 3 input channels."""
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, CONVS):
+            if isinstance(m, CONVS) and not (keep_rgb_convs and m.weight.shape[1] == 3):
                 shape = (-1,) + (1,) * (m.weight.dim() - 1)
                 f = _bn_scale(pairs.get(m), m.weight.shape[0]).view(shape)
                 wf = m.weight * f

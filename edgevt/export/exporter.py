@@ -545,7 +545,8 @@ def _tuned_sources(model, spec: ClipSpec, config: ExportConfig, data: _Data, f: 
         else:
             from edgevt.export.adaround import adaround_for_int8
 
-            tuned, record = adaround_for_int8(deploy, clips, flavour, config.adaround(), log=log)
+            tuned, record = adaround_for_int8(deploy, clips, flavour, config.adaround(), log=log,
+                                              keep_rgb_convs=flavour == "tensorrt" and config.keep_first_conv)
         data.tuned[flavour] = (tuned if float_input else tuned.model, record)
     tuned, record = data.tuned[flavour]
     float_input = config.float_input and f.name == "window"

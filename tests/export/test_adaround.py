@@ -54,6 +54,17 @@ def test_adaround_lowers_the_simulated_int8_error_and_leaves_weights_on_the_grid
                                    np.abs(orig[name]).reshape(len(w), -1).max(1), rtol=1e-5)
 
 
+def test_convs_the_tensorrt_flavour_keeps_in_float_keep_their_float_weights(small_net):
+    """--flavour tensorrt keeps 3-input-channel convs out of INT8: rounding their weights would only
+    add error to a layer that runs in float."""
+    net = small_net(2)
+    x = np.random.default_rng(1).normal(size=(8, 3, 12, 12)).astype(np.float32)
+    tuned, rec = A.adaround_for_int8(net, x, "tensorrt", A.AdaRoundConfig(steps=20, clips=8), keep_rgb_convs=True)
+    assert rec["convolutions"] == 4 and "0" not in rec["layer_error"] and rec["rgb_convs_left_float"]
+    assert torch.equal(tuned[0].weight, net[0].weight)
+    assert not torch.equal(tuned[3].conv1.weight, net[3].conv1.weight)
+
+
 def test_tensorrt_flavour_uses_fp16_scales():
     w = torch.tensor([[0.3], [1e-3]]).view(2, 1, 1, 1) * 1.2345
     s = A.weight_grid(w, "tensorrt")
