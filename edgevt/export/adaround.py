@@ -40,8 +40,9 @@ import torch
 from torch import nn
 
 from edgevt.errors import EdgevtError
-from edgevt.export.qat import (CONVS, QAT_FLAVOURS, _bn_scale, activation_grid, activation_hooks,
-                               conv_batchnorm_pairs, observe_ranges, rounding_taps, simulated_logit_error)
+from edgevt.export.bias_correction import quantized_weight
+from edgevt.export.qat import (CONVS, _bn_scale, activation_hooks, conv_batchnorm_pairs, observe_ranges,
+                               rounding_taps, simulated_logit_error, start_tuning)
 
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
 
@@ -184,26 +185,16 @@ def round_layer(conv: nn.Module, fold: torch.Tensor, inputs: torch.Tensor, targe
 
 
 def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config: AdaRoundConfig | None = None, *,
-                      log: Callable[[str], None] | None = None,
-                      progress: Callable[[int, int], None] | None = None,
-                      keep_rgb_convs: bool = False) -> tuple[nn.Module, dict]:
+                      log: Callable[[str], None] | None = None, keep_rgb_convs: bool = False) -> tuple[nn.Module, dict]:
     """A copy of ``deploy`` (the window graph's module) whose convolutions' weights are rounded for
     ``flavour``'s INT8 by AdaRound on ``clips`` (what the window graph takes). Returns (the copy, plain
     float modules in eval mode, every rounded conv weight on its int8 grid; a record for the manifest).
     ``keep_rgb_convs``: convolutions with 3 input channels (per group) keep their float weights, as the
     tensorrt flavour keeps them out of INT8 (``ExportConfig.keep_first_conv``)."""
     config = config or AdaRoundConfig()
-    config.validate()
     log = log or (lambda msg: None)
-    if flavour not in QAT_FLAVOURS:
-        activation_grid(0.0, 1.0, flavour)  # the one-line error
-    if len(clips) < 1:
-        raise EdgevtError("adaptive rounding needs calibration clips")
     t0 = time.perf_counter()
-    g = torch.Generator().manual_seed(config.seed)
-    teacher = deploy.eval()
-    student = copy.deepcopy(deploy).eval()
-    x_all = torch.from_numpy(np.ascontiguousarray(clips))
+    teacher, student, x_all, g = start_tuning(deploy, clips, flavour, config, "adaptive rounding")
     x = x_all[np.linspace(0, len(x_all) - 1, min(config.clips, len(x_all))).round().astype(int)]
     chunk = 4
     order = [m for m in conv_order(student, x[:1]) if not (keep_rgb_convs and m.weight.shape[1] == 3)]
@@ -237,9 +228,7 @@ def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config
             fold = _bn_scale(pairs.get(conv), conv.weight.shape[0])
             layers[names[conv]] = round_layer(conv, fold, inputs, target, flavour, config, g)
             del inputs, target
-            if progress:
-                progress(k + 1, len(order))
-            elif (k + 1) % 10 == 0 and k + 1 < len(order):
+            if (k + 1) % 10 == 0 and k + 1 < len(order):
                 log(f"adaptive rounding: {k + 1} of {len(order)} convolutions")
     finally:
         for h in hooks:
@@ -259,13 +248,12 @@ def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config
 
 
 def round_nearest(net: nn.Module, pairs: dict, flavour: str, keep_rgb_convs: bool = False) -> None:
-    """Every conv weight of ``net`` rounded, in the folded domain, to its nearest int8 level (in place);
-    ``keep_rgb_convs``: not those with 3 input channels."""
+    """Every conv weight of ``net`` rounded, in the folded domain, to its nearest int8 level as the
+    exporter's quantizer rounds it (``bias_correction.quantized_weight``), in place; ``keep_rgb_convs``:
+    not those with 3 input channels."""
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, CONVS) and not (keep_rgb_convs and m.weight.shape[1] == 3):
-                shape = (-1,) + (1,) * (m.weight.dim() - 1)
-                f = _bn_scale(pairs.get(m), m.weight.shape[0]).view(shape)
-                wf = m.weight * f
-                s = weight_grid(wf, flavour).view(shape)
-                m.weight.copy_(torch.clamp(torch.round(wf / s), -127, 127) * s / torch.where(f != 0, f, torch.ones_like(f)))
+                f = _bn_scale(pairs.get(m), m.weight.shape[0]).view((-1,) + (1,) * (m.weight.dim() - 1))
+                q = quantized_weight((m.weight * f).numpy(), fp16_scale=flavour == "tensorrt")
+                m.weight.copy_(torch.from_numpy(q) / torch.where(f != 0, f, torch.ones_like(f)))

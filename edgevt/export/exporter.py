@@ -746,7 +746,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     if data.calib_set is not None:
         summary["calibration"]["set_manifest_sha256"] = data.calib_set.manifest_sha256
     if tuned_sources:  # (after the gate: its summaries are the quantizer's, made afresh per exclusion list)
-        summary[tuned_sources[1].get("method", "qat")] = tuned_sources[1]
+        summary[config.tuning()] = tuned_sources[1]
     if len(f.graphs) > 1:
         summary["calibration"]["rows"] = {r: len(next(iter(feeds[r].values()))) for r in feeds}
     # check keys: the TensorRT flavour keeps the historic ones (int8, gate, parity.int8 + form);

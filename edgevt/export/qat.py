@@ -254,23 +254,29 @@ def _mirrored(x: torch.Tensor, float_input: bool) -> torch.Tensor:
     return x.flip(-1 if float_input else -2)
 
 
+def start_tuning(deploy: nn.Module, clips: np.ndarray, flavour: str, config, what: str) -> tuple:
+    """What tuning a copy of ``deploy`` for ``flavour``'s INT8 starts from (``finetune_for_int8``,
+    ``adaround.adaround_for_int8``): the settings, flavour and clips checked (one-line errors naming
+    ``what``), then (the teacher: ``deploy`` in eval mode, the student: its copy, the clips as a tensor,
+    a generator seeded with ``config.seed``)."""
+    config.validate()
+    if flavour not in QAT_FLAVOURS:
+        activation_grid(0.0, 1.0, flavour)  # the one-line error
+    if len(clips) < 1:
+        raise EdgevtError(f"{what} needs calibration clips")
+    return (deploy.eval(), copy.deepcopy(deploy).eval(), torch.from_numpy(np.ascontiguousarray(clips)),
+            torch.Generator().manual_seed(config.seed))
+
+
 def finetune_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config: QATConfig | None = None, *,
                       float_input: bool = False, log: Callable[[str], None] | None = None) -> tuple[nn.Module, dict]:
     """A copy of ``deploy`` (the module the window graph is exported from: uint8 clips in, logits out)
     whose weights are tuned for ``flavour``'s INT8 rounding on ``clips`` (what the window graph takes).
     Returns (the tuned copy, plain float modules in eval mode; a record for the manifest)."""
     config = config or QATConfig()
-    config.validate()
     log = log or (lambda msg: None)
-    if flavour not in QAT_FLAVOURS:
-        activation_grid(0.0, 1.0, flavour)  # the one-line error
-    if len(clips) < 1:
-        raise EdgevtError("quantization-aware fine-tuning needs calibration clips")
     t0 = time.perf_counter()
-    g = torch.Generator().manual_seed(config.seed)
-    teacher = deploy.eval()
-    student = copy.deepcopy(deploy).eval()
-    x = torch.from_numpy(np.ascontiguousarray(clips))
+    teacher, student, x, g = start_tuning(deploy, clips, flavour, config, "quantization-aware fine-tuning")
     pool = torch.cat([x, _mirrored(x, float_input)])  # every clip as filmed and mirrored
     chunk = max(1, config.batch)
     with torch.no_grad():

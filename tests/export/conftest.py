@@ -80,3 +80,14 @@ def small_net():
     """A maker of a small conv net with BatchNorms and residual adds (``small_net(seed)``), for the
     weight-rounding tests (export.qat, export.adaround)."""
     return _small_net
+
+
+@pytest.fixture
+def initializers():
+    """``initializers(bundle, key)``: the named weights of a bundle's ONNX artifact ({name: array})."""
+    import onnx
+    from onnx import numpy_helper
+
+    def read(bundle, key):
+        return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(bundle.artifact_path(key))).graph.initializer}
+    return read

@@ -89,12 +89,9 @@ def test_bad_settings_are_one_line_errors(small_net):
         A.adaround_for_int8(small_net(), np.zeros((2, 3, 8, 8), np.float32), "fp8")
 
 
-def test_export_with_adaround_makes_the_int8_graph_from_the_rounded_copy(tmp_path, ex_ckpt, motiondigits):
+def test_export_with_adaround_makes_the_int8_graph_from_the_rounded_copy(tmp_path, ex_ckpt, motiondigits, initializers):
     """--adaround-steps: the FP32 graph is the checkpoint's, the INT8 graph's weights are the rounded
     copy's and it is gated against the FP32 graph; the manifest says how the rounding went."""
-    import onnx
-    from onnx import numpy_helper
-
     from edgevt.export.exporter import ExportConfig, export_bundle
 
     common = dict(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train", flavour="cpu",
@@ -111,12 +108,9 @@ def test_export_with_adaround_makes_the_int8_graph_from_the_rounded_copy(tmp_pat
     assert any("adaptive rounding" in m for m in lines)
     assert rounded.manifest["checks"]["parity.fp32"]["passed"]
 
-    def weights(b, p):
-        m = onnx.load(str(b.artifact_path(p)))
-        return {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    f_plain, f_ada = weights(plain, "model.fp32"), weights(rounded, "model.fp32")
+    f_plain, f_ada = initializers(plain, "model.fp32"), initializers(rounded, "model.fp32")
     assert all(np.array_equal(f_plain[k], f_ada[k]) for k in f_plain)
-    q_plain, q_ada = weights(plain, "model.int8-cpu"), weights(rounded, "model.int8-cpu")
+    q_plain, q_ada = initializers(plain, "model.int8-cpu"), initializers(rounded, "model.int8-cpu")
     assert any(k in q_ada and q_plain[k].shape == q_ada[k].shape and not np.array_equal(q_plain[k], q_ada[k])
                for k in q_plain if q_plain[k].dtype == np.int8)
     gate = rounded.manifest["checks"]["gate.int8-cpu"]

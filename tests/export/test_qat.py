@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from edgevt.errors import EdgevtError
 from edgevt.export import qat as Q
@@ -72,12 +71,9 @@ def test_bad_settings_are_one_line_errors():
         ExportConfig(qat_steps=-1).validate()
 
 
-def test_export_with_qat_makes_the_int8_graph_from_the_tuned_copy(tmp_path, ex_ckpt, motiondigits):
+def test_export_with_qat_makes_the_int8_graph_from_the_tuned_copy(tmp_path, ex_ckpt, motiondigits, initializers):
     """--qat-steps: the FP32 graph is the checkpoint's (parity as usual), the INT8 graph is made from a
     tuned copy and gated against the FP32 graph; the manifest says how the tuning went."""
-    import onnx
-    from onnx import numpy_helper
-
     from edgevt.export.exporter import ExportConfig, export_bundle
 
     common = dict(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train", flavour="cpu",
@@ -92,12 +88,9 @@ def test_export_with_qat_makes_the_int8_graph_from_the_tuned_copy(tmp_path, ex_c
     # the FP32 graphs are the same model; the INT8 weights are not
     assert tuned.manifest["checks"]["parity.fp32"]["passed"]
 
-    def weights(b, p):
-        m = onnx.load(str(b.artifact_path(p)))
-        return {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    f_plain, f_qat = weights(plain, "model.fp32"), weights(tuned, "model.fp32")
+    f_plain, f_qat = initializers(plain, "model.fp32"), initializers(tuned, "model.fp32")
     assert all(np.array_equal(f_plain[k], f_qat[k]) for k in f_plain)
-    q_plain, q_qat = weights(plain, "model.int8-cpu"), weights(tuned, "model.int8-cpu")
+    q_plain, q_qat = initializers(plain, "model.int8-cpu"), initializers(tuned, "model.int8-cpu")
     assert any(k in q_qat and q_plain[k].shape == q_qat[k].shape and not np.array_equal(q_plain[k], q_qat[k])
                for k in q_plain if q_plain[k].dtype == np.int8)
     gate = tuned.manifest["checks"]["gate.int8-cpu"]
