@@ -152,7 +152,8 @@ def print_summary(bundle) -> None:
                            f"{100 * ada['simulated_logit_error_after']:.2f}% off FP32's")
             bc = checks.get(check_key(stored, form), {}).get("bias_correction")
             if bc:
-                typer.echo(f"INT8 ({form}, {flavour}): bias correction on {bc['convs']} convolutions "
+                fc = f" and {bc['gemms']} fully connected" if bc.get("gemms") else ""
+                typer.echo(f"INT8 ({form}, {flavour}): bias correction on {bc['convs']} convolutions{fc} "
                            f"(largest shift {bc['largest_shift']:.3g})")
     for key in [k for k in checks if k == "gate" or k.startswith("gate.")]:
         g = checks[key]

@@ -15,8 +15,13 @@ tensorrt flavour stores that scale in FP16. ``tests/export/test_bias_correction.
 formula against the graph onnxruntime writes.
 
 Each tap's input mean accounts for zero padding and stride, so border positions count as the
-convolution sees them. Only ``Conv`` nodes with constant weights are corrected (Gemm/MatMul
-classifiers stay in float on the cpu flavour).
+convolution sees them. ``Conv`` nodes with constant weights are corrected, and so are fully connected
+``Gemm`` nodes (``Y = A @ B + C``: constant ``B``, ``transA=0``, ``alpha = beta = 1``, ``C`` absent or one
+bias per output): the quantizer rounds their weights per output feature too (``B``'s axis 0 with
+``transB=1``, axis 1 without; checked in the tests), which the tensorrt flavour does to the classifier
+(the cpu flavour keeps the classifier in float, ``precision.output_side_nodes``, so it is skipped there).
+A Gemm's "tap" is one input feature; its mean is over the calibration rows. ``MatMul`` (no bias input)
+is not corrected.
 """
 from __future__ import annotations
 
@@ -85,18 +90,42 @@ def correctable_convs(model: onnx.ModelProto, skip: set[str] | frozenset = froze
             and len(n.input) > 1 and n.input[1] in inits]
 
 
+def correctable_gemms(model: onnx.ModelProto, skip: set[str] | frozenset = frozenset()) -> list[onnx.NodeProto]:
+    """The ``Gemm`` nodes whose output shift is ``(Wq - W) @ E[A]`` exactly: constant 2-D ``B``, ``A``
+    not transposed, ``alpha = beta = 1``, and ``C`` absent or a constant with one value per output."""
+    inits = {i.name: i for i in model.graph.initializer}
+
+    def ok(n: onnx.NodeProto) -> bool:
+        if n.op_type != "Gemm" or n.name in skip or len(n.input) < 2 or n.input[1] not in inits:
+            return False
+        b = inits[n.input[1]]
+        if len(b.dims) != 2 or _attr(n, "transA", 0) or _attr(n, "alpha", 1.0) != 1.0 or _attr(n, "beta", 1.0) != 1.0:
+            return False
+        out = b.dims[0] if _attr(n, "transB", 0) else b.dims[1]
+        has_c = len(n.input) > 2 and n.input[2]
+        return not has_c or (n.input[2] in inits and list(inits[n.input[2]].dims) == [out])
+
+    return [n for n in model.graph.node if ok(n)]
+
+
+def gemm_weight(node: onnx.NodeProto, b: np.ndarray) -> np.ndarray:
+    """A Gemm's ``B`` as [out, in], the layout whose axis 0 the quantizer rounds per channel."""
+    return b if _attr(node, "transB", 0) else b.T
+
+
 def input_tap_means(model: onnx.ModelProto, feeds) -> dict[str, np.ndarray]:
     """Per correctable Conv of ``model`` (FP32): the mean input each kernel tap reads over the
-    calibration feeds, [C_in, *kernel]. feeds: an iterable of onnxruntime feed dicts."""
+    calibration feeds, [C_in, *kernel]; per correctable Gemm: the mean input feature, [in].
+    feeds: an iterable of onnxruntime feed dicts."""
     import onnxruntime as ort
 
     from edgevt.export.gate import _with_outputs
 
-    convs = correctable_convs(model)
-    if not convs:
+    convs, gemms = correctable_convs(model), correctable_gemms(model)
+    if not convs and not gemms:
         return {}
     inits = {i.name: i for i in model.graph.initializer}
-    inputs = sorted({n.input[0] for n in convs})
+    inputs = sorted({n.input[0] for n in convs + gemms})
     sess = ort.InferenceSession(_with_outputs(model, inputs).SerializeToString(),
                                 providers=["CPUExecutionProvider"])
     kernels = {n.name: tuple(inits[n.input[1]].dims[2:]) for n in convs}
@@ -104,8 +133,9 @@ def input_tap_means(model: onnx.ModelProto, feeds) -> dict[str, np.ndarray]:
     counts: dict[str, int] = {}
     for feed in feeds:
         outs = dict(zip(inputs, sess.run(inputs, feed)))
-        for n in convs:
-            s, c = tap_sums(outs[n.input[0]], n, kernels[n.name])
+        for n in convs + gemms:
+            x = outs[n.input[0]]
+            s, c = tap_sums(x, n, kernels[n.name]) if n.op_type == "Conv" else (x.sum(axis=0, dtype=np.float64), x.shape[0])
             sums[n.name] = sums.get(n.name, 0) + s
             counts[n.name] = counts.get(n.name, 0) + c
     if not counts:
@@ -115,11 +145,12 @@ def input_tap_means(model: onnx.ModelProto, feeds) -> dict[str, np.ndarray]:
 
 def correct_biases(model: onnx.ModelProto, means: dict[str, np.ndarray], *,
                    skip: set[str] | frozenset = frozenset(), fp16_scale: bool = False) -> tuple[onnx.ModelProto, dict]:
-    """A copy of ``model`` (the FP32 graph the quantizer is given) whose Conv biases absorb the mean
-    output shift of their int8-rounded weights.
+    """A copy of ``model`` (the FP32 graph the quantizer is given) whose Conv and Gemm biases absorb the
+    mean output shift of their int8-rounded weights.
 
-    means: ``input_tap_means`` of this model; skip: the Conv nodes the quantizer leaves in float (their
-    weights are not rounded, so their biases stay). Returns the model and a summary for the manifest.
+    means: ``input_tap_means`` of this model; skip: the nodes the quantizer leaves in float (their
+    weights are not rounded, so their biases stay). Returns the model and a summary for the manifest
+    (how many Conv and Gemm nodes were corrected, the largest shift removed).
     """
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
@@ -128,18 +159,23 @@ def correct_biases(model: onnx.ModelProto, means: dict[str, np.ndarray], *,
     for n in fixed.graph.node:
         for i in n.input:
             uses[i] = uses.get(i, 0) + 1
-    largest, corrected = 0.0, 0
-    for n in correctable_convs(fixed, skip):
+    largest, corrected = 0.0, {"Conv": 0, "Gemm": 0}
+    for n in correctable_convs(fixed, skip) + correctable_gemms(fixed, skip):
         if n.name not in means:
             continue
-        w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
-        dw = (quantized_weight(w, fp16_scale) - w).astype(np.float64)  # [O, C/g, *k]
-        m = means[n.name]  # [C, *k]
-        group = int(_attr(n, "group", 1))
-        out_g, in_g = w.shape[0] // group, w.shape[1]
-        shift = np.concatenate([
-            (dw[g * out_g:(g + 1) * out_g] * m[None, g * in_g:(g + 1) * in_g]).reshape(out_g, -1).sum(axis=1)
-            for g in range(group)])
+        m = means[n.name]
+        if n.op_type == "Gemm":
+            b = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
+            w = gemm_weight(n, b)  # [out, in]
+            shift = (quantized_weight(w, fp16_scale) - w).astype(np.float64) @ m
+        else:
+            w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
+            dw = (quantized_weight(w, fp16_scale) - w).astype(np.float64)  # [O, C/g, *k]
+            group = int(_attr(n, "group", 1))
+            out_g, in_g = w.shape[0] // group, w.shape[1]
+            shift = np.concatenate([
+                (dw[g * out_g:(g + 1) * out_g] * m[None, g * in_g:(g + 1) * in_g]).reshape(out_g, -1).sum(axis=1)
+                for g in range(group)])
         has_bias = len(n.input) > 2 and n.input[2]
         bias = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64) if has_bias else np.zeros(w.shape[0])
         name = n.input[2] if has_bias and uses[n.input[2]] == 1 else f"{n.name}.edgevt_corrected_bias"
@@ -151,5 +187,6 @@ def correct_biases(model: onnx.ModelProto, means: dict[str, np.ndarray], *,
             while len(n.input) < 3:
                 n.input.append("")
             n.input[2] = name
-        largest, corrected = max(largest, float(np.abs(shift).max())), corrected + 1
-    return fixed, {"convs": corrected, "largest_shift": round(largest, 6)}
+        largest = max(largest, float(np.abs(shift).max()))
+        corrected[n.op_type] += 1
+    return fixed, {"convs": corrected["Conv"], "gemms": corrected["Gemm"], "largest_shift": round(largest, 6)}

@@ -608,10 +608,11 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
     # bias correction: each tap's mean input, measured once per form on the FP32 graph (the flavours share
     # it); the corrected graph depends on which convs stay in float, so quantize() writes it per exclusion list
     if config.bias_correction and source not in f.tap_means:
-        log(f"bias correction: measuring each convolution's input on the {len(clips)} calibration clips ({form})")
+        log(f"bias correction: measuring each convolution's and fully connected layer's input on the "
+            f"{len(clips)} calibration clips ({form})")
         f.tap_means[source] = {g.role: input_tap_means(graphs[g.role], readers[g.role]) for g in f.graphs}
         log(f"bias correction: measured the inputs of {sum(len(v) for v in f.tap_means[source].values())} "
-            "convolutions")
+            "layers")
 
     def to_quantize(role: str, exclude: list[str]) -> tuple[Path, dict | None]:
         if not config.bias_correction:
@@ -645,6 +646,7 @@ def _int8_form(f: _Form, spec: ClipSpec, config: ExportConfig, data: _Data, eval
             if config.bias_correction:
                 out["bias_correction"] = {
                     "convs": sum(c["convs"] for c in corrected.values()),
+                    "gemms": sum(c["gemms"] for c in corrected.values()),
                     "largest_shift": max(c["largest_shift"] for c in corrected.values())}
             out["nodes_excluded"] = [f.node(r, n) for r, s in per.items() for n in s["nodes_excluded"]
                                      if n not in sides(r)]

@@ -28,8 +28,9 @@ INT8 (``quantize_int8``): ``onnxruntime.quantization.quantize_static`` in QDQ fo
   the logits themselves were rounded to uint8, which ties or swaps nearly tied classes.
 
 Before quantizing, the exporter folds into each quantized conv's bias the mean output shift its
-int8-rounded weights cause (``edgevt.export.bias_correction``; ``--no-bias-correction`` turns it off).
-It is computed per exclusion list, so a conv the gate keeps in float keeps its own bias.
+int8-rounded weights cause (``edgevt.export.bias_correction``; ``--no-bias-correction`` turns it off),
+and into each quantized fully connected (Gemm) layer's: the tensorrt flavour's classifier.
+It is computed per exclusion list, so a layer the gate keeps in float keeps its own bias.
 
 ``--qat-steps N`` quantizes a copy of the model fine-tuned for N steps with the flavour's rounding
 simulated, to reproduce the FP32 model's logits on the calibration clips (``edgevt.export.qat``), instead

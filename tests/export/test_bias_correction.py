@@ -138,3 +138,103 @@ def test_export_corrects_the_int8_biases_and_says_so(tmp_path, make_tiny_checkpo
     # (this model's convs have no bias of their own: each corrected one gets one)
     assert len(b_on) == info["convs"] and len(b_off) <= len(b_on)
     assert len(b_off) < len(b_on) or any(not np.array_equal(a, b) for a, b in zip(b_on, b_off))
+
+
+def _gemm_net(rng, trans_b: int, bias: bool, **attrs) -> onnx.ModelProto:
+    """x [N,16] -> Relu -> Gemm to 5 outputs (B as [5,16] with transB=1, [16,5] without) -> y."""
+    w = rng.normal(0, 1, (5, 16)).astype(np.float32)
+    w[:, 0] = 9.0  # an outlier per output: coarse steps for the other weights
+    inits = [numpy_helper.from_array(w if trans_b else np.ascontiguousarray(w.T), "B")]
+    ins = ["r", "B"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.normal(0, 1, 5).astype(np.float32), "C"))
+        ins.append("C")
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Gemm", ins, ["y"], name="fc", transB=trans_b, **attrs)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _gemm_rounded(model: onnx.ModelProto) -> onnx.ModelProto:
+    from edgevt.export.bias_correction import gemm_weight
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    node = next(n for n in m.graph.node if n.op_type == "Gemm")
+    b = next(i for i in m.graph.initializer if i.name == "B")
+    q = quantized_weight(gemm_weight(node, numpy_helper.to_array(b)))  # [out, in]
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    b.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(q if trans_b else q.T), "B"))
+    return m
+
+
+@pytest.mark.parametrize("trans_b", [1, 0])
+def test_gemm_weight_rounding_is_what_onnxruntime_writes(tmp_path, trans_b):
+    """Per output feature: B's axis 0 with transB=1, axis 1 without (both flavours use per-channel)."""
+    from onnxruntime.quantization import quantize_static
+
+    from edgevt.export.bias_correction import gemm_weight
+    from edgevt.export.precision import quantizer_settings
+
+    rng = np.random.default_rng(3)
+    model = _gemm_net(rng, trans_b, bias=True)
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(model, str(src))
+    x = rng.normal(0, 1, (8, 16)).astype(np.float32)
+    quantize_static(str(src), str(dst), ClipCalibrationReader({"x": x}), **quantizer_settings("cpu", model))
+    q = onnx.load(str(dst))
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    dq = next(n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0].startswith("B"))
+    axis = next(a.i for a in dq.attribute if a.name == "axis")
+    assert axis == (0 if trans_b else 1)
+    stored = inits[dq.input[0]].astype(np.float32) * np.expand_dims(inits[dq.input[1]], 1 - axis)
+    node = next(n for n in model.graph.node if n.op_type == "Gemm")
+    np.testing.assert_allclose(gemm_weight(node, stored), quantized_weight(gemm_weight(node, numpy_helper.to_array(
+        model.graph.initializer[0]))), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("trans_b,bias", [(1, True), (0, False)])
+def test_corrected_gemm_bias_cancels_the_mean_shift(trans_b, bias):
+    rng = np.random.default_rng(4)
+    model = _gemm_net(rng, trans_b, bias)
+    x = rng.normal(0.5, 1, (64, 16)).astype(np.float32)
+    means = input_tap_means(model, ClipCalibrationReader({"x": x}))
+    assert means["fc"].shape == (16,)
+    fixed, info = correct_biases(model, means)
+    assert info["gemms"] == 1 and info["convs"] == 0 and info["largest_shift"] > 0
+    ref = _outputs(model, x, ["y"])["y"]
+    plain = _outputs(_gemm_rounded(model), x, ["y"])["y"]
+    corr = _outputs(_gemm_rounded(fixed), x, ["y"])["y"]
+    assert np.abs((plain - ref).mean(axis=0)).max() > 1e-3
+    assert np.abs((corr - ref).mean(axis=0)).max() < 1e-5
+    # skipped (kept in float by the quantizer): its bias stays as it was
+    kept, info = correct_biases(model, means, skip={"fc"})
+    assert info["gemms"] == 0 and len(kept.graph.initializer) == len(model.graph.initializer)
+
+
+@pytest.mark.parametrize("attrs", [{"transA": 1}, {"alpha": 2.0}, {"beta": 0.5}])
+def test_gemms_whose_shift_is_not_dw_times_the_mean_are_left_alone(attrs):
+    from edgevt.export.bias_correction import correctable_gemms
+
+    model = _gemm_net(np.random.default_rng(5), 1, True, **attrs)
+    assert correctable_gemms(model) == []
+    assert correctable_gemms(_gemm_net(np.random.default_rng(5), 1, True))[0].name == "fc"
+
+
+def test_export_corrects_the_classifier_only_where_it_is_quantized(tmp_path, make_tiny_checkpoint, motiondigits):
+    """The tensorrt flavour quantizes the fully connected classifier, so its bias is corrected too; the
+    cpu flavour keeps the classifier in float (output_side_nodes), so it is not."""
+    from edgevt.bundle import INT8_STORED
+    from edgevt.export.exporter import ExportConfig, export_bundle
+
+    ckpt = make_tiny_checkpoint("tsn_tinycnn")
+    fp32 = None
+    for flavour in ("tensorrt", "cpu"):
+        b = export_bundle(ckpt, tmp_path / flavour, ExportConfig(
+            precisions=("fp32", "int8"), flavour=flavour, calib=motiondigits / "target" / "train",
+            calib_cache=tmp_path / "cache", threads=1))
+        fp32 = fp32 or onnx.load(str(b.artifact_path("model.fp32")))
+        info = b.manifest["checks"][INT8_STORED[flavour]]["bias_correction"]
+        assert info["gemms"] == (1 if flavour == "tensorrt" else 0), (flavour, info)
+    assert sum(n.op_type == "Gemm" for n in fp32.graph.node) == 1
