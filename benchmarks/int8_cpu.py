@@ -737,7 +737,7 @@ def main() -> None:
         timing = time_rows(b, clips, args, stateful=b.has_form("stateful", "int8-cpu"))
         checks = b.manifest["checks"]
         res["models"][name] = {
-            "checkpoint": str(ckpt), "weights": weights, "data": str(model_data), "bundle": str(b.path), "spec_size": list(b.spec.size),
+            "seed": seed if model in LITE0_VARIANTS else None, "checkpoint": str(ckpt), "weights": weights, "data": str(model_data), "bundle": str(b.path), "spec_size": list(b.spec.size),
             "export_s": export_s, "gate_refused": refused, "gate": checks.get("gate.int8-cpu"),
             "gates": {k: v for k, v in checks.items() if k.startswith("gate")},
             "calibration": _calibration(checks["int8-cpu"].get("calibration") or {}),

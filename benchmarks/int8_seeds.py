@@ -39,16 +39,19 @@ def method(row: dict) -> str:
 
 
 def seed_rows(paths: list[Path], model: str) -> dict:
-    """{(method, seed): row} for every row named ``<model>_s<seed>`` in the files, each row with the
-    file it came from and that file's CPU and date. Two rows for one (method, seed) is an error."""
+    """{(method, seed): row} for every row of ``model`` in the files, each row with the file it came from
+    and that file's CPU and date. int8_cpu.py names a row ``<model>_s<seed>``, and seed 0's plain
+    ``<model>``; a row that records its ``seed`` is read by that. Two rows for one (method, seed) is an
+    error."""
     rows: dict = {}
     for p in paths:
         res = json.loads(p.read_text())
         for name, row in (res.get("models") or {}).items():
-            m = re.fullmatch(re.escape(model) + r"_s(\d+)", name)
+            m = re.fullmatch(re.escape(model) + r"(?:_s(\d+))?", name)
             if not m:
                 continue
-            key = (method(row), int(m.group(1)))
+            seed = row["seed"] if row.get("seed") is not None else int(m.group(1) or 0)
+            key = (method(row), seed)
             if key in rows:
                 raise SystemExit(f"error: {p}: {name} ({key[0]}) is also in {rows[key]['file']}; name each run once")
             rows[key] = {**row, "file": str(p), "cpu": res.get("cpu"),

@@ -45,3 +45,10 @@ def test_the_same_seed_and_method_twice_is_refused(tmp_path):
         seeds.seed_rows([a, b], "m")
     with pytest.raises(SystemExit, match="no row x_s<seed>"):
         seeds.seed_rows([a], "x")
+
+
+def test_seed_0_is_the_plain_name_and_a_recorded_seed_wins(tmp_path):
+    # int8_cpu.py names seed 0's row without a suffix: it was left out before
+    a = _file(tmp_path, "a", {"m": _row(97.5), "m_s2": _row(96.0)})
+    b = _file(tmp_path, "b", {"m": {**_row(99.0, adaround=True), "seed": 1}})
+    assert sorted(seeds.seed_rows([a, b], "m")) == [("adaround", 1), ("ptq", 0), ("ptq", 2)]
