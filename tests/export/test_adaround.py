@@ -115,3 +115,29 @@ def test_export_with_adaround_makes_the_int8_graph_from_the_rounded_copy(tmp_pat
                for k in q_plain if q_plain[k].dtype == np.int8)
     gate = rounded.manifest["checks"]["gate.int8-cpu"]
     assert gate["passed"] and 0 <= gate["agreement"] <= 100
+
+
+@pytest.mark.parametrize("arch, form, role", [("tsm_tinycnn", "stateful", "stateful"), ("tsn_tinycnn", "incremental", "encoder")])
+def test_adaround_reaches_the_stream_forms_int8_graphs(tmp_path, motiondigits, make_tiny_checkpoint, initializers,
+                                                       arch, form, role):
+    """--adaround-steps with --forms stream: the per-frame graph of the stateful or incremental form is
+    exported from the same rounded copy as the window graph, then calibrated and gated as usual."""
+    from edgevt.export.exporter import ExportConfig, export_bundle
+
+    common = dict(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train", flavour="cpu",
+                  eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0, forms=["stream"],
+                  calib_cache=tmp_path / "cache", calib_method="entropy", threads=1)
+    ckpt = make_tiny_checkpoint(arch)
+    plain = export_bundle(ckpt, tmp_path / "plain", ExportConfig(**common))
+    rounded = export_bundle(ckpt, tmp_path / "ada", ExportConfig(adaround_steps=20, adaround_clips=4, **common))
+    checks = rounded.manifest["checks"]
+    assert checks[f"int8-cpu.{form}"]["adaround"]["steps"] == 20
+    assert "adaround" not in plain.manifest["checks"][f"int8-cpu.{form}"]
+    assert checks[f"gate.{form}.int8-cpu"]["passed"] and checks[f"parity.{form}.fp32"]["passed"]
+    key = f"{role}.int8-cpu"
+    q_plain, q_ada = initializers(plain, key), initializers(rounded, key)
+    assert any(k in q_ada and q_plain[k].shape == q_ada[k].shape and not np.array_equal(q_plain[k], q_ada[k])
+               for k in q_plain if q_plain[k].dtype == np.int8)
+    # the per-frame FP32 graph is the checkpoint's either way
+    f_plain, f_ada = initializers(plain, f"{role}.fp32"), initializers(rounded, f"{role}.fp32")
+    assert all(np.array_equal(f_plain[k], f_ada[k]) for k in f_plain)
