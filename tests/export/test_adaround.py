@@ -89,6 +89,16 @@ def test_bad_settings_are_one_line_errors(small_net):
         A.adaround_for_int8(small_net(), np.zeros((2, 3, 8, 8), np.float32), "fp8")
 
 
+def assert_int8_from_the_rounded_copy(initializers, plain, rounded, role):
+    """``role``'s FP32 graph is the checkpoint's in both bundles; its CPU INT8 graph's int8 weights
+    differ from the plain export's somewhere (they come from the rounded copy)."""
+    f_plain, f_ada = initializers(plain, f"{role}.fp32"), initializers(rounded, f"{role}.fp32")
+    assert all(np.array_equal(f_plain[k], f_ada[k]) for k in f_plain)
+    q_plain, q_ada = initializers(plain, f"{role}.int8-cpu"), initializers(rounded, f"{role}.int8-cpu")
+    assert any(k in q_ada and q_plain[k].shape == q_ada[k].shape and not np.array_equal(q_plain[k], q_ada[k])
+               for k in q_plain if q_plain[k].dtype == np.int8)
+
+
 def test_export_with_adaround_makes_the_int8_graph_from_the_rounded_copy(tmp_path, ex_ckpt, motiondigits, initializers):
     """--adaround-steps: the FP32 graph is the checkpoint's, the INT8 graph's weights are the rounded
     copy's and it is gated against the FP32 graph; the manifest says how the rounding went."""
@@ -108,11 +118,7 @@ def test_export_with_adaround_makes_the_int8_graph_from_the_rounded_copy(tmp_pat
     assert any("adaptive rounding" in m for m in lines)
     assert rounded.manifest["checks"]["parity.fp32"]["passed"]
 
-    f_plain, f_ada = initializers(plain, "model.fp32"), initializers(rounded, "model.fp32")
-    assert all(np.array_equal(f_plain[k], f_ada[k]) for k in f_plain)
-    q_plain, q_ada = initializers(plain, "model.int8-cpu"), initializers(rounded, "model.int8-cpu")
-    assert any(k in q_ada and q_plain[k].shape == q_ada[k].shape and not np.array_equal(q_plain[k], q_ada[k])
-               for k in q_plain if q_plain[k].dtype == np.int8)
+    assert_int8_from_the_rounded_copy(initializers, plain, rounded, "model")
     gate = rounded.manifest["checks"]["gate.int8-cpu"]
     assert gate["passed"] and 0 <= gate["agreement"] <= 100
 
@@ -134,10 +140,4 @@ def test_adaround_reaches_the_stream_forms_int8_graphs(tmp_path, motiondigits, m
     assert checks[f"int8-cpu.{form}"]["adaround"]["steps"] == 20
     assert "adaround" not in plain.manifest["checks"][f"int8-cpu.{form}"]
     assert checks[f"gate.{form}.int8-cpu"]["passed"] and checks[f"parity.{form}.fp32"]["passed"]
-    key = f"{role}.int8-cpu"
-    q_plain, q_ada = initializers(plain, key), initializers(rounded, key)
-    assert any(k in q_ada and q_plain[k].shape == q_ada[k].shape and not np.array_equal(q_plain[k], q_ada[k])
-               for k in q_plain if q_plain[k].dtype == np.int8)
-    # the per-frame FP32 graph is the checkpoint's either way
-    f_plain, f_ada = initializers(plain, f"{role}.fp32"), initializers(rounded, f"{role}.fp32")
-    assert all(np.array_equal(f_plain[k], f_ada[k]) for k in f_plain)
+    assert_int8_from_the_rounded_copy(initializers, plain, rounded, role)
