@@ -54,6 +54,67 @@ def test_adaround_lowers_the_simulated_int8_error_and_leaves_weights_on_the_grid
                                    np.abs(orig[name]).reshape(len(w), -1).max(1), rtol=1e-5)
 
 
+def layer_by_layer(net, x, config):
+    """The rounding as the first version computed it, as a reference: for each convolution two
+    forward passes from the start (the student's input to it, with the convolutions before it rounded
+    and the activations rounded; the FP32 model's output of it), then ``round_layer``."""
+    teacher, student, x_all, g = Q.start_tuning(net, x, "cpu", config, "ref")
+    xs = x_all[np.linspace(0, len(x_all) - 1, min(config.clips, len(x_all))).round().astype(int)]
+    order = A.conv_order(student, xs[:1])
+    pairs, activated = Q.conv_batchnorm_pairs(student, xs[:1])
+    taps = Q.rounding_taps(student, activated)
+    ranges = Q.observe_ranges(student, taps, (x_all[i:i + 4] for i in range(0, len(x_all), 4)))
+    names = {m: n for n, m in student.named_modules()}
+    twin = dict(teacher.named_modules())
+    for p in student.parameters():
+        p.requires_grad_(False)
+
+    def grab(model, module, pre):
+        got = []
+        h = (module.register_forward_pre_hook(lambda _m, i: got.append(i[0].clone())) if pre else
+             module.register_forward_hook(lambda _m, _i, o: got.append(o.clone())))
+        with torch.no_grad():
+            for i in range(0, len(xs), 4):
+                model(xs[i:i + 4])
+        h.remove()
+        return torch.cat(got)
+
+    hooks = Q.activation_hooks(student, taps, ranges, "cpu")
+    for conv in order:
+        tconv = twin[names[conv]]
+        target = grab(teacher, tconv, False)
+        if tconv.bias is not None:
+            target = target - tconv.bias.detach().view(1, -1, 1, 1)
+        A.round_layer(conv, Q._bn_scale(pairs.get(conv), conv.weight.shape[0]), grab(student, conv, True), target,
+                      "cpu", config, g)
+    for h in hooks:
+        h.remove()
+    return student
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 1])
+def test_one_pass_rounds_as_layer_by_layer_passes_do(small_net, monkeypatch, budget):
+    """Each convolution is rounded in a pre-hook of one forward pass over all the clips, with the
+    FP32 model's outputs captured in runs of layers (``TARGET_BYTES``; 1 byte: one pass per layer).
+    That must choose the same roundings as two passes from the start per layer (the first version:
+    most of its time on the 224x224 Lite0 went to those passes, not to the rounding itself)."""
+    monkeypatch.setattr(A, "TARGET_BYTES", budget)
+    net = small_net(3)
+    x = np.random.default_rng(3).normal(size=(12, 3, 12, 12)).astype(np.float32) * 2
+    config = A.AdaRoundConfig(steps=40, batch=8, clips=12)
+    tuned, rec = A.adaround_for_int8(net, x, "cpu", config)
+    ref = layer_by_layer(net, x, config)
+    assert rec["convolutions"] == 5
+    for (name, w), (_, r) in zip(folded_weights(tuned).items(), folded_weights(ref).items()):
+        np.testing.assert_allclose(w, r, rtol=0, atol=1e-6 * np.abs(r).max(), err_msg=name)
+
+
+def test_groups_are_consecutive_runs_within_the_budget():
+    assert A._groups([3, 3, 3, 5, 1], 6) == [range(0, 2), range(2, 3), range(3, 5)]
+    assert A._groups([10, 1], 4) == [range(0, 1), range(1, 2)]  # a layer over the budget runs alone
+    assert A._groups([], 4) == []
+
+
 def test_convs_the_tensorrt_flavour_keeps_in_float_keep_their_float_weights(small_net):
     """--flavour tensorrt keeps 3-input-channel convs out of INT8: rounding their weights would only
     add error to a layer that runs in float."""
