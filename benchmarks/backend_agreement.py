@@ -112,7 +112,8 @@ def main() -> None:
     if not bundle.exists():
         t0 = time.time()
         export_bundle(ckpt, bundle, ExportConfig(precisions=("fp32", "fp16", "int8"), calib=root / "target_train.txt",
-                                                 calib_clips=64, eval=root / "target_test.txt", threads=args.threads),
+                                                 calib_clips=64, eval=root / "target_test.txt", threads=args.threads,
+                                                 adaround_steps=0),  # nearest rounding, as README's figures
                       log=lambda m: print("  export:", m, flush=True))
         print(f"exported fp32/fp16/int8 in {time.time() - t0:.0f} s", flush=True)
 

@@ -102,7 +102,8 @@ def main() -> int:
     if not bundle.exists():
         t0 = time.time()
         export_bundle(ckpt, bundle, ExportConfig(precisions=("fp32", "fp16", "int8"), calib=root / "target_train.txt",
-                                                 calib_clips=64, max_batch=max(64, args.batch), threads=args.threads),
+                                                 calib_clips=64, max_batch=max(64, args.batch), threads=args.threads,
+                                                 adaround_steps=0),  # nearest rounding: the device time is short
                       log=lambda m: print("  export:", m, flush=True))
         print(f"exported {args.arch} fp32/fp16/int8 in {time.time() - t0:.0f} s", flush=True)
     from edgevt.bundle import Bundle

@@ -672,8 +672,10 @@ def main() -> None:
     ap.add_argument("--qat-lr", type=float, default=1e-5, help="edgevt export --qat-lr")
     ap.add_argument("--qat-batch", type=int, default=4, help="edgevt export --qat-batch")
     ap.add_argument("--adaround-steps", type=int, default=0,
-                    help="INT8 from a copy with adaptively rounded weights (edgevt export --adaround-steps); the "
-                         "bundles are then named <model>_adaround.bundle, beside the post-training ones")
+                    help="INT8 from a copy with adaptively rounded weights (edgevt export --adaround-steps; 300 is "
+                         "edgevt export's default); the bundles are then named <model>_adaround.bundle, beside the "
+                         "post-training ones. 0 (this script's default, so that its earlier commands still measure "
+                         "what they did): nearest rounding, edgevt export --adaround-steps 0")
     ap.add_argument("--adaround-lr", type=float, default=1e-2, help="edgevt export --adaround-lr")
     ap.add_argument("--adaround-clips", type=int, default=16, help="edgevt export --adaround-clips")
     ap.add_argument("--min-agreement", type=float, default=GOAL_AGREEMENT)

@@ -154,8 +154,10 @@ def bench_model(name: str, ckpt: Path, root: Path, work: Path, args) -> dict:
         cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=root / "target_train.txt",
                            calib_clips=args.calib_clips, calib_method=args.calib_method, flavour=flavour,
                            eval=val, max_drop=args.max_drop, min_agreement=args.min_agreement,
-                           calib_cache=work / "calib-cache",
-                           threads=args.threads)
+                           calib_cache=work / "calib-cache", threads=args.threads,
+                           # nearest rounding, as README's figures from this script were measured
+                           # (edgevt export rounds adaptively by default since the nineteenth session)
+                           adaround_steps=0)
         t0 = time.perf_counter()
         try:
             b = export_bundle(ckpt, work / f"{name}.{flavour}", cfg,

@@ -266,12 +266,18 @@ def step_export(ctx: DemoContext):
         "accuracy": checks.get("accuracy"),
         "forms": sorted({a["form"] for a in bundle.artifacts.values() if a.get("form") not in (None, "window")}),
         "warnings": bundle.manifest.get("warnings", []), "int8_refused": bundle.manifest.get("int8_refused", {}),
-        "int8_flavours": bundle.int8_flavours()}
+        "int8_flavours": bundle.int8_flavours(),
+        # adaptive rounding of each INT8 flavour's weights (edgevt export's default; export.adaround)
+        "rounding": {v["adaround"]["flavour"]: {k: v["adaround"].get(k) for k in (
+            "steps", "convolutions", "kept", "simulated_logit_error_before", "simulated_logit_error_after", "seconds")}
+            for key, v in checks.items() if isinstance(v, dict) and (v.get("adaround") or {}).get("flavour")
+            and "." not in key}}
 
 
 def _export_settings(ctx: DemoContext) -> dict:
+    cfg = export_config(ctx.data, ctx.size, ctx.threads)
     return {"calib_clips": ctx.size.calib_clips, "precisions": ["fp32", "fp16", "int8"], "flavour": "auto",
-            "forms": ["stream"], "gate": "drop+agreement"}
+            "forms": ["stream"], "gate": "drop+agreement", "adaround_steps": cfg.adaround_steps_used()}
 
 
 # -- 4. eval ----------------------------------------------------------------------------------------

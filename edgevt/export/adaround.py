@@ -1,5 +1,6 @@
-"""Adaptive rounding of the INT8 weights (``edgevt export --adaround-steps N``): each convolution's
-weights rounded up or down, whichever reproduces its FP32 output best, instead of to the nearest level.
+"""Adaptive rounding of the INT8 weights (``edgevt export``'s default for INT8; ``--adaround-steps N``, 0:
+off): each convolution's weights rounded up or down, whichever reproduces its FP32 output best, instead of
+to the nearest level.
 
 Rounding every weight to its nearest int8 level is the best choice for each weight alone, not for what
 the layer computes: the errors of a channel's weights add up over its kernel, and on the 224x224 TSM
@@ -16,9 +17,10 @@ drives every h to 0 or 1 by the end; then it rounds by that choice. Here:
   error of the layers before it). All in one forward pass of the copy over the calibration clips at
   once: each convolution is rounded in a pre-hook on the input the pass brings it, and the layers after
   it see its rounded output; the FP32 model's outputs are captured in runs of consecutive layers, at
-  most ``TARGET_BYTES`` at a time. (Two passes from the start per layer, as at first, took 430 of 537 s
-  on the 224x224 Lite0 at 30 steps per layer; one pass: 106 s in all, the same roundings.) Memory: one pass's activations over ``AdaRoundConfig.clips`` clips
-  (about 4 GB at 16 clips of that Lite0) plus the captured outputs;
+  most ``TARGET_BYTES`` at a time. (At first it ran two passes from the start per layer: the 224x224
+  Lite0's 50 convolutions at 300 steps took 750 s, one pass 526 s, with the same roundings;
+  ``benchmarks/results/int8_cpu_round1{6,8}_adaround_s2_intel.md``.) Memory: one pass's activations over
+  ``AdaRoundConfig.clips`` clips (about 4 GB at 16 clips of that Lite0) plus the captured outputs;
 - in the folded domain the device runs: the weight times the scale of the eval BatchNorm after it,
   per output channel, symmetric int8 with the quantizer's scale ``max|w| / 127`` (``tensorrt``: that
   scale rounded to FP16). Each channel's largest weight keeps its nearest level, so the scale the
@@ -50,12 +52,16 @@ from edgevt.export.qat import (CONVS, _bn_scale, activation_hooks, conv_batchnor
                                rounding_taps, simulated_logit_error, start_tuning)
 
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
+# steps per convolution when INT8 is exported without saying (edgevt export --adaround-steps): on the TSM
+# Lite0 it met 97% agreement on 3 of 3 seeds where nearest rounding met it on 1 (README, "AdaRound over
+# three seeds"); per flavour about 12 s on the demo's 64x64 TinyCNN, about 9 minutes on a 224x224 Lite0 (2 cores)
+DEFAULT_STEPS = 300
 TARGET_BYTES = 1 << 30  # FP32 conv outputs held at once (the teacher's, captured in runs of layers up to this)
 
 
 @dataclass
 class AdaRoundConfig:
-    steps: int = 300  # Adam steps per convolution
+    steps: int = DEFAULT_STEPS  # Adam steps per convolution
     lr: float = 1e-2
     batch: int = 16  # frames (2D models) or clips per step
     clips: int = 16  # calibration clips whose layer inputs are kept (memory: one layer at a time)
@@ -257,7 +263,8 @@ def adaround_for_int8(deploy: nn.Module, clips: np.ndarray, flavour: str, config
     held: dict = {"group": None, "out": {}}
     layers: dict = {}
     log(f"adaptive rounding ({flavour}): {len(order)} convolutions, {config.steps} steps each, on {len(x)} "
-        f"calibration clips; simulated INT8 logits {100 * before:.2f}% off FP32's with nearest rounding")
+        f"calibration clips; simulated INT8 logits {100 * before:.2f}% off FP32's with nearest rounding "
+        f"(--adaround-steps 0 skips this)")
 
     def round_here(conv, inp):
         """Round ``conv`` on its input as the device computes it (the convolutions before it already

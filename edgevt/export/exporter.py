@@ -97,8 +97,9 @@ class ExportConfig:
     qat_lr: float = 1e-5
     qat_batch: int = 4
     # INT8: adaptive rounding (export.adaround) of a copy's convolution weights on the calibration clips, this
-    # many steps per convolution (0: off); like --qat-steps, the INT8 graphs are made from the copy
-    adaround_steps: int = 0
+    # many steps per convolution (0: off); like --qat-steps, the INT8 graphs are made from the copy. None (the
+    # default): adaround.DEFAULT_STEPS when int8 is exported without --qat-steps, else off (adaround_steps_used)
+    adaround_steps: int | None = None
     adaround_lr: float = 1e-2
     adaround_batch: int = 16
     adaround_clips: int = 16
@@ -137,25 +138,35 @@ class ExportConfig:
             if "int8" not in self.precisions:
                 raise EdgevtError("--qat-steps tunes the weights of the INT8 graphs: add int8 to --precision")
             self.qat().validate()
-        if self.adaround_steps < 0:
+        if self.adaround_steps is not None and self.adaround_steps < 0:
             raise EdgevtError(f"--adaround-steps must be >= 0 (0: off), got {self.adaround_steps}")
-        if self.adaround_steps:
+        if self.adaround_steps:  # asked for by name (the default is None)
             if "int8" not in self.precisions:
                 raise EdgevtError("--adaround-steps rounds the weights of the INT8 graphs: add int8 to --precision")
             if self.qat_steps:
                 raise EdgevtError("--adaround-steps and --qat-steps both tune the INT8 weights: choose one")
+        if self.adaround_steps_used():
             self.adaround().validate()
+
+    def adaround_steps_used(self) -> int:
+        """The AdaRound steps per convolution this export runs: ``adaround_steps`` when given; by default
+        ``adaround.DEFAULT_STEPS`` when int8 is exported without --qat-steps, else 0."""
+        if self.adaround_steps is not None:
+            return self.adaround_steps
+        from edgevt.export.adaround import DEFAULT_STEPS
+
+        return DEFAULT_STEPS if "int8" in self.precisions and not self.qat_steps else 0
 
     def adaround(self):
         """The adaptive rounding settings (``export.adaround.AdaRoundConfig``)."""
         from edgevt.export.adaround import AdaRoundConfig
 
-        return AdaRoundConfig(steps=self.adaround_steps, lr=self.adaround_lr, batch=self.adaround_batch,
+        return AdaRoundConfig(steps=self.adaround_steps_used(), lr=self.adaround_lr, batch=self.adaround_batch,
                               clips=self.adaround_clips)
 
     def tuning(self) -> str | None:
         """Which copy the INT8 graphs are made from: "qat", "adaround" or None (the model itself)."""
-        return "qat" if self.qat_steps else "adaround" if self.adaround_steps else None
+        return "qat" if self.qat_steps else "adaround" if self.adaround_steps_used() else None
 
     def qat(self):
         """The quantization-aware fine-tuning settings (``export.qat.QATConfig``)."""
@@ -390,6 +401,7 @@ def _config_record(config: ExportConfig) -> dict:
             d[k] = describe_source(getattr(config, k))
     d["calib_cache"] = str(d["calib_cache"]) if d["calib_cache"] else None
     d["precisions"] = list(config.precisions)
+    d["adaround_steps"] = config.adaround_steps_used()  # the default (None) as run
     return d
 
 

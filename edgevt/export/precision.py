@@ -37,7 +37,9 @@ simulated, to reproduce the FP32 model's logits on the calibration clips (``edge
 of the model itself; the FP32 graph, the gate's reference, stays the checkpoint. ``--adaround-steps N``
 does the same with a copy whose convolution weights are rounded to int8 adaptively (AdaRound: up or
 down per weight, whichever reproduces each layer's FP32 output on the calibration clips best;
-``edgevt.export.adaround``) instead of to the nearest level; nothing else in the model changes.
+``edgevt.export.adaround``) instead of to the nearest level; nothing else in the model changes. That is
+the default for INT8 (300 steps, ``adaround.DEFAULT_STEPS``) unless ``--qat-steps`` is given;
+``--adaround-steps 0`` quantizes the model itself with nearest rounding.
 
 ``--calib-method auto`` (the default) tries every method, measures each graph on the eval clips and
 keeps, of those the gate passes, the one whose logits are closest to FP32's

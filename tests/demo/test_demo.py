@@ -102,6 +102,10 @@ def test_demo_end_to_end_and_reuse(tmp_path):
     assert set(runs) == set(SIZES["tiny"].rungs.split(","))  # every auto candidate the demo runs, reported
     assert all(r["target_val_top1"] is not None for r in runs.values())
     assert bundle["spec"]["streaming"] == "window"  # frame differences need whole clips
+    # INT8 weights rounded adaptively by default, each flavour's, and the report says so
+    rounding = first.records["export"]["summary"]["rounding"]
+    assert set(rounding) == set(bundle["int8_flavours"]) and all(r["steps"] == 300 for r in rounding.values())
+    assert "Weights rounded adaptively" in report
     chosen = first.records["adapt"]["summary"]["best"]
     assert f"Exported: **{chosen}**" in report and "Per-class top-1 on target-test" in report
 
@@ -196,3 +200,20 @@ def test_cached_adapt_reuses_an_identical_run(monkeypatch, tmp_path):
     assert cached_adapt(DemoContext(tmp_path, SIZES["tiny"]), "a", cfg)[1:] == ({"epochs": 3}, True)
     cfg.epochs = 4
     assert cached_adapt(ctx, "a", cfg)[1:] == ({"epochs": 4}, False) and len(runs) == 2
+
+
+def test_the_export_steps_cache_key_holds_the_rounding(tmp_path, monkeypatch):
+    """A demo folder exported with nearest rounding (before AdaRound became the default) is exported
+    again, not reused: the rounding steps are part of the export step's settings."""
+    import importlib
+
+    from edgevt.demo import DemoContext
+    from edgevt.export.exporter import ExportConfig
+
+    S = importlib.import_module("edgevt.demo.steps")  # (edgevt.demo.steps is also a function's name)
+
+    ctx = DemoContext(tmp_path, SIZES["tiny"])
+    assert S._export_settings(ctx)["adaround_steps"] == 300
+    real = S.export_config
+    monkeypatch.setattr(S, "export_config", lambda *a: ExportConfig(**{**real(*a).__dict__, "adaround_steps": 0}))
+    assert S._export_settings(ctx)["adaround_steps"] == 0

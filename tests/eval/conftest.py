@@ -13,5 +13,5 @@ def ev_bundle(tmp_path_factory, ev_ckpt, motiondigits):
 
     root = tmp_path_factory.mktemp("evbundle")
     cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), calib=motiondigits / "target" / "train", flavour="auto",
-                       calib_clips=6, calib_cache=root / "cache")
+                       calib_clips=6, calib_cache=root / "cache", adaround_steps=0)
     return export_bundle(ev_ckpt, root / "bundle", cfg)

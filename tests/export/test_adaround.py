@@ -150,6 +150,36 @@ def test_bad_settings_are_one_line_errors(small_net):
         A.adaround_for_int8(small_net(), np.zeros((2, 3, 8, 8), np.float32), "fp8")
 
 
+def test_int8_exports_round_adaptively_unless_told_otherwise():
+    """The default (adaround_steps None): DEFAULT_STEPS when int8 is exported without --qat-steps; off
+    without int8 or with --qat-steps (neither is an error, as it is when --adaround-steps is given)."""
+    from edgevt.export.exporter import ExportConfig
+
+    int8 = dict(precisions=("fp32", "int8"), calib="x")
+    assert ExportConfig(**int8).adaround_steps_used() == A.DEFAULT_STEPS == 300
+    assert ExportConfig(**int8).tuning() == "adaround" and ExportConfig(**int8).adaround().steps == 300
+    assert ExportConfig(adaround_steps=0, **int8).adaround_steps_used() == 0
+    assert ExportConfig(adaround_steps=0, **int8).tuning() is None
+    assert ExportConfig(adaround_steps=7, **int8).adaround_steps_used() == 7
+    assert ExportConfig(qat_steps=5, **int8).tuning() == "qat"
+    assert ExportConfig(qat_steps=5, **int8).adaround_steps_used() == 0
+    assert ExportConfig(precisions=("fp32", "fp16")).adaround_steps_used() == 0
+    for cfg in (ExportConfig(**int8), ExportConfig(qat_steps=5, **int8), ExportConfig(precisions=("fp32",))):
+        cfg.validate()
+    with pytest.raises(EdgevtError, match="--adaround-batch must be >= 1"):
+        ExportConfig(adaround_batch=0, **int8).validate()  # the default's settings are checked too
+
+
+def test_a_default_int8_export_records_the_rounding(ex_bundle):
+    """ex_bundle is exported with ExportConfig's defaults for the rounding: both flavours' INT8 graphs
+    come from a rounded copy, and the manifest says so, with the steps the default stood for."""
+    checks = ex_bundle.manifest["checks"]
+    for key in ("int8-cpu", "int8"):  # the cpu and tensorrt flavours' stored keys
+        ada = checks[key]["adaround"]
+        assert ada["steps"] == A.DEFAULT_STEPS and ada["convolutions"] > 0
+    assert ex_bundle.manifest["export_config"]["adaround_steps"] == A.DEFAULT_STEPS
+
+
 def assert_int8_from_the_rounded_copy(initializers, plain, rounded, role):
     """``role``'s FP32 graph is the checkpoint's in both bundles; its CPU INT8 graph's int8 weights
     differ from the plain export's somewhere (they come from the rounded copy)."""
@@ -168,7 +198,7 @@ def test_export_with_adaround_makes_the_int8_graph_from_the_rounded_copy(tmp_pat
     common = dict(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train", flavour="cpu",
                   eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0,
                   calib_cache=tmp_path / "cache", calib_method="entropy")
-    plain = export_bundle(ex_ckpt, tmp_path / "plain", ExportConfig(**common))
+    plain = export_bundle(ex_ckpt, tmp_path / "plain", ExportConfig(adaround_steps=0, **common))
     lines = []
     rounded = export_bundle(ex_ckpt, tmp_path / "ada", ExportConfig(adaround_steps=30, adaround_clips=4, **common),
                             log=lines.append)
@@ -195,7 +225,7 @@ def test_adaround_reaches_the_stream_forms_int8_graphs(tmp_path, motiondigits, m
                   eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0, forms=["stream"],
                   calib_cache=tmp_path / "cache", calib_method="entropy", threads=1)
     ckpt = make_tiny_checkpoint(arch)
-    plain = export_bundle(ckpt, tmp_path / "plain", ExportConfig(**common))
+    plain = export_bundle(ckpt, tmp_path / "plain", ExportConfig(adaround_steps=0, **common))
     rounded = export_bundle(ckpt, tmp_path / "ada", ExportConfig(adaround_steps=20, adaround_clips=4, **common))
     checks = rounded.manifest["checks"]
     assert checks[f"int8-cpu.{form}"]["adaround"]["steps"] == 20

@@ -94,12 +94,13 @@ def test_export_cli_bias_correction_is_on_by_default_and_can_be_turned_off(tmp_p
 
     ckpt = str(make_tiny_checkpoint())
     common = ["--precision", "int8", "--flavour", "cpu", "--calib", str(motiondigits / "target" / "train"),
-              "--calib-cache", str(tmp_path / "cache"), "--threads", "1"]
+              "--calib-cache", str(tmp_path / "cache"), "--threads", "1", "--adaround-steps", "0"]
     with pytest.raises(SystemExit) as e:
         main(["export", ckpt, "-o", str(tmp_path / "on"), *common])
     assert e.value.code == 0
     assert "INT8 (window, cpu): bias correction on" in capsys.readouterr().out
     assert Bundle.load(tmp_path / "on").manifest["checks"]["int8-cpu"]["bias_correction"]["convs"] > 0
+    assert "adaround" not in Bundle.load(tmp_path / "on").manifest["checks"]["int8-cpu"]  # --adaround-steps 0
     with pytest.raises(SystemExit) as e:
         main(["export", ckpt, "-o", str(tmp_path / "off"), *common, "--no-bias-correction"])
     assert e.value.code == 0

@@ -143,7 +143,8 @@ def test_cpu_flavour_on_resized_clips_from_a_list(tmp_path, ex_ckpt, motiondigit
         write_video(p, rng.integers(0, 256, (10, 48, 40, 3), dtype=np.uint8))
         paths.append(p)
     cfg = ExportConfig(precisions=("fp32", "int8"), calib=paths, flavour="cpu", calib_cache=tmp_path / "c",
-                       eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0)
+                       eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0,
+                       adaround_steps=0)
     b = export_bundle(ex_ckpt, tmp_path / "cpu", cfg)
     assert "model.int8" not in b.artifacts and "int8" not in b.manifest["checks"]  # only the cpu flavour
     assert b.manifest["checks"]["int8-cpu"]["calibration"]["clips"] == 3
@@ -314,7 +315,7 @@ def test_auto_flavour_keeps_the_graph_whose_gate_passes(tmp_path, ex_ckpt, motio
     monkeypatch.setattr(ex, "_int8_form", gated)
     cfg = ExportConfig(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train",
                        eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0,
-                       calib_cache=tmp_path / "c")
+                       calib_cache=tmp_path / "c", adaround_steps=0)
     b = export_bundle(ex_ckpt, tmp_path / "auto", cfg)
     assert "model.int8-cpu" in b.artifacts and "model.int8" not in b.artifacts
     assert set(b.manifest["int8_flavours"]) == {"cpu"}

@@ -194,7 +194,7 @@ def test_int8_stream_forms_with_parity_and_gate(tmp_path, tiny_spec, motiondigit
     sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
     cfg = ExportConfig(precisions=("fp32", "int8"), calib=sample, eval=motiondigits / "target" / "test",
                        max_drop=100.0, min_agreement=0.0, forms=["stream"], calib_cache=tmp_path / "cache",
-                       threads=1)
+                       threads=1, adaround_steps=0)  # the rounded stream forms: test_adaround.py
     b = export_bundle(make_tiny_checkpoint(arch), tmp_path / "b", cfg)
     roles = ["encoder", "head"] if form == "incremental" else ["stateful", "head"]
     checks = b.manifest["checks"]
@@ -247,7 +247,7 @@ def test_cpu_int8_stateful_graph_quantizes_every_op_and_normalises_in_nchw(tmp_p
 
     sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
     cfg = ExportConfig(precisions=("fp32", "int8"), flavour="cpu", calib=sample, forms=["stateful"],
-                       calib_cache=tmp_path / "cache", threads=1)
+                       calib_cache=tmp_path / "cache", threads=1, adaround_steps=0)
     b = export_bundle(make_tiny_checkpoint("tsm_tinycnn"), tmp_path / "b", cfg)
     meta = lambda m: {p.key: p.value for p in m.metadata_props}  # noqa: E731
     path = b.path / b.artifact("stateful.int8-cpu")["file"]

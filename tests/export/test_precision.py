@@ -80,7 +80,7 @@ def test_cpu_flavour_keeps_the_input_side_of_a_frame_difference_model_in_float(t
     ckpt = tmp_path / "diff.pt"
     save_checkpoint(ckpt, model, tiny_spec, arch="tsn_tinycnn", model_kwargs={"input": input})
     cfg = ExportConfig(precisions=("fp32", "int8"), flavour="cpu", calib=motiondigits / "target" / "train",
-                       calib_cache=tmp_path / "cache", threads=1)
+                       calib_cache=tmp_path / "cache", threads=1, adaround_steps=0)
     b = export_bundle(ckpt, tmp_path / "b", cfg)
     fp32 = onnx.load(str(b.artifact_path("model.fp32")))
     side = input_side_nodes(fp32)
@@ -142,7 +142,7 @@ def test_cpu_flavour_keeps_the_classifier_in_float_so_the_logits_are_not_rounded
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, model, tiny_spec, arch="tsm_tinycnn")
     cfg = dict(precisions=("fp32", "int8"), flavour="cpu", calib=motiondigits / "target" / "train",
-               calib_cache=tmp_path / "cache", threads=1)
+               calib_cache=tmp_path / "cache", threads=1, adaround_steps=0)
     b = export_bundle(ckpt, tmp_path / "b", ExportConfig(**cfg))
     fp32 = onnx.load(str(b.artifact_path("model.fp32")))
     head = output_side_nodes(fp32)

@@ -79,11 +79,12 @@ def test_export_with_qat_makes_the_int8_graph_from_the_tuned_copy(tmp_path, ex_c
     common = dict(precisions=("fp32", "int8"), calib=motiondigits / "target" / "train", flavour="cpu",
                   eval=motiondigits / "target" / "test", max_drop=100.0, min_agreement=0.0,
                   calib_cache=tmp_path / "cache", calib_method="entropy", qat_batch=4)
-    plain = export_bundle(ex_ckpt, tmp_path / "plain", ExportConfig(**common))
+    plain = export_bundle(ex_ckpt, tmp_path / "plain", ExportConfig(adaround_steps=0, **common))
     tuned = export_bundle(ex_ckpt, tmp_path / "qat", ExportConfig(qat_steps=4, qat_lr=1e-4, **common))
     qat = tuned.manifest["checks"]["int8-cpu"]["qat"]
     assert qat["steps"] == 4 and qat["flavour"] == "cpu" and qat["folded_batchnorms"] > 0
     assert "qat" not in plain.manifest["checks"]["int8-cpu"]
+    assert "adaround" not in tuned.manifest["checks"]["int8-cpu"]  # --qat-steps turns the default rounding off
     assert tuned.manifest["export_config"]["qat_steps"] == 4
     # the FP32 graphs are the same model; the INT8 weights are not
     assert tuned.manifest["checks"]["parity.fp32"]["passed"]
