@@ -268,10 +268,13 @@ def step_export(ctx: DemoContext):
         "warnings": bundle.manifest.get("warnings", []), "int8_refused": bundle.manifest.get("int8_refused", {}),
         "int8_flavours": bundle.int8_flavours(),
         # adaptive rounding of each INT8 flavour's weights (edgevt export's default; export.adaround)
-        "rounding": {v["adaround"]["flavour"]: {k: v["adaround"].get(k) for k in (
-            "steps", "convolutions", "kept", "simulated_logit_error_before", "simulated_logit_error_after", "seconds")}
-            for key, v in checks.items() if isinstance(v, dict) and (v.get("adaround") or {}).get("flavour")
-            and "." not in key}}
+        "rounding": {fl: {k: checks[stored]["adaround"].get(k) for k in _ROUNDING_FIELDS}
+                     for fl, stored in bundle.int8_flavours().items() if "adaround" in checks.get(stored, {})}}
+
+
+# what the demo's summary and report keep of each flavour's AdaRound record (checks.<int8 key>.adaround)
+_ROUNDING_FIELDS = ("steps", "convolutions", "kept", "simulated_logit_error_before", "simulated_logit_error_after",
+                    "seconds")
 
 
 def _export_settings(ctx: DemoContext) -> dict:
