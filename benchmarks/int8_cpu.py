@@ -276,13 +276,13 @@ LITE0_VARIANTS = {
 }
 
 
-def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: int) -> tuple:
-    """The CPU-flavour bundle with the gate on; if the gate refuses INT8, the graph without the gate
-    (so that its speed is still measured) and the refusal."""
+def export(ckpt: Path, out: Path, data: Path, args, forms: list, calib_clips: int, flavour: str = "cpu") -> tuple:
+    """The ``flavour`` bundle (the CPU one here) with the gate on; if the gate refuses INT8, the graph
+    without the gate (so that its speed is still measured) and the refusal."""
     from edgevt.export.exporter import ExportConfig, export_bundle
     from edgevt.export.gate import GateRefused
 
-    cfg = dict(precisions=("fp32", "int8"), flavour="cpu", calib=str(data / "target_adapt.txt"),
+    cfg = dict(precisions=("fp32", "int8"), flavour=flavour, calib=str(data / "target_adapt.txt"),
                calib_clips=calib_clips, forms=forms, calib_cache=out.parent / "calib-cache",
                min_agreement=args.min_agreement, max_drop=args.max_drop, calib_method=args.calib_method,
                bias_correction=args.bias_correction, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
