@@ -2,13 +2,16 @@
 
 Each verb lives in its own module of this package and exposes ``register(app)``; the app picks
 them all up, so adding a verb never touches another verb's file. Bad input raises EdgevtError,
-which is printed as one line (no traceback) with exit code 2.
+which is printed as one line (no traceback) with exit code 2. SIGTERM (``kill``, a CI timeout,
+``docker stop``) stops a verb as Ctrl-C does, so that what it was writing is removed (an export's
+staging folder, temporary files) before it exits with 143.
 """
 from __future__ import annotations
 
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 import warnings
 
@@ -51,15 +54,40 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_showwarning = warnings.showwarning
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that every ``finally`` and ``except BaseException``
+    on the way out runs (Python's default for SIGTERM exits at once and leaves half-written files)."""
+
+
+_terminated: list[int] = []  # SIGTERM seen: typer turns the KeyboardInterrupt into exit 130 before main sees it
+
+
+def _on_sigterm(signum, frame) -> None:
+    _terminated.append(signum)
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     previous, warnings.showwarning = warnings.showwarning, _show_warning
+    _terminated.clear()
+    try:  # only the main thread may set a handler (a test may call main from another)
+        previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        previous_term = None
     try:
         app(args=argv, prog_name="edgevt")
     except EdgevtError as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as e:  # typer turns Ctrl-C into exit code 130 itself
+        if _terminated:
+            err_console.print("terminated")
+            sys.exit(128 + signal.SIGTERM)
+        if isinstance(e, SystemExit):
+            raise
         err_console.print("interrupted")
         sys.exit(130)
     finally:
         warnings.showwarning = previous
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
