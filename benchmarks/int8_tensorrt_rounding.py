@@ -154,8 +154,10 @@ def main() -> None:
         for seed in (seeds if name != "demo" else [0]):
             for steps in [int(s) for s in args.adaround_steps.split(",")]:
                 res["rows"].append(measure(name, seed, steps, args))
-    res["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    print(write_results(args.name, markdown(res), res).read_text())
+                # after every row, so that a run stopped part-way keeps the rows it finished
+                res["load_after"] = [round(x, 2) for x in os.getloadavg()]
+                path = write_results(args.name, markdown(res), res)
+    print(path.read_text())
 
 
 if __name__ == "__main__":
