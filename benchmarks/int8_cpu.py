@@ -220,6 +220,16 @@ def only_candidate(work: Path, size: int, per_class: int, seed: int, arch: str, 
                   f"candidate; the run stopped before writing its model.pt)"), data
 
 
+def variant_checkpoint(work: Path, size: int, per_class: int, seed: int, model: str) -> tuple:
+    """A ``LITE0_VARIANTS`` model's (checkpoint, how it was made, data folder): a stopped one-rung run's
+    candidate (``only_candidate``), else ``adapted_lite0``'s (trained under ``work`` once, then reused)."""
+    arch, change = LITE0_VARIANTS[model]
+    ckpt, how, data = only_candidate(work, size, per_class, seed, arch, change)
+    if ckpt is None:
+        ckpt, how, data = adapted_lite0(work, size, per_class, seed, arch=arch, **change)
+    return ckpt, how, data
+
+
 # a variant's recipe fields for progressive resizing (not AdaptConfig's): the run at train_size with the
 # recipe's epochs, then that model fine-tuned at the benchmark's size for finish_epochs at finish_lr
 PROGRESSIVE = ("train_size", "finish_epochs", "finish_lr")
@@ -716,11 +726,7 @@ def main() -> None:
                                               shift_direction="causal")
             forms, calib_clips = ["stateful"], 60
         elif model in LITE0_VARIANTS:
-            arch, change = LITE0_VARIANTS[model]
-            ckpt, weights, model_data = only_candidate(work, args.lite0_size, args.lite0_per_class, seed, arch, change)
-            if ckpt is None:
-                ckpt, weights, model_data = adapted_lite0(work, args.lite0_size, args.lite0_per_class, seed, arch=arch,
-                                                          **change)
+            ckpt, weights, model_data = variant_checkpoint(work, args.lite0_size, args.lite0_per_class, seed, model)
             forms, calib_clips = [], args.lite0_calib_clips
         elif model == "lite0_fitted":
             ckpt, weights = fitted_checkpoint("tsn_efficientnet_lite0", data, work / "lite0.pt", args.lite0_weights,

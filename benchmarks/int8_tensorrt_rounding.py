@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import write_results  # noqa: E402
-from int8_cpu import (GOAL_AGREEMENT, GOAL_DROP, LITE0_VARIANTS, adapted_lite0, decisions, demo_checkpoint,  # noqa: E402
-                      export, more_test_clips, only_candidate, wilson)
+from int8_cpu import (GOAL_AGREEMENT, GOAL_DROP, LITE0_VARIANTS, decisions, demo_checkpoint, export,  # noqa: E402
+                      more_test_clips, variant_checkpoint, wilson)
 
 
 def export_args(args, steps: int) -> argparse.Namespace:
@@ -56,20 +56,19 @@ def checkpoint(name: str, seed: int, args) -> tuple:
         return demo_checkpoint(args.demo), "demo recipe (adapted)", args.demo / "data", 60
     if name not in LITE0_VARIANTS:
         raise SystemExit(f"unknown model {name!r}; choose from demo, " + ", ".join(LITE0_VARIANTS))
-    arch, change = LITE0_VARIANTS[name]
-    ckpt, how, data = only_candidate(args.work, 224, 60, seed, arch, change)
-    if ckpt is None:
-        ckpt, how, data = adapted_lite0(args.work, 224, 60, seed, arch=arch, **change)
-    return ckpt, how, data, 60
+    return (*variant_checkpoint(args.work, 224, 60, seed, name), 60)
 
 
 def measure(name: str, seed: int, steps: int, args) -> dict:
+    from edgevt.bundle import INT8_STORED, check_key
+
     ckpt, how, data, calib_clips = checkpoint(name, seed, args)
     tag = f"{name}_s{seed}" if name != "demo" else name
     out = args.work / f"{tag}_trt_round{steps}.bundle"
     b, refused, export_s = export(ckpt, out, data, export_args(args, steps), [], calib_clips, flavour="tensorrt")
     assert set(b.int8_flavours()) == {"tensorrt"}, b.int8_flavours()
     checks = b.manifest["checks"]
+    int8 = INT8_STORED["tensorrt"]  # the flavour's check keys: int8, gate
     test = more_test_clips(data, args.test_per_class)
     t0 = time.perf_counter()
     acc = {"centred": decisions(b, test, None, windows=1)}
@@ -77,9 +76,9 @@ def measure(name: str, seed: int, steps: int, args) -> dict:
         acc["windows"] = decisions(b, test, None, windows=10_000)
     eval_s = round(time.perf_counter() - t0, 1)
     res = {"model": name, "seed": seed, "steps": steps, "checkpoint": str(ckpt), "weights": how, "bundle": str(b.path),
-           "export_s": export_s, "eval_s": eval_s, "gate_refused": refused, "gate": checks.get("gate"),  # the TensorRT flavour's keys: int8, gate
-           "calibration": (checks["int8"].get("calibration") or {}).get("method"),
-           "adaround": checks["int8"].get("adaround"), "kept_high_precision": checks["int8"].get("kept_high_precision"),
+           "export_s": export_s, "eval_s": eval_s, "gate_refused": refused, "gate": checks.get(check_key("gate")),
+           "calibration": (checks[int8].get("calibration") or {}).get("method"),
+           "adaround": checks[int8].get("adaround"), "kept_high_precision": checks[int8].get("kept_high_precision"),
            "accuracy": acc}
     c = acc["centred"]
     print(f"[{tag} steps {steps}] exported in {export_s}s, evaluated in {eval_s}s: FP32 {c['fp32_top1']:.1f} "
