@@ -54,17 +54,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_showwarning = warnings.showwarning
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so that every ``finally`` and ``except BaseException``
-    on the way out runs (Python's default for SIGTERM exits at once and leaves half-written files)."""
-
-
 _terminated: list[int] = []  # SIGTERM seen: typer turns the KeyboardInterrupt into exit 130 before main sees it
 
 
 def _on_sigterm(signum, frame) -> None:
+    """SIGTERM raised as a KeyboardInterrupt where the process is, so that every ``finally`` and ``except
+    BaseException`` on the way out runs (Python's default exits at once and leaves half-written files)."""
     _terminated.append(signum)
-    raise Terminated
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
