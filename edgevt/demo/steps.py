@@ -257,6 +257,7 @@ def step_export(ctx: DemoContext):
     if task is not None:
         ctx.progress.update(task, total=1, completed=1, description="export done")
     checks = bundle.manifest.get("checks", {})
+    flavours = bundle.int8_flavours()
     return [ctx.bundle / "edgevt.json"], {
         "checkpoint": str(ckpt.relative_to(ctx.out)), "artifacts": sorted(bundle.artifacts),
         "sizes_kb": {k: round((bundle.path / a["file"]).stat().st_size / 1024, 1) for k, a in bundle.artifacts.items()},
@@ -266,10 +267,10 @@ def step_export(ctx: DemoContext):
         "accuracy": checks.get("accuracy"),
         "forms": sorted({a["form"] for a in bundle.artifacts.values() if a.get("form") not in (None, "window")}),
         "warnings": bundle.manifest.get("warnings", []), "int8_refused": bundle.manifest.get("int8_refused", {}),
-        "int8_flavours": bundle.int8_flavours(),
+        "int8_flavours": flavours,
         # adaptive rounding of each INT8 flavour's weights (edgevt export's default; export.adaround)
         "rounding": {fl: {k: checks[stored]["adaround"].get(k) for k in _ROUNDING_FIELDS}
-                     for fl, stored in bundle.int8_flavours().items() if "adaround" in checks.get(stored, {})}}
+                     for fl, stored in flavours.items() if "adaround" in checks.get(stored, {})}}
 
 
 # what the demo's summary and report keep of each flavour's AdaRound record (checks.<int8 key>.adaround)
